@@ -1,0 +1,210 @@
+"""Symbolic sizes: an ``int`` that remembers which input dims it was computed from.
+
+``SymInt(8, "B") * SymInt(256, "T")`` is the int 2048 that displays as ``B*T``.
+It *is* an int (subclass), so every shape computation in the engine works on it
+unchanged and byte counts use the concrete value; only display is symbolic.
+
+The expression is kept as a polynomial with rational coefficients
+(``{(("B",1),("T",1)): 1}``), which is enough for what model code does with
+sizes: products, sums, division by a constant or by a factor that divides
+exactly (``B*T*V // V == B*T``).  Anything else (``%``, inexact floor division
+by a symbol) falls back to a plain int.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+Monomial = tuple  # tuple of (symbol, power) pairs, sorted
+Poly = dict       # Monomial -> Fraction
+
+
+def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
+    powers: dict[str, int] = dict(a)
+    for sym, p in b:
+        powers[sym] = powers.get(sym, 0) + p
+    return tuple(sorted((s, p) for s, p in powers.items() if p != 0))
+
+
+def _poly_of(x) -> Poly:
+    if isinstance(x, SymInt):
+        return x._poly
+    return {(): Fraction(int(x))}
+
+
+def _poly_add(a: Poly, b: Poly, sign: int = 1) -> Poly:
+    out = dict(a)
+    for m, c in b.items():
+        out[m] = out.get(m, Fraction(0)) + sign * c
+        if out[m] == 0:
+            del out[m]
+    return out
+
+
+def _poly_mul(a: Poly, b: Poly) -> Poly:
+    out: Poly = {}
+    for ma, ca in a.items():
+        for mb, cb in b.items():
+            m = _mono_mul(ma, mb)
+            out[m] = out.get(m, Fraction(0)) + ca * cb
+            if out[m] == 0:
+                del out[m]
+    return out
+
+
+def _poly_div(a: Poly, b: Poly) -> Poly | None:
+    """Exact division by a single-term divisor, else None."""
+    if len(b) != 1:
+        return None
+    (mb, cb), = b.items()
+    inv = tuple((s, -p) for s, p in mb)
+    out: Poly = {}
+    for ma, ca in a.items():
+        m = _mono_mul(ma, inv)
+        if any(p < 0 for _, p in m):
+            return None
+        out[m] = ca / cb
+    return out
+
+
+def _is_symbolic(poly: Poly) -> bool:
+    return any(m != () for m in poly)
+
+
+def _mono_text(m: Monomial) -> str:
+    return "*".join(s if p == 1 else f"{s}**{p}" for s, p in m)
+
+
+def _poly_text(poly: Poly) -> str:
+    terms = []
+    # symbolic terms first, highest degree first, then the constant
+    for m in sorted(poly, key=lambda m: (-sum(p for _, p in m), m)):
+        c = poly[m]
+        if m == ():
+            terms.append((c, str(c.numerator) if c.denominator == 1 else f"{c.numerator}/{c.denominator}"))
+            continue
+        body = _mono_text(m)
+        mag = abs(c)
+        if mag == 1:
+            text = body
+        elif mag.denominator == 1:
+            text = f"{mag.numerator}*{body}"
+        elif mag.numerator == 1:
+            text = f"{body}/{mag.denominator}"
+        else:
+            text = f"{mag.numerator}*{body}/{mag.denominator}"
+        terms.append((c, text if c > 0 else "-" + text))
+    if not terms:
+        return "0"
+    out = terms[0][1] if terms[0][0] >= 0 or terms[0][1].startswith("-") else "-" + terms[0][1]
+    for c, text in terms[1:]:
+        if text.startswith("-"):
+            out += " - " + text[1:]
+        else:
+            out += " + " + text
+    return out
+
+
+class SymInt(int):
+    """An int whose display is an expression over named input dims."""
+
+    _poly: Poly
+
+    def __new__(cls, value: int, name: str | None = None, *, _poly: Poly | None = None):
+        obj = super().__new__(cls, int(value))
+        obj._poly = _poly if _poly is not None else ({((name, 1),): Fraction(1)} if name else {(): Fraction(int(value))})
+        return obj
+
+    @staticmethod
+    def _make(value: int, poly: Poly | None):
+        if poly is None or not _is_symbolic(poly):
+            return int(value)
+        return SymInt(value, _poly=poly)
+
+    @property
+    def expr(self) -> str:
+        return _poly_text(self._poly)
+
+    def __repr__(self) -> str:
+        return self.expr
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return int(self).__format__(spec) if spec else self.expr
+
+    def __reduce__(self):
+        return (SymInt, (int(self),), {"_poly": self._poly})
+
+    def __setstate__(self, state):
+        self._poly = state["_poly"]
+
+    # arithmetic keeps the expression ------------------------------------
+    def __add__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            return int(self) + other
+        return SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other)))
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            return int(self) - other
+        return SymInt._make(int(self) - int(other), _poly_add(self._poly, _poly_of(other), -1))
+
+    def __rsub__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            return other - int(self)
+        return SymInt._make(int(other) - int(self), _poly_add(_poly_of(other), self._poly, -1))
+
+    def __mul__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            return int(self) * other
+        return SymInt._make(int(self) * int(other), _poly_mul(self._poly, _poly_of(other)))
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            return int(self) // other
+        value = int(self) // int(other)
+        if int(other) != 0 and int(self) % int(other) == 0:
+            return SymInt._make(value, _poly_div(self._poly, _poly_of(other)))
+        return value
+
+    def __rfloordiv__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            return other // int(self)
+        value = int(other) // int(self)
+        if int(other) % int(self) == 0:
+            return SymInt._make(value, _poly_div(_poly_of(other), self._poly))
+        return value
+
+    def __neg__(self):
+        return SymInt._make(-int(self), _poly_mul(self._poly, {(): Fraction(-1)}))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self if int(self) >= 0 else -self
+
+    def __int__(self):
+        return int.__int__(self)
+
+    def __index__(self):
+        return int.__int__(self)
+
+    def __hash__(self):
+        return int.__hash__(self)
+
+
+def sym_text(x) -> str:
+    """Display text of a size: the expression for a SymInt, the number otherwise."""
+    return x.expr if isinstance(x, SymInt) else str(int(x))
+
+
+def sym_prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out = out * x
+    return out
