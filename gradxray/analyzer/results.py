@@ -54,6 +54,7 @@ class LineFact:
     flops_forward: int = 0
     flops_backward: int = 0
     grad_params: list[str] = field(default_factory=list)   # parameters the gradient reaches from here
+    end_line: int | None = None  # the statement's last line (None: same as ``line``)
 
 
 @dataclass

@@ -167,8 +167,14 @@ class SymInt(int):
         if not isinstance(other, int) or isinstance(other, bool):
             return int(self) // other
         value = int(self) // int(other)
-        if int(other) != 0 and int(self) % int(other) == 0:
+        if int(other) == 0:
+            return value
+        if int(self) % int(other) == 0:
             return SymInt._make(value, _poly_div(self._poly, _poly_of(other)))
+        if not isinstance(other, SymInt):
+            # floor((a - r) / s) with the concrete remainder r: exact for the bound values
+            rem = int(self) % int(other)
+            return SymInt._make(value, _poly_div(_poly_add(self._poly, {(): Fraction(rem)}, -1), _poly_of(other)))
         return value
 
     def __rfloordiv__(self, other):

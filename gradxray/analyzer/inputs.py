@@ -1,0 +1,224 @@
+"""Input-shape discovery for a ``forward``.
+
+Precedence: ``Settings.inputs`` (CLI ``--input x=[B,3,224,224]:float32``), then a
+pragma comment on the ``forward`` signature::
+
+    def forward(self, idx, targets=None):  # gradxray: idx=[B, T] int64, targets=[B, T] int64
+
+then an example call in the same file (``model(torch.randn(2, 3, 32, 32))``).
+Dims that are names are bound from ``Settings.dim_bindings()`` and become
+``SymInt(value, name)`` so shapes display symbolically; numbers stay ints.
+
+This module parses and describes; it creates engine tensors only in
+``make_input_tensors`` (through the runtime passed in).
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from gradxray.engine.symbolic import SymInt
+
+from .project import ModuleIndex, dotted_name, pragma_lines, resolve_dotted
+
+DTYPE_ALIASES = {
+    "float32": "float32", "float": "float32", "f32": "float32", "fp32": "float32",
+    "float16": "float16", "half": "float16", "f16": "float16", "fp16": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float64": "float64", "double": "float64", "f64": "float64",
+    "int64": "int64", "long": "int64", "i64": "int64",
+    "int32": "int32", "int": "int32", "i32": "int32",
+    "int16": "int16", "short": "int16",
+    "int8": "int8", "uint8": "uint8",
+    "bool": "bool",
+    "complex64": "complex64",
+}
+
+PRAGMA_RE = re.compile(r"#\s*gradxray\s*:\s*(.*)$")
+
+
+class InputSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dims: tuple           # ints and dim names, e.g. ("B", 3, "H", "W"); None for an explicit `x=None`
+    dtype: str            # canonical dtype name
+    line: int | None = None     # pragma line, when it came from a pragma
+    source: str = "pragma"      # "pragma" | "settings" | "example"
+
+    def shape_text(self) -> tuple[str, ...]:
+        return tuple(str(d) for d in (self.dims or ()))
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas that are not inside brackets."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur))
+    return parts
+
+
+_ITEM_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(.*?)\s*$")
+_SHAPE_RE = re.compile(r"^[\[(]([^\])]*)[\])]\s*(?::\s*|\s+)?([A-Za-z_]\w*)?\s*$")
+
+
+def parse_shape(text: str, name: str = "x") -> tuple[tuple, str] | None:
+    """``[B, 3, H, W] float32`` / ``[B,T]:int64`` -> ((\"B\", 3, \"H\", \"W\"), \"float32\").
+    ``None`` -> None (the argument is passed as None)."""
+    text = text.strip()
+    if text == "None":
+        return None
+    m = _SHAPE_RE.match(text)
+    if not m:
+        raise InputSpecError(f"cannot parse the shape of `{name}`: expected `{name}=[B, ...] dtype`, got `{text}`")
+    dims = []
+    for d in m.group(1).split(","):
+        d = d.strip()
+        if not d:
+            continue
+        if re.fullmatch(r"-?\d+", d):
+            dims.append(int(d))
+        elif re.fullmatch(r"[A-Za-z_]\w*", d):
+            dims.append(d)
+        else:
+            raise InputSpecError(f"cannot parse dim `{d}` of `{name}`: use a number or a dim name (B, T, H, W …)")
+    dtype = m.group(2) or "float32"
+    canon = DTYPE_ALIASES.get(dtype)
+    if canon is None:
+        raise InputSpecError(f"unknown dtype `{dtype}` for `{name}`")
+    return tuple(dims), canon
+
+
+def parse_pragma(text: str, line: int | None = None) -> list[InputSpec]:
+    """Parse the part after ``# gradxray:``; raises InputSpecError."""
+    specs = []
+    for item in _split_top(text):
+        m = _ITEM_RE.match(item)
+        if not m:
+            raise InputSpecError(f"cannot parse input pragma item `{item.strip()}`: expected `name=[dims] dtype`")
+        name, rest = m.group(1), m.group(2)
+        parsed = parse_shape(rest, name)
+        if parsed is None:
+            specs.append(InputSpec(name, None, "none", line))
+        else:
+            specs.append(InputSpec(name, parsed[0], parsed[1], line))
+    return specs
+
+
+def find_pragma(index: ModuleIndex, fn: ast.FunctionDef) -> tuple[int, str] | None:
+    """(line, text after `gradxray:`) of the input pragma on a function's signature, if any."""
+    for ln, text in pragma_lines(index, fn):
+        m = PRAGMA_RE.search(text)
+        if m:
+            body = m.group(1).strip()
+            if body.lower().startswith("noqa"):
+                continue
+            return ln, body
+    return None
+
+
+def bind_dims(spec: InputSpec, bindings: dict[str, int]) -> tuple:
+    out = []
+    for d in spec.dims or ():
+        if isinstance(d, str):
+            if d not in bindings:
+                known = ", ".join(sorted(bindings))
+                raise InputSpecError(
+                    f"unknown dim `{d}` in the shape of `{spec.name}` (known: {known}); "
+                    f"bind it with `--dim {d}=N` or `dims` in [tool.gradxray]")
+            out.append(SymInt(bindings[d], d))
+        else:
+            out.append(int(d))
+    return tuple(out)
+
+
+# --- example calls: `model = Net(...)` ... `model(torch.randn(2, 3, 32, 32))` ---------------
+
+_CREATORS = {"randn", "rand", "zeros", "ones", "empty", "randint", "full"}
+
+
+def _literal_shape(call: ast.Call, imports) -> tuple[tuple, str] | None:
+    name = dotted_name(call.func)
+    if not name:
+        return None
+    full = resolve_dotted(name, imports)
+    if not full.startswith("torch.") or full.split(".")[-1] not in _CREATORS or full.count(".") != 1:
+        return None
+    kind = full.split(".")[-1]
+    args = list(call.args)
+    if kind == "randint":            # randint(low?, high, size)
+        args = [a for a in args if isinstance(a, (ast.Tuple, ast.List))][:1]
+    elif kind == "full":
+        args = args[:1]
+    if len(args) == 1 and isinstance(args[0], (ast.Tuple, ast.List)):
+        args = list(args[0].elts)
+    dims = []
+    for a in args:
+        if isinstance(a, ast.Constant) and isinstance(a.value, int) and not isinstance(a.value, bool):
+            dims.append(a.value)
+        else:
+            return None
+    dtype = "int64" if kind == "randint" else "float32"
+    for kw in call.keywords:
+        if kw.arg == "dtype":
+            dn = dotted_name(kw.value)
+            if dn:
+                dtype = DTYPE_ALIASES.get(dn.split(".")[-1], dtype)
+    return tuple(dims), dtype
+
+
+def find_example_call(index: ModuleIndex, class_name: str, params: list[str]) -> list[InputSpec] | None:
+    """Look for `m = ClassName(...)` then `m(torch.randn(...))`, or `ClassName(...)(torch.randn(...))`."""
+    instances: set[str] = set()
+    for node in ast.walk(index.tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            if dotted_name(node.value.func) == class_name:
+                for t in node.targets:
+                    if isinstance(t, ast.Name):
+                        instances.add(t.id)
+    for node in ast.walk(index.tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        hit = (isinstance(f, ast.Name) and f.id in instances) or (
+            isinstance(f, ast.Call) and dotted_name(f.func) == class_name)
+        if not hit or not node.args:
+            continue
+        specs = []
+        for i, a in enumerate(node.args):
+            if i >= len(params) or not isinstance(a, ast.Call):
+                break
+            shape = _literal_shape(a, index.imports)
+            if shape is None:
+                break
+            specs.append(InputSpec(params[i], shape[0], shape[1], node.lineno, "example"))
+        if specs:
+            return specs
+    return None
+
+
+def make_input_tensors(specs: list[InputSpec], settings, runtime) -> dict:
+    """name -> engine tensor (data-less), or None for an explicit `x=None`."""
+    bindings = settings.dim_bindings()
+    out = {}
+    for spec in specs:
+        if spec.dims is None:
+            out[spec.name] = None
+            continue
+        shape = bind_dims(spec, bindings)
+        out[spec.name] = runtime.make_input(shape, spec.dtype, settings.device)
+    return out

@@ -1,0 +1,53 @@
+"""
+## What it does
+Notes a `forward` whose input shapes gradxray could not find, and which it
+therefore analysed with assumed shapes (or not at all). Emitted by the
+analyzer once per module class, on the `forward` line.
+
+## Why is this bad?
+Every shape, byte count and FLOP figure gradxray shows comes from the input
+shapes. gradxray looks for them, in order, in: a `# gradxray:` pragma on the
+`forward` line; `[tool.gradxray]` in `pyproject.toml`; jaxtyping or
+`Annotated` shape annotations; an example call in the same file
+(`model(torch.randn(2, 3, 32, 32))`); the first consumer of the input
+(`nn.Embedding` implies an integer `[B, T]`, `nn.Conv2d(3, ...)` implies
+`[B, 3, H, W]`). When none of these applies, the figures rest on a guess.
+
+This is an analysis note (severity *information*): it never fails
+`gradxray check`.
+
+## Example
+```python
+class Classifier(nn.Module):
+    def forward(self, x, mask):
+        ...
+```
+
+## Use instead
+State the shapes with a pragma; symbolic dims (`B`, `T`, `H`, `W`, ...) are
+bound by `--batch` / `--dim` or by `[tool.gradxray]`:
+```python
+class Classifier(nn.Module):
+    def forward(self, x, mask):  # gradxray: x=[B, T, 768] float32, mask=[B, T] bool
+        ...
+```
+
+## Fix safety
+The fix inserts the pragma with the shapes gradxray assumed. It is marked
+unsafe: it does not change what the program does, but the inserted shapes
+are a guess that should be checked.
+
+## References
+- gradxray design: *Input shapes, in order of precedence*
+- [jaxtyping](https://docs.kidger.site/jaxtyping/)
+"""
+from __future__ import annotations
+
+CODE = "GX901"
+NAME = "unknown-input-shape"
+# fields: {inputs} the inputs without a known shape, {cls} the module class
+MESSAGE = "No input shape known for {inputs} of `{cls}.forward`; add a `# gradxray:` pragma"
+SEVERITY = "information"
+FIX = "unsafe"
+
+# No ``check``: the analyzer emits GX901 itself while it discovers input shapes.

@@ -1,0 +1,193 @@
+"""The torch surface the interpreter sees, mapped onto gradxray's engine.
+
+User code says ``torch.X`` / ``nn.X`` / ``F.X`` / ``tensor.method(...)``; the
+interpreter resolves those names here.  ``torch`` is the engine namespace
+(``gradxray.engine``), whose API mirrors torch's, so ``torch.arange`` is
+``gx.arange``, ``nn.Linear`` is ``gx.nn.Linear`` and so on.  A name the engine
+lacks becomes ``Unknown`` (never an error).
+
+Everything goes through a ``Runtime`` (the namespace plus its backend and
+source-attribution contexts) so that the interpreter holds no direct engine
+reference.  The static path never imports torch.
+
+Safety: the interpreter never executes user code, and it must not let user
+code reach arbitrary Python either (``x.__class__.__base__.__subclasses__()``).
+``safe_attr`` refuses dunder and private attributes on host objects, refuses
+host modules other than the mapped namespaces, and refuses a few builtins.
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import math
+import types
+from typing import Any
+
+from .values import Namespace
+
+# modules of the Python standard library that are pure functions of their arguments
+SAFE_STDLIB = {"math": math}
+
+_BLOCKED_CALLABLES = {
+    id(getattr(builtins, n)) for n in (
+        "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars",
+        "breakpoint", "input", "getattr", "setattr", "delattr", "memoryview", "help", "exit", "quit",
+    ) if hasattr(builtins, n)
+}
+
+
+class Runtime:
+    """The engine as the interpreter sees it."""
+
+    def __init__(self, tx, *, backend=None, source_location=None, device_hint: str | None = None):
+        self.tx = tx                                   # torch-like namespace: gradxray.engine
+        self._backend = backend or contextlib.nullcontext
+        self._source_location = source_location
+        self.device_hint = device_hint                 # device for created inputs (None: settings.device)
+        self.Tensor = tx.Tensor
+        self.Module = tx.nn.Module
+        self.Parameter = getattr(tx.nn, "Parameter", None)
+        self._allowed_modules = {id(tx)}
+        for sub in ("nn", "nn.functional", "nn.init", "nn.utils", "utils", "utils.checkpoint",
+                    "autograd", "amp", "optim", "cuda", "backends", "linalg", "fft", "special"):
+            obj = tx
+            for part in sub.split("."):
+                obj = getattr(obj, part, None)
+                if obj is None:
+                    break
+            if obj is not None:
+                self._allowed_modules.add(id(obj))
+
+    # contexts ------------------------------------------------------------------------------
+    def backend(self):
+        return self._backend()
+
+    def source_location(self, file: str, line: int):
+        if self._source_location is None:
+            return contextlib.nullcontext()
+        return self._source_location(file, line)
+
+    # values --------------------------------------------------------------------------------
+    def is_tensor(self, v) -> bool:
+        return isinstance(v, self.Tensor)
+
+    def is_module(self, v) -> bool:
+        return isinstance(v, self.Module)
+
+    def dtype(self, name: str):
+        return getattr(self.tx, name)
+
+    def make_input(self, shape: tuple, dtype: str, device: str | None):
+        dev = self.device_hint or device
+        dt = self.dtype(dtype)
+        try:
+            return self.tx.empty(shape, dtype=dt, device=dev)
+        except Exception:
+            return self.tx.empty(shape, dtype=dt)
+
+    # namespace resolution ------------------------------------------------------------------
+    def resolve_import(self, dotted: str):
+        """A dotted import target -> (value, reason-if-unknown)."""
+        parts = dotted.split(".")
+        if parts[0] == "torch":
+            obj: Any = self.tx
+            for i, part in enumerate(parts[1:], 1):
+                nxt = getattr(obj, part, None)
+                if nxt is None:
+                    return None, f"`{'.'.join(parts[:i + 1])}` is not supported by gradxray's engine"
+                obj = nxt
+            return self.wrap(".".join(parts), obj), None
+        if parts[0] in SAFE_STDLIB:
+            obj = SAFE_STDLIB[parts[0]]
+            for part in parts[1:]:
+                if part.startswith("_") or not hasattr(obj, part):
+                    return None, f"`{dotted}` is not supported"
+                obj = getattr(obj, part)
+            return self.wrap(dotted, obj), None
+        return None, f"unresolved import `{dotted}`"
+
+    def wrap(self, dotted: str, obj):
+        if isinstance(obj, types.ModuleType):
+            return Namespace(dotted, obj)
+        return obj
+
+    def namespace_attr(self, ns: Namespace, name: str):
+        """``torch.X`` -> (value, reason-if-unknown)."""
+        if name.startswith("_"):
+            return None, f"`{ns.dotted}.{name}` is private"
+        obj = getattr(ns.obj, name, None)
+        if obj is None:
+            if ns.obj is self.tx or ns.dotted.startswith("torch"):
+                return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"
+            return None, f"`{ns.dotted}.{name}` is not supported"
+        if isinstance(obj, types.ModuleType):
+            if id(obj) not in self._allowed_modules and obj not in SAFE_STDLIB.values():
+                return None, f"`{ns.dotted}.{name}` is not supported"
+            return Namespace(f"{ns.dotted}.{name}", obj), None
+        if id(obj) in _BLOCKED_CALLABLES:
+            return None, f"`{ns.dotted}.{name}` is not allowed"
+        return obj, None
+
+    def safe_attr(self, obj, name: str):
+        """Attribute of a host object -> (value, reason-if-refused-or-missing)."""
+        if name.startswith("_"):
+            return None, f"attribute `{name}` is private"
+        try:
+            val = getattr(obj, name)
+        except AttributeError:
+            return None, f"`{type(obj).__name__}` has no attribute `{name}`"
+        except Exception as e:  # engine property raising
+            return None, f"`.{name}`: {type(e).__name__}: {e}"
+        if isinstance(val, types.ModuleType):
+            if id(val) in self._allowed_modules:
+                return Namespace(name, val), None
+            return None, f"attribute `{name}` is a module"
+        if id(val) in _BLOCKED_CALLABLES:
+            return None, f"attribute `{name}` is not allowed"
+        return val, None
+
+
+def engine_runtime() -> Runtime:
+    """The runtime on gradxray's engine, shape backend (no data)."""
+    import gradxray.engine as gx
+
+    memory = getattr(gx, "memory", None)
+    srcloc = getattr(memory, "source_location", None) if memory is not None else None
+    backend = getattr(gx, "backend", None)
+    return Runtime(gx, backend=(lambda: backend("shape")) if backend else None, source_location=srcloc)
+
+
+# --- helpers over tensors and graphs ------------------------------------------------------------
+
+def dtype_name(dt) -> str:
+    name = getattr(dt, "name", None)
+    if isinstance(name, str):
+        return name
+    return str(dt).rsplit(".", 1)[-1]
+
+
+def upstream_params(t, runtime: Runtime) -> set[int]:
+    """ids of the leaf tensors that require grad (parameters) reachable backwards from t."""
+    out: set[int] = set()
+    if not runtime.is_tensor(t):
+        return out
+    fn = getattr(t, "grad_fn", None)
+    if fn is None:
+        if getattr(t, "requires_grad", False):
+            out.add(id(t))
+        return out
+    seen: set[int] = set()
+    stack = [fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        var = getattr(node, "variable", None)
+        if var is not None:
+            out.add(id(var))
+        for nxt in getattr(node, "next_functions", ()) or ():
+            n = nxt[0] if isinstance(nxt, tuple) else nxt
+            if n is not None:
+                stack.append(n)
+    return out

@@ -1,0 +1,265 @@
+"""Abstract values of the interpreter.
+
+Everything the interpreter computes is one of:
+
+* a plain Python value (int, float, str, None, tuple, list, dict, slice, and
+  ``SymInt`` sizes) or an engine object (tensor, dtype, device, engine module,
+  context manager) — "host values", operated on with ordinary Python semantics;
+* ``UserClass`` / ``UserInstance`` — a class of the analysed file and an
+  instance of a non-module class (config dataclasses, plain objects);
+* ``InterpretedModule`` instances — user ``nn.Module`` subclasses: real
+  subclasses of the engine's ``Module`` whose ``forward`` runs the interpreter;
+* ``UserFunction`` / ``BoundMethod`` — functions of the file (callable from
+  Python too, so the engine can call them back: ``Module.apply(fn)``,
+  ``checkpoint(fn, x)``);
+* ``Unknown`` — anything the interpreter cannot resolve, with a reason and the
+  span where precision was lost.  Contagious, never fatal.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from .results import Span
+
+
+class Unknown:
+    """A value the interpreter could not resolve."""
+
+    __slots__ = ("reason", "span")
+
+    def __init__(self, reason: str, span: Span | None = None):
+        self.reason = reason
+        self.span = span
+
+    def __repr__(self) -> str:
+        return f"Unknown({self.reason!r})"
+
+    def __bool__(self):  # a guard against accidental truth tests inside the analyzer
+        raise TypeError("truth value of an Unknown is not known")
+
+
+def is_unknown(v: Any) -> bool:
+    return isinstance(v, Unknown)
+
+
+def first_unknown(values) -> Unknown | None:
+    """The first Unknown among values (looking one level into tuples/lists/dicts)."""
+    for v in values:
+        if isinstance(v, Unknown):
+            return v
+        if isinstance(v, (tuple, list)):
+            for x in v:
+                if isinstance(x, Unknown):
+                    return x
+        elif isinstance(v, dict):
+            for x in v.values():
+                if isinstance(x, Unknown):
+                    return x
+    return None
+
+
+class UserFunction:
+    """A function (or method, or lambda) defined in the analysed source."""
+
+    def __init__(self, interp, node, scope, owner=None, name: str | None = None):
+        self.interp = interp
+        self.node = node                    # ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+        self.scope = scope                  # the enclosing Scope (closures; module scope at top level)
+        self.owner = owner                  # the UserClass that defines it (methods), for super()
+        self.name = name or getattr(node, "name", "<lambda>")
+        self.kind = "function"              # "function" | "staticmethod" | "classmethod" | "property"
+        self.context_decorators: list = []  # e.g. torch.no_grad() used as a decorator
+        self.defaults_cache: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"<function {self.name}>"
+
+    def __call__(self, *args, **kwargs):    # called back from engine code
+        return self.interp.call_function(self, list(args), kwargs, None)
+
+    @property
+    def __name__(self):
+        return self.name
+
+
+class BoundMethod:
+    def __init__(self, func: UserFunction, receiver):
+        self.func = func
+        self.receiver = receiver
+
+    def __repr__(self) -> str:
+        return f"<bound method {self.func.name}>"
+
+    def __call__(self, *args, **kwargs):
+        return self.func.interp.call_function(self.func, [self.receiver, *args], kwargs, None)
+
+    @property
+    def __name__(self):
+        return self.func.name
+
+
+class UserClass:
+    """A class of the analysed file."""
+
+    def __init__(self, interp, info, bases: list, scope):
+        self.interp = interp
+        self.info = info                    # project.ClassInfo
+        self.name = info.name
+        self.bases = bases                  # UserClass and host classes (engine module classes)
+        self.scope = scope
+        self.attrs: dict[str, Any] | None = None    # class-body namespace, built lazily
+        self.py_class = None                # the InterpretedModule subclass for module classes
+
+    def __repr__(self) -> str:
+        return f"<class {self.name}>"
+
+    @property
+    def __name__(self):
+        return self.name
+
+    def mro(self) -> list["UserClass"]:
+        out: list[UserClass] = []
+        for cls in [self] + [b for base in self.bases if isinstance(base, UserClass) for b in base.mro()]:
+            if cls not in out:
+                out.append(cls)
+        return out
+
+    def host_bases(self) -> list:
+        out = []
+        for cls in self.mro():
+            for b in cls.bases:
+                if not isinstance(b, UserClass) and b not in out:
+                    out.append(b)
+        return out
+
+    def lookup(self, name: str, after: "UserClass | None" = None):
+        """(defining class, raw attribute) along the MRO, starting after ``after``."""
+        chain = self.mro()
+        if after is not None and after in chain:
+            chain = chain[chain.index(after) + 1:]
+        for cls in chain:
+            attrs = cls.interp.class_attrs(cls)
+            if name in attrs:
+                return cls, attrs[name]
+        return None, None
+
+    def subclass_of(self, other: "UserClass") -> bool:
+        return other in self.mro()
+
+
+class UserInstance:
+    """An instance of a non-module class of the file (config dataclass, plain object)."""
+
+    def __init__(self, cls: UserClass):
+        self.cls = cls
+        self.fields: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"{self.cls.name}({inner})"
+
+
+class SuperProxy:
+    def __init__(self, cls: UserClass, receiver):
+        self.cls = cls
+        self.receiver = receiver
+
+
+class Builtin:
+    """A Python builtin the interpreter implements itself (len, isinstance, getattr ...)."""
+
+    def __init__(self, name: str, fn, node_aware: bool = False):
+        self.name = name
+        self.fn = fn                       # fn(interp, node, args, kwargs)
+        self.node_aware = node_aware
+
+    def __repr__(self) -> str:
+        return f"<builtin {self.name}>"
+
+
+class Marker:
+    """Names with a special meaning at analysis time: dataclasses.dataclass, field, typing names."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+class FieldDefault:
+    """``dataclasses.field(default=..., default_factory=...)``."""
+
+    def __init__(self, default=None, factory=None, has_default=False):
+        self.default = default
+        self.factory = factory
+        self.has_default = has_default
+
+
+class Namespace:
+    """A resolved import of a host module (``torch`` -> the engine, ``math``)."""
+
+    def __init__(self, dotted: str, obj):
+        self.dotted = dotted
+        self.obj = obj
+
+    def __repr__(self) -> str:
+        return f"<module {self.dotted}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# user nn.Module subclasses
+
+_BASES: dict[type, type] = {}
+
+
+def interpreted_module_base(module_cls: type) -> type:
+    """The InterpretedModule class for an engine (``gx.nn.Module``)."""
+    if module_cls in _BASES:
+        return _BASES[module_cls]
+
+    class InterpretedModule(module_cls):
+        """A user nn.Module subclass: engine Module state, interpreted methods."""
+
+        _gx_user_class: UserClass | None = None
+
+        def forward(self, *args, **kwargs):
+            ucls = type(self)._gx_user_class
+            owner, fn = ucls.lookup("forward")
+            if isinstance(fn, UserFunction):
+                return fn.interp.call_function(fn, [self, *args], kwargs, None, is_forward=True)
+            return super().forward(*args, **kwargs)
+
+        def extra_repr(self) -> str:
+            return ""
+
+    InterpretedModule.__name__ = "InterpretedModule"
+    InterpretedModule.__qualname__ = "InterpretedModule"
+    _BASES[module_cls] = InterpretedModule
+    return InterpretedModule
+
+
+def make_module_class(ucls: UserClass, base: type, host_bases: list) -> type:
+    """A Python class named after the user's class (so module summaries show it)."""
+    parents = []
+    for b in ucls.bases:
+        if isinstance(b, UserClass) and b.py_class is not None:
+            parents.append(b.py_class)
+    if not parents:
+        parents.append(base)
+    for hb in host_bases:
+        if isinstance(hb, type) and not any(issubclass(p, hb) for p in parents):
+            parents.append(hb)
+    try:
+        cls = type(ucls.name, tuple(parents), {"_gx_user_class": ucls, "__module__": "gradxray.user"})
+    except TypeError:
+        cls = type(ucls.name, (base,), {"_gx_user_class": ucls, "__module__": "gradxray.user"})
+    return cls
+
+
+def node_text(node: ast.AST, lines: list[str] | None = None) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # pragma: no cover - unparse handles every expression
+        return "<expr>"

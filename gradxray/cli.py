@@ -1,0 +1,729 @@
+"""``gradxray`` command line: check | memory | rules | rule | lsp.
+
+Exit status: 0 clean, 1 findings, 2 error (missing file, bad configuration,
+bad flag, bad target, internal failure).  Errors are one line on stderr
+(``gradxray: error: ...``), never a traceback; set ``GRADXRAY_DEBUG=1`` to see one.
+
+``check`` and a file with a syntax error: like ruff, the error is reported as a
+finding (``path:row:col: SyntaxError: ...``; in JSON ``"code": null``), the
+other files are still checked, and the exit status is 1.
+
+Findings of severity *information* / *hint* (the GX9xx analysis notes) are
+printed but never make ``check`` exit 1.
+
+This module imports nothing heavy at start: the analyzer is imported by
+``check``/``memory``, pygls only by ``lsp``, and torch never.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+from gradxray import __version__
+
+PROG = "gradxray"
+EXCLUDED_DIRS = {
+    ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".ipynb_checkpoints", ".mypy_cache",
+    ".nox", ".pants.d", ".pyenv", ".pytest_cache", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv",
+    ".vscode", "__pycache__", "__pypackages__", "_build", "buck-out", "build", "dist", "node_modules",
+    "site-packages", "venv",
+}
+FAILING_SEVERITIES = {"error", "warning"}
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _debug() -> bool:
+    return os.environ.get("GRADXRAY_DEBUG", "") not in ("", "0")
+
+
+def _err(msg: str) -> None:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+
+
+# =========================================================================== check
+
+@dataclass
+class Finding:
+    filename: str
+    code: str | None
+    message: str
+    severity: str
+    row: int
+    column: int              # 1-based, characters
+    end_row: int
+    end_column: int
+    fix: dict | None = None
+    name: str = ""
+
+    @property
+    def fix_applicability(self) -> str | None:
+        return self.fix["applicability"] if self.fix else None
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": self.message, "severity": self.severity,
+                "filename": self.filename,
+                "location": {"row": self.row, "column": self.column},
+                "end_location": {"row": self.end_row, "column": self.end_column},
+                "fix": self.fix}
+
+
+@dataclass
+class FileResult:
+    filename: str
+    findings: list[Finding] = field(default_factory=list)
+    fixed: int = 0
+
+
+def collect_files(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if d not in EXCLUDED_DIRS and not d.endswith(".egg-info"))
+                for f in sorted(files):
+                    if f.endswith((".py", ".pyi")):
+                        add(os.path.normpath(os.path.join(root, f)))
+        else:
+            add(os.path.normpath(p))
+    return out
+
+
+def read_source(path: str) -> str:
+    """The file's text with its newlines kept (encoding from the PEP 263 cookie, default UTF-8)."""
+    import io
+    import tokenize
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        encoding = "utf-8"
+    if encoding == "utf-8-sig":
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        encoding = "utf-8"
+    return data.decode(encoding)
+
+
+def _to_cols(lines: list[str], line: int, col: int) -> int:
+    from gradxray.analyzer.positions import byte_col_to_char, line_text
+
+    return byte_col_to_char(line_text(lines, line), col) + 1
+
+
+def _span_rows(lines: list[str], span) -> tuple[int, int, int, int]:
+    from gradxray.analyzer.positions import line_text
+
+    row = max(1, span.line)
+    col = _to_cols(lines, row, span.col)
+    if span.end_line is not None and span.end_col is not None:
+        end_row = span.end_line
+        end_col = _to_cols(lines, end_row, span.end_col)
+    else:
+        end_row = row
+        end_col = max(col, len(line_text(lines, row).rstrip()) + 1)
+    return row, col, end_row, end_col
+
+
+def _fix_json(lines: list[str], fix) -> dict | None:
+    if fix is None:
+        return None
+    edits = []
+    for e in fix.edits:
+        r, c, er, ec = _span_rows(lines, e.span)
+        edits.append({"content": e.content, "location": {"row": r, "column": c},
+                      "end_location": {"row": er, "column": ec}})
+    return {"applicability": fix.applicability, "message": fix.message, "edits": edits}
+
+
+def _syntax_finding(filename: str, source: str, error: str) -> Finding:
+    import ast
+
+    try:
+        ast.parse(source, filename)
+    except SyntaxError as exc:
+        row = exc.lineno or 1
+        col = exc.offset or 1
+        end_row = getattr(exc, "end_lineno", None) or row
+        end_col = getattr(exc, "end_offset", None) or col
+        if (end_row, end_col) < (row, col):
+            end_row, end_col = row, col
+        return Finding(filename, None, f"SyntaxError: {exc.msg}", "error", row, max(col, 1),
+                       end_row, max(end_col, 1), name="syntax-error")
+    except (ValueError, MemoryError, RecursionError) as exc:
+        return Finding(filename, None, f"SyntaxError: {exc}", "error", 1, 1, 1, 1, name="syntax-error")
+    msg = error if error.startswith(("SyntaxError", "Error")) else f"Error: {error}"
+    return Finding(filename, None, msg, "error", 1, 1, 1, 1, name="syntax-error")
+
+
+def _findings(filename: str, source: str, analysis) -> list[Finding]:
+    from gradxray.analyzer.positions import split_lines
+    from gradxray.analyzer.rules import get_rule
+
+    if analysis.error:
+        return [_syntax_finding(filename, source, analysis.error)]
+    lines = split_lines(source)
+    out = []
+    for d in analysis.diagnostics:
+        r, c, er, ec = _span_rows(lines, d.span)
+        rule = get_rule(d.code) if d.code else None
+        out.append(Finding(filename, d.code, d.message, d.severity, r, c, er, ec,
+                           _fix_json(lines, d.fix), name=rule.name if rule else ""))
+    out.sort(key=lambda f: (f.row, f.column, f.code or ""))
+    return out
+
+
+def apply_fixes(source: str, diagnostics, unsafe: bool) -> tuple[str, int]:
+    """Apply the fixes of ``diagnostics`` (safe ones; unsafe too when asked).  Overlapping fixes are skipped."""
+    from gradxray.analyzer.positions import byte_col_to_char, split_lines
+
+    lines = split_lines(source)
+    starts = [0]
+    for m in re.finditer(r"\r\n|\r|\n", source):
+        starts.append(m.end())
+
+    def offset(line: int, col: int) -> int:
+        line = min(max(line, 1), len(starts))
+        text = lines[line - 1] if line - 1 < len(lines) else ""
+        return starts[line - 1] + byte_col_to_char(text, col)
+
+    chosen: list[tuple[int, int, str]] = []
+    fixed = 0
+    for d in sorted(diagnostics, key=lambda d: (d.span.line, d.span.col)):
+        fix = d.fix
+        if fix is None or not fix.edits or (fix.applicability != "safe" and not unsafe):
+            continue
+        edits = []
+        for e in fix.edits:
+            s = offset(e.span.line, e.span.col)
+            end_line = e.span.end_line if e.span.end_line is not None else e.span.line
+            end_col = e.span.end_col if e.span.end_col is not None else e.span.col
+            edits.append((s, max(s, offset(end_line, end_col)), e.content))
+        if any(not (b[1] <= a[0] or a[1] <= b[0]) or (a[0] == a[1] == b[0] == b[1])
+               for a in edits for b in chosen):
+            continue
+        chosen.extend(edits)
+        fixed += 1
+    for s, e, content in sorted(chosen, key=lambda t: (t[0], t[1]), reverse=True):
+        source = source[:s] + content + source[e:]
+    return source, fixed
+
+
+def _settings_for(path: str, args):
+    from gradxray.analyzer.config import check_selectors, find_config
+
+    settings = find_config(path).settings_for(path)
+    if args.select:
+        settings.select = check_selectors(",".join(args.select), key="--select")
+    if args.extend_select and settings.select:  # an empty selection already means ALL
+        settings.select = list(settings.select) + check_selectors(",".join(args.extend_select), key="--extend-select")
+    if args.ignore:
+        settings.ignore = list(settings.ignore) + check_selectors(",".join(args.ignore), key="--ignore")
+    return settings
+
+
+def check_file(path: str, args) -> tuple[FileResult, bool]:
+    """Analyse one file.  Returns its result and whether a per-file error (exit 2) happened."""
+    from gradxray.analyzer import analyze_source
+
+    res = FileResult(path)
+    try:
+        source = read_source(path)
+    except (OSError, UnicodeDecodeError, LookupError) as exc:
+        _err(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+        return res, True
+    settings = _settings_for(path, args)
+    try:
+        analysis = analyze_source(source, path, settings)
+        if args.fix and not analysis.error:
+            new_source, fixed = apply_fixes(source, analysis.diagnostics, args.unsafe_fixes)
+            if fixed:
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    f.write(new_source)
+                res.fixed = fixed
+                source = new_source
+                analysis = analyze_source(source, path, settings)
+    except Exception as exc:  # the analyzer promises not to raise; a bug must not print a traceback
+        if _debug():
+            raise
+        _err(f"{path}: internal error while analysing: {type(exc).__name__}: {exc}")
+        return res, True
+    res.findings = _findings(path, source, analysis)
+    return res, False
+
+
+def _gh_escape(s: str, prop: bool = False) -> str:
+    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        s = s.replace(":", "%3A").replace(",", "%2C")
+    return s
+
+
+_GH_LEVEL = {"error": "error", "warning": "warning", "information": "notice", "hint": "notice"}
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "information": "note", "hint": "note"}
+
+
+def _sarif(findings: list[Finding]) -> dict:
+    from gradxray.analyzer.rules import all_rules
+
+    rules = [{"id": r.code, "name": r.name,
+              "shortDescription": {"text": r.summary},
+              "fullDescription": {"text": r.docs},
+              "help": {"text": r.docs, "markdown": r.docs},
+              "defaultConfiguration": {"level": _SARIF_LEVEL.get(r.severity, "warning")},
+              "properties": {"fix": r.fix}} for r in all_rules()]
+    results = []
+    for f in findings:
+        uri = f.filename.replace(os.sep, "/")
+        if os.path.isabs(f.filename):
+            try:
+                rel = os.path.relpath(f.filename)
+                if not rel.startswith(".."):
+                    uri = rel.replace(os.sep, "/")
+            except ValueError:
+                pass
+        results.append({
+            "ruleId": f.code or "syntax-error",
+            "level": _SARIF_LEVEL.get(f.severity, "warning"),
+            "message": {"text": f.message},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": uri},
+                "region": {"startLine": f.row, "startColumn": f.column,
+                           "endLine": f.end_row, "endColumn": f.end_column}}}],
+        })
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+            "runs": [{"tool": {"driver": {"name": PROG, "version": __version__, "rules": rules}},
+                      "results": results}]}
+
+
+def _statistics(findings: list[Finding], fmt: str) -> str:
+    counts: dict[tuple[str, str], list] = {}
+    for f in findings:
+        key = (f.code or "", f.name or ("syntax-error" if f.code is None else ""))
+        entry = counts.setdefault(key, [0, False])
+        entry[0] += 1
+        entry[1] = entry[1] or f.fix_applicability == "safe"
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0][0]))
+    if fmt == "json":
+        return json.dumps([{"code": code or None, "name": name, "count": n, "fixable": fx}
+                           for (code, name), (n, fx) in rows], indent=2)
+    if not rows:
+        return ""
+    w = max(len(str(n)) for _, (n, _f) in rows)
+    cw = max(len(code) for (code, _), _ in rows)
+    return "\n".join(f"{n:>{w}}\t{code:<{cw}}\t{'[*]' if fx else '[ ]'} {name}"
+                     for (code, name), (n, fx) in rows)
+
+
+def cmd_check(args) -> int:
+    from gradxray.analyzer.config import ConfigError
+
+    paths = args.paths or ["."]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        for p in missing:
+            _err(f"{p}: No such file or directory")
+        return 2
+    files = collect_files(paths)
+    results: list[FileResult] = []
+    had_error = False
+    try:
+        for path in files:
+            res, err = check_file(path, args)
+            had_error |= err
+            results.append(res)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    findings = [f for r in results for f in r.findings]
+    fixed = sum(r.fixed for r in results)
+    fmt = args.output_format
+    out = sys.stdout
+    if args.statistics:
+        text = _statistics(findings, "json" if fmt == "json" else "text")
+        if text:
+            print(text, file=out)
+    elif fmt == "json":
+        print(json.dumps([f.to_json() for f in findings], indent=2), file=out)
+    elif fmt == "sarif":
+        print(json.dumps(_sarif(findings), indent=2), file=out)
+    elif fmt == "github":
+        for f in findings:
+            level = _GH_LEVEL.get(f.severity, "warning")
+            title = f"{PROG} ({f.code})" if f.code else PROG
+            props = (f"title={_gh_escape(title, True)},file={_gh_escape(f.filename, True)},"
+                     f"line={f.row},col={f.column},endLine={f.end_row},endColumn={f.end_column}")
+            head = f"{f.code} " if f.code else ""
+            print(f"::{level} {props}::{_gh_escape(f'{f.filename}:{f.row}:{f.column}: {head}{f.message}')}",
+                  file=out)
+    else:
+        for f in findings:
+            mark = " [*]" if f.fix_applicability == "safe" else ""
+            head = f"{f.code}{mark} " if f.code else ""
+            print(f"{f.filename}:{f.row}:{f.column}: {head}{f.message}", file=out)
+        n = len(findings)
+        if n:
+            word = "finding" if n == 1 else "findings"
+            extra = f" ({fixed} fixed, {n} remaining)" if fixed else ""
+            print(f"Found {n} {word}{extra}.", file=out)
+            safe = sum(1 for f in findings if f.fix_applicability == "safe")
+            unsafe = sum(1 for f in findings if f.fix_applicability == "unsafe")
+            if safe and not args.fix:
+                print(f"[*] {safe} fixable with the `--fix` option.", file=out)
+            if unsafe and not (args.fix and args.unsafe_fixes):
+                print(f"({unsafe} hidden fix{'es' if unsafe != 1 else ''} can be enabled with "
+                      f"the `--fix --unsafe-fixes` options.)", file=out)
+        elif fixed:
+            print(f"Found {fixed} finding{'s' if fixed != 1 else ''} ({fixed} fixed, 0 remaining).", file=out)
+        elif not had_error:
+            print("All checks passed!", file=out)
+    if had_error:
+        return 2
+    if args.exit_zero:
+        return 0
+    failing = any(f.code is None or f.severity in FAILING_SEVERITIES for f in findings)
+    return 1 if failing else 0
+
+
+# =========================================================================== memory
+
+_TARGET = re.compile(r"^(?P<file>.+?\.pyi?):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``path.py:Name`` → (path, Name), checking that the file exists and defines Name."""
+    import ast
+
+    m = _TARGET.match(target)
+    if not m:
+        raise CliError(f"bad target {target!r}: expected path.py:Name (a module class or a factory function)")
+    path, name = m.group("file"), m.group("name")
+    if not os.path.isfile(path):
+        raise CliError(f"{path}: No such file or directory")
+    try:
+        tree = ast.parse(read_source(path), path)
+    except SyntaxError as exc:
+        raise CliError(f"{path}:{exc.lineno}:{exc.offset}: SyntaxError: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CliError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if name not in defined:
+        classes = sorted(n.name for n in tree.body if isinstance(n, ast.ClassDef))
+        hint = f" (classes there: {', '.join(classes)})" if classes else ""
+        raise CliError(f"{path} has no class or function named {name!r}{hint}")
+    return path, name
+
+
+def _parse_dims(values: list[str]) -> dict[str, int]:
+    dims = {}
+    for v in values or []:
+        m = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+)\s*$", v)
+        if not m or int(m.group(2)) <= 0:
+            raise CliError(f"bad --dim {v!r}: expected NAME=POSITIVE_INT, e.g. T=1024")
+        dims[m.group(1)] = int(m.group(2))
+    return dims
+
+
+def _parse_inputs(values: list[str]) -> dict[str, str]:
+    from gradxray.analyzer.config import parse_input_spec
+
+    out = {}
+    for v in values or []:
+        name, eq, spec = v.partition("=")
+        name = name.strip()
+        if not eq or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise CliError(f"bad --input {v!r}: expected name=[B,3,224,224]:float32")
+        try:
+            out[name] = parse_input_spec(spec)
+        except ValueError as exc:
+            raise CliError(f"bad --input {v!r}: {exc}") from None
+    return out
+
+
+def _parse_args_literal(text: str | None) -> dict:
+    import ast
+
+    if text is None:
+        return {}
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise CliError(f"bad --args {text!r}: not a Python literal ({type(exc).__name__})") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise CliError(f"bad --args {text!r}: expected a dict of keyword arguments, e.g. \"{{'n_layer': 12}}\"")
+    return value
+
+
+def memory_settings(args, path: str):
+    from gradxray.analyzer.config import find_config
+
+    s = find_config(path).settings_for(path)
+    dims = _parse_dims(args.dim)
+    if "B" in dims:
+        s.batch = dims.pop("B")
+    if args.batch is not None:
+        if args.batch <= 0:
+            raise CliError(f"bad --batch {args.batch}: must be positive")
+        s.batch = args.batch
+    s.dims.update(dims)
+    s.inputs.update(_parse_inputs(args.input))
+    s.args = {**s.args, **_parse_args_literal(args.args)}
+    for attr in ("optimizer", "device", "dtype", "loss"):
+        value = getattr(args, attr)
+        if value is not None:
+            setattr(s, attr, value)
+    return s
+
+
+def _table(rows: list[list[str]], align: str) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def render_memory_text(report: dict, settings=None) -> str:
+    from gradxray.render import OPTIMIZER_DISPLAY, human_bytes, human_count, human_flops, shape_list
+
+    g = report.get
+    optimizer = g("optimizer") or (settings.optimizer if settings else None) or "none"
+    head = [f"{g('target', '?')}",
+            f"  device {g('device', '?')} · dtype {g('dtype', '?')} · batch {g('batch', '?')} · "
+            f"{OPTIMIZER_DISPLAY.get(optimizer, optimizer)}"]
+    inputs = g("inputs") or {}
+    for name, spec in inputs.items():
+        head.append(f"  input   {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
+    for i, o in enumerate(g("outputs") or []):
+        head.append(f"  output{'' if len(g('outputs')) == 1 else f' {i}'}  {shape_list(o.get('shape'))} {o.get('dtype', '?')}")
+    params = g("params") or {}
+    flops = g("flops") or {}
+    phase = g("peak_phase")
+    summary = [
+        ["parameters", f"{params.get('count', 0):,}", human_bytes(params.get("bytes", 0)), ""],
+        ["buffers", "", human_bytes(g("buffers_bytes", 0)), ""],
+        ["gradients", "", human_bytes(g("grads_bytes", 0)), ""],
+        ["optimizer state", "", human_bytes(g("optimizer_bytes", 0)), ""],
+        ["activations saved", "", human_bytes(g("activations_saved_bytes", 0)), "(for backward)"],
+        ["peak", "", human_bytes(g("peak_bytes", 0)), f"(during {phase})" if phase else ""],
+        ["FLOPs forward", "", human_flops(flops.get("forward")), ""],
+        ["FLOPs backward", "", human_flops(flops.get("backward")), ""],
+    ]
+    lines = head + [""] + ["  " + line for line in _table(summary, "lrrl")]
+    modules = g("modules") or []
+    if modules:
+        rows = [["module", "class", "params", "output shape", "saved", "flops"]]
+        for m in modules:
+            out_shape = m.get("output_shape")
+            rows.append([m.get("path") or "(root)", str(m.get("class", "?")),
+                         human_count(m.get("params", 0)),
+                         shape_list(out_shape) if out_shape is not None else "-",
+                         human_bytes(m.get("saved_bytes", 0)), human_flops(m.get("flops", 0))])
+        table = _table(rows, "llrlrr")
+        lines += ["", "  " + table[0], "  " + "-" * len(table[0])] + ["  " + t for t in table[1:]]
+    unresolved = g("unresolved") or []
+    if unresolved:
+        lines += ["", f"  not traced ({len(unresolved)}); the figures above leave these out:"]
+        for u in unresolved:
+            lines.append(f"    {u.get('file', '?')}:{u.get('line', '?')}: {u.get('reason', '')}")
+    else:
+        lines += ["", "  forward fully traced."]
+    return "\n".join(lines)
+
+
+def cmd_memory(args) -> int:
+    from gradxray.analyzer.config import ConfigError
+
+    try:
+        path, _name = parse_target(args.target)
+        settings = memory_settings(args, path)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    try:
+        from gradxray.analyzer.memory_report import memory_report
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("gradxray"):
+            _err(f"the memory report is not available in this build ({exc.name} is missing)")
+            return 2
+        raise
+    try:
+        report = memory_report(args.target, settings)
+    except Exception as exc:
+        if _debug():
+            raise
+        msg = str(exc) or type(exc).__name__
+        _err(f"{args.target}: {msg}" if args.target not in msg else msg)
+        return 2
+    if args.format == "json":
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        print(render_memory_text(report, settings))
+    return 0
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+# =========================================================================== rules
+
+def cmd_rules(args) -> int:
+    from gradxray.analyzer.rules import all_rules
+
+    rules = all_rules()
+    if args.format == "json":
+        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity, "fix": r.fix,
+                           "message": r.message, "summary": r.summary} for r in rules], indent=2))
+        return 0
+    rows = [[r.code, r.name, r.severity, f"fix: {r.fix}", r.summary] for r in rules]
+    for line in _table(rows, "lllll"):
+        print(line)
+    return 0
+
+
+def cmd_rule(args) -> int:
+    from gradxray.analyzer.rules import get_rule
+
+    rule = get_rule(args.code)
+    if rule is None:
+        _err(f"unknown rule code {args.code!r} (see `{PROG} rules`)")
+        return 2
+    if args.format == "json":
+        print(json.dumps({"code": rule.code, "name": rule.name, "severity": rule.severity,
+                          "fix": rule.fix, "message": rule.message, "docs": rule.docs}, indent=2))
+        return 0
+    print(f"# {rule.name} ({rule.code})\n")
+    print(f"Severity: {rule.severity} · Fix: {rule.fix}\n")
+    print(f"Message: {rule.message}\n")
+    print(rule.docs)
+    return 0
+
+
+# =========================================================================== lsp
+
+def cmd_lsp(args) -> int:
+    try:
+        from gradxray.lsp_server.server import create_server
+    except ModuleNotFoundError as exc:
+        _err(f"the language server needs pygls and lsprotocol ({exc.name} is missing)")
+        return 2
+    server = create_server()
+    if args.tcp:
+        host, sep, port = args.tcp.rpartition(":")
+        if not sep or not port.isdigit():
+            _err(f"bad --tcp {args.tcp!r}: expected HOST:PORT")
+            return 2
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
+# =========================================================================== parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="What PyTorch autograd will do with your model: shapes, saved-for-backward "
+                    "memory and gradient flow, without running it.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("check", help="lint files or folders (recursively, *.py)")
+    c.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: .)")
+    c.add_argument("--select", action="append", metavar="CODES",
+                   help="comma-separated rule codes or prefixes to enable (replaces the configured selection)")
+    c.add_argument("--extend-select", action="append", metavar="CODES",
+                   help="codes or prefixes to enable on top of the selection")
+    c.add_argument("--ignore", action="append", metavar="CODES",
+                   help="comma-separated rule codes or prefixes to disable (added to the configured ones)")
+    c.add_argument("--output-format", choices=("text", "json", "sarif", "github"), default="text")
+    c.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    c.add_argument("--statistics", action="store_true", help="count findings per rule instead of listing them")
+    c.add_argument("--fix", action="store_true", help="apply safe fixes in place")
+    c.add_argument("--unsafe-fixes", action="store_true", help="with --fix, apply unsafe fixes too")
+    c.set_defaults(func=cmd_check)
+
+    m = sub.add_parser("memory", help="training-step memory and FLOPs of a model, without running it")
+    m.add_argument("target", metavar="TARGET", help="path.py:Name (an nn.Module class or a factory function)")
+    m.add_argument("--batch", type=int, help="batch size (binds the dim B)")
+    m.add_argument("--dim", action="append", metavar="NAME=N", help="bind a symbolic dim, e.g. T=1024 (repeatable)")
+    m.add_argument("--input", action="append", metavar="NAME=SHAPE[:DTYPE]",
+                   help="an input's shape, e.g. x=[B,3,224,224]:float32 (repeatable)")
+    m.add_argument("--args", metavar="DICT", help="constructor keyword arguments as a Python literal dict")
+    m.add_argument("--optimizer", choices=("none", "sgd", "sgd-momentum", "adam", "adamw"))
+    m.add_argument("--device", choices=("cpu", "cuda"))
+    m.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"))
+    m.add_argument("--loss", choices=("auto", "sum", "mean", "cross_entropy", "mse"))
+    m.add_argument("--format", choices=("text", "json"), default="text")
+    m.set_defaults(func=cmd_memory)
+
+    r = sub.add_parser("rules", help="the rule catalogue")
+    r.add_argument("--format", choices=("text", "json"), default="text")
+    r.set_defaults(func=cmd_rules)
+
+    r1 = sub.add_parser("rule", help="one rule's documentation")
+    r1.add_argument("code", metavar="CODE", help="e.g. GX101")
+    r1.add_argument("--format", choices=("text", "json"), default="text")
+    r1.set_defaults(func=cmd_rule)
+
+    s = sub.add_parser("lsp", help="run the language server (stdio by default)")
+    s.add_argument("--stdio", action="store_true", help="use stdio (the default; accepted for LSP clients)")
+    s.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
+    s.set_defaults(func=cmd_lsp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except CliError as exc:
+        _err(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if _debug():
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (set GRADXRAY_DEBUG=1 for a traceback)")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

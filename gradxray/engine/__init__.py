@@ -1,0 +1,27 @@
+"""gradxray's autograd engine, with torch's API: ``import gradxray.engine as gx``.
+
+Knows nothing of the analyzer.  Backends: "shape" (no data) and "torch" (torch
+kernels, never torch.autograd); see ``backends``.
+"""
+from __future__ import annotations
+
+from . import autograd, backends, memory  # noqa: F401
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .backends import backend  # noqa: F401
+from .creation import (arange, empty, empty_like, from_torch, full, full_like, ones, ones_like, rand,  # noqa: F401
+                       randint, randn, randn_like, tensor, zeros, zeros_like)
+from .dtypes import (bfloat16, bool_ as bool, dtype, float16, float32, float64, int8, int16, int32,  # noqa: F401
+                     int64, promote_types, result_type, uint8)
+from .function import Function  # noqa: F401
+from .symbolic import SymInt  # noqa: F401
+from .tensor import Parameter, Size, Tensor, device  # noqa: F401
+from . import ops  # noqa: F401  (installs Tensor methods)
+from .ops import (add, addmm, cat, chunk, div, flatten, linear, matmul, mean, mm, mul, neg, permute, relu,  # noqa: F401
+                  reshape, split, squeeze, sub, sum, t, transpose, unsqueeze)
+from . import nn  # noqa: F401
+
+long = int64
+float = float32
+double = float64
+half = float16
+int = int32  # noqa: A001 - torch's name

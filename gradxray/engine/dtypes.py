@@ -1,0 +1,118 @@
+"""dtypes with torch's names, sizes and promotion lattice."""
+from __future__ import annotations
+
+
+class dtype:
+    __slots__ = ("name", "itemsize", "is_floating_point", "is_complex", "is_signed", "_rank", "short")
+
+    def __init__(self, name, itemsize, is_floating_point, rank, short, is_signed=True):
+        self.name = name
+        self.itemsize = itemsize
+        self.is_floating_point = is_floating_point
+        self.is_complex = False
+        self.is_signed = is_signed
+        self._rank = rank          # position in the promotion order within its category
+        self.short = short         # "f32" — used by editor hints
+
+    def __repr__(self):
+        return f"gx.{self.name}"
+
+    def __reduce__(self):
+        return (_by_name, (self.name,))
+
+
+bool_ = dtype("bool", 1, False, 0, "b8", is_signed=False)
+uint8 = dtype("uint8", 1, False, 1, "u8", is_signed=False)
+int8 = dtype("int8", 1, False, 2, "i8")
+int16 = dtype("int16", 2, False, 3, "i16")
+int32 = dtype("int32", 4, False, 4, "i32")
+int64 = dtype("int64", 8, False, 5, "i64")
+float16 = dtype("float16", 2, True, 10, "f16")
+bfloat16 = dtype("bfloat16", 2, True, 10, "bf16")
+float32 = dtype("float32", 4, True, 11, "f32")
+float64 = dtype("float64", 8, True, 12, "f64")
+
+ALL = [bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64]
+_BY_NAME = {d.name: d for d in ALL}
+ALIASES = {"long": int64, "int": int32, "short": int16, "half": float16, "float": float32,
+           "double": float64, "bool": bool_}
+
+
+def _by_name(name: str) -> dtype:
+    return _BY_NAME[name]
+
+
+def from_name(name: str) -> dtype:
+    """'float32' / 'f32' / 'long' -> dtype; KeyError with the known names otherwise."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    if name in ALIASES:
+        return ALIASES[name]
+    for d in ALL:
+        if d.short == name:
+            return d
+    raise KeyError(f"unknown dtype {name!r}; known: {', '.join(sorted(_BY_NAME))}")
+
+
+def promote_types(a: dtype, b: dtype) -> dtype:
+    if a is b:
+        return a
+    if a.is_floating_point and b.is_floating_point:
+        if {a, b} == {float16, bfloat16}:
+            return float32
+        return a if a._rank > b._rank else b
+    if a.is_floating_point:
+        return a
+    if b.is_floating_point:
+        return b
+    if a is bool_:
+        return b
+    if b is bool_:
+        return a
+    if {a, b} == {uint8, int8}:
+        return int16
+    return a if a._rank > b._rank else b
+
+
+# torch's default dtype for Python floats and ints
+default_float = float32
+default_int = int64
+
+
+def result_type(*operands) -> dtype:
+    """torch.result_type over tensors and Python scalars (dimensioned > zero-dim > scalar)."""
+    from .tensor import Tensor
+    dims, zero, scalars = None, None, None
+
+    def join(cur, d):
+        return d if cur is None else promote_types(cur, d)
+
+    for op in operands:
+        if isinstance(op, Tensor):
+            if op.dim() > 0:
+                dims = join(dims, op.dtype)
+            else:
+                zero = join(zero, op.dtype)
+        elif isinstance(op, bool):
+            scalars = join(scalars, bool_)
+        elif isinstance(op, int):
+            scalars = join(scalars, int64)
+        elif isinstance(op, float):
+            scalars = join(scalars, default_float)
+    out = dims
+    for lower in (zero, scalars):
+        if lower is None:
+            continue
+        if out is None:
+            out = lower if lower is not scalars or not (lower is float32 and False) else lower
+            continue
+        # a lower category only wins if it is a higher *kind* (bool < int < float)
+        if _kind(lower) > _kind(out):
+            out = lower if lower is not scalars else (default_float if lower.is_floating_point else lower)
+    return out
+
+
+def _kind(d: dtype) -> int:
+    if d is bool_:
+        return 0
+    return 2 if d.is_floating_point else 1

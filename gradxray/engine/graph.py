@@ -1,0 +1,189 @@
+"""The autograd graph: nodes, edges and saved tensors."""
+from __future__ import annotations
+
+import itertools
+import sys
+import weakref
+
+from . import memory
+
+_sequence = itertools.count()
+
+SECOND_BACKWARD = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after they "
+    "have already been freed). Saved intermediate values of the graph are freed when you call .backward() "
+    "or autograd.grad(). Specify retain_graph=True if you need to backward through the graph a second time "
+    "or if you need to access saved tensors after calling backward.")
+
+
+class SavedTensor:
+    """A tensor saved for backward, with the version it had when saved.
+
+    An output of the node itself is stored as a history-free alias (torch does the
+    same to avoid a reference cycle node -> saved output -> node).
+    """
+
+    __slots__ = ("tensor", "version", "is_output", "name")
+
+    def __init__(self, tensor, is_output: bool, name: str):
+        self.tensor = tensor._alias() if is_output else tensor
+        self.version = tensor._version
+        self.is_output = is_output
+        self.name = name
+
+    def unpack(self, node: "Node"):
+        t = self.tensor
+        if t is None:
+            raise RuntimeError(SECOND_BACKWARD)
+        if t._version != self.version:
+            dims = ", ".join(str(int(s)) for s in t.shape)
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{t.dtype.name} [{dims}]], which is {'output' if self.is_output else 'an input'} "
+                f"of {node.name()}, is at version {t._version}; expected version {self.version} instead.")
+        return t
+
+
+class Node:
+    """One backward function: ``fn.backward`` with its context and the edges to its inputs' nodes."""
+
+    def __init__(self, fn, ctx, next_edges, input_metas, arg_layout):
+        self.fn = fn
+        self.ctx = ctx
+        self.next_edges = next_edges          # list of (node, input_nr) | None, one per tensor input
+        self.input_metas = input_metas        # (shape, dtype) per tensor input, for validate_outputs
+        self.arg_layout = arg_layout          # per positional arg: None | 1 | n (a list of n tensors)
+        self.sequence_nr = next(_sequence)
+        self.saved: list[SavedTensor | None] = []
+        self.released = False
+
+    def name(self) -> str:
+        return getattr(self.fn, "node_name", None) or self.fn.__name__ + "Backward0"
+
+    def __repr__(self):
+        return f"<{self.name()}>"
+
+    @property
+    def next_functions(self):
+        return tuple((e[0], e[1]) if e is not None else (None, 0) for e in self.next_edges)
+
+    def save(self, tensors, outputs, names) -> None:
+        trackers = memory.active_trackers()
+        for i, t in enumerate(tensors):
+            if t is None:
+                self.saved.append(None)
+                continue
+            is_output = any(t is o for o in outputs)
+            name = names[i] if i < len(names) else f"saved{i}"
+            self.saved.append(SavedTensor(t, is_output, name))
+            for tr in trackers:
+                tr.on_saved(self.name(), name, t)
+
+    def unpack_saved(self):
+        if self.released:
+            raise RuntimeError(SECOND_BACKWARD)
+        return tuple(s.unpack(self) if s is not None else None for s in self.saved)
+
+    def release_variables(self) -> None:
+        self.released = True
+        for s in self.saved:
+            if s is not None:
+                s.tensor = None
+        self.saved = []
+
+    def apply(self, grads, create_graph: bool):
+        from .autograd import set_grad_enabled
+        from . import ops
+        if all(g is None for g in grads):
+            return [None] * len(self.next_edges)
+        with set_grad_enabled(create_graph):
+            result = self.fn.backward(self.ctx, *grads)
+            if not isinstance(result, tuple):
+                result = (result,)
+            flat = []
+            for layout, r in zip(self.arg_layout, result):
+                if layout is None:
+                    continue
+                if layout == 1:
+                    flat.append(r)
+                else:
+                    flat.extend(r if r is not None else [None] * layout)
+            del result
+            # validate_outputs: reduce broadcast gradients and cast to the input's dtype
+            for i, g in enumerate(flat):
+                if g is None or self.next_edges[i] is None:
+                    flat[i] = None
+                    continue
+                shape, dtype = self.input_metas[i]
+                if tuple(g.shape) != tuple(shape):
+                    flat[i] = g = ops.sum_to(g, shape)
+                if g.dtype is not dtype:
+                    flat[i] = g.to(dtype)
+        return flat
+
+
+class AccumulateGrad(Node):
+    """Accumulates the incoming gradient into a leaf's ``.grad`` (torch's AccumulateGrad)."""
+
+    def __init__(self, variable):
+        self.variable = variable
+        self.next_edges = []
+        self.input_metas = []
+        self.arg_layout = []
+        self.sequence_nr = sys.maxsize       # runs as soon as it is ready, like torch
+        self.saved = []
+        self.released = False
+        self.fn = None
+        self.num_outputs = 1
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def apply(self, grads, create_graph: bool):
+        from . import ops
+        (new_grad,) = grads
+        grads.clear()                         # drop the buffer's reference: we may steal the tensor
+        var = self.variable
+        for hook in var._hooks:
+            out = hook(new_grad)
+            if out is not None:
+                new_grad = out
+        if var.grad is None:
+            # refs: this frame's local + getrefcount's argument
+            sole = sys.getrefcount(new_grad) <= 2 and _storage_uses(new_grad) <= 1
+            if not create_graph and sole and new_grad.is_contiguous() and new_grad._stride == var._stride:
+                g = new_grad._alias()
+                g._base = None
+                var.grad = g
+            else:
+                var.grad = ops.clone_like_param(new_grad, var)
+        elif create_graph:
+            var.grad = var.grad + new_grad
+        else:
+            var.grad.add_(new_grad)
+        return []
+
+    def release_variables(self) -> None:
+        pass
+
+
+def _storage_uses(t) -> int:
+    """How many tensor objects share ``t``'s storage (our analogue of storage.use_count())."""
+    return sys.getrefcount(t._storage) - 1
+
+
+def accumulate_grad_of(leaf) -> AccumulateGrad:
+    ref = leaf._grad_accumulator
+    node = ref() if ref is not None else None
+    if node is None:
+        node = AccumulateGrad(leaf)
+        leaf._grad_accumulator = weakref.ref(node)
+    return node
+
+
+def edge_of(t):
+    if not t.requires_grad:
+        return None
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    return (accumulate_grad_of(t), 0)

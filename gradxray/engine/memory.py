@@ -1,0 +1,175 @@
+"""Live-storage memory tracker.
+
+Every ``Storage`` the engine creates reports itself here when it is allocated and
+when it is released (reference counting decides, exactly as for torch storages),
+together with the source location and module path that were current at
+allocation.  Saved-for-backward tensors are reported when an op's node is
+recorded.  Counting is by storage: a view costs nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+_trackers: list["MemoryTracker"] = []
+_location: tuple[str, int] | None = None
+_module_stack: list[str] = []
+_phase: str = "forward"
+
+
+def active_trackers() -> list["MemoryTracker"]:
+    return _trackers
+
+
+def current_location() -> tuple[str, int] | None:
+    return _location
+
+
+def current_module() -> str:
+    return _module_stack[-1] if _module_stack else ""
+
+
+@contextlib.contextmanager
+def source_location(file: str, line: int):
+    """Attribute every allocation and saved tensor made inside to ``file:line``."""
+    global _location
+    prev = _location
+    _location = (file, line)
+    try:
+        yield
+    finally:
+        _location = prev
+
+
+@contextlib.contextmanager
+def module_scope(path: str):
+    """Attribute allocations to a module path (entered by ``nn.Module.__call__``)."""
+    _module_stack.append(path)
+    try:
+        yield
+    finally:
+        _module_stack.pop()
+
+
+@contextlib.contextmanager
+def phase(name: str):
+    """Label of the training-step phase ("forward", "loss", "backward", "optimizer")."""
+    global _phase
+    prev = _phase
+    _phase = name
+    for t in _trackers:
+        t._mark_phase(name)
+    try:
+        yield
+    finally:
+        _phase = prev
+
+
+def round_cuda(nbytes: int) -> int:
+    """The CUDA caching allocator rounds every request up to a multiple of 512 bytes (minimum 512)."""
+    return max(512, (nbytes + 511) // 512 * 512) if nbytes > 0 else 0
+
+
+@dataclass
+class Allocation:
+    uid: int
+    nbytes: int
+    category: str           # "param", "buffer", "input", "activation", "grad", "optimizer", "other"
+    location: tuple[str, int] | None
+    module: str
+    phase: str
+
+
+@dataclass
+class SavedRecord:
+    op: str                 # node name, e.g. "AddmmBackward0"
+    what: str               # which saved value ("mat1", "result", ...)
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int             # storage bytes
+    storage_uid: int
+    new_storage: bool       # first time this storage is saved
+    category: str           # the storage's category (param storages are not activations)
+    location: tuple[str, int] | None
+    module: str
+
+
+@dataclass
+class MemoryTracker:
+    """Context manager recording allocations, frees and saved tensors."""
+
+    cuda_rounding: bool = False
+    current_bytes: int = 0
+    peak_bytes: int = 0
+    peak_phase: str = ""
+    peak_location: tuple[str, int] | None = None
+    peak_module: str = ""
+    live: dict[int, Allocation] = field(default_factory=dict)
+    timeline: list[tuple[str, int, str]] = field(default_factory=list)   # (phase, bytes after event, category)
+    saved: list[SavedRecord] = field(default_factory=list)
+    _saved_uids: set[int] = field(default_factory=set)
+    keep_timeline: bool = True
+
+    def __enter__(self):
+        _trackers.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _trackers.remove(self)
+        return False
+
+    # -- events ---------------------------------------------------------
+    def _size(self, nbytes: int) -> int:
+        return round_cuda(nbytes) if self.cuda_rounding else nbytes
+
+    def register(self, storage, category: str) -> None:
+        """Count a storage that existed before tracking started (parameters, inputs)."""
+        if storage.uid in self.live:
+            return
+        storage.category = category
+        storage._trackers = storage._trackers + (self,)
+        self._add(storage)
+
+    def on_alloc(self, storage) -> None:
+        self._add(storage)
+
+    def _add(self, storage) -> None:
+        size = self._size(storage.nbytes)
+        self.live[storage.uid] = Allocation(storage.uid, size, storage.category, storage.location,
+                                            storage.module, _phase)
+        self.current_bytes += size
+        if self.keep_timeline:
+            self.timeline.append((_phase, self.current_bytes, storage.category))
+        if self.current_bytes > self.peak_bytes:
+            self.peak_bytes = self.current_bytes
+            self.peak_phase = _phase
+            self.peak_location = _location
+            self.peak_module = current_module()
+
+    def on_free(self, storage) -> None:
+        alloc = self.live.pop(storage.uid, None)
+        if alloc is None:
+            return
+        self.current_bytes -= alloc.nbytes
+        if self.keep_timeline:
+            self.timeline.append((_phase, self.current_bytes, alloc.category))
+
+    def on_saved(self, op: str, what: str, tensor) -> None:
+        st = tensor._storage
+        new = st.uid not in self._saved_uids
+        self._saved_uids.add(st.uid)
+        self.saved.append(SavedRecord(op, what, tuple(int(s) for s in tensor.shape), tensor.dtype.name,
+                                      self._size(st.nbytes), st.uid, new, st.category, _location,
+                                      current_module()))
+
+    def _mark_phase(self, name: str) -> None:
+        if self.keep_timeline:
+            self.timeline.append((name, self.current_bytes, "phase"))
+
+    # -- summaries ------------------------------------------------------
+    def saved_activation_bytes(self) -> int:
+        """Bytes of distinct storages saved for backward, excluding parameters and buffers."""
+        return sum(r.nbytes for r in self.saved if r.new_storage and r.category not in ("param", "buffer"))
+
+    def live_bytes(self, category: str | None = None) -> int:
+        return sum(a.nbytes for a in self.live.values() if category is None or a.category == category)

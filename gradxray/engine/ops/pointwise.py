@@ -1,0 +1,242 @@
+"""Elementwise ops with broadcasting and type promotion.  One class per op."""
+from __future__ import annotations
+
+from .. import dtypes as _dt
+from ..function import Function
+from ..tensor import Tensor
+from ._kernel import inplace, kernel
+from .shapes import broadcast_shapes
+
+
+def _shape(x):
+    return x.shape if isinstance(x, Tensor) else ()
+
+
+def _binary_meta(a, b, out_dtype=None):
+    shape = broadcast_shapes(_shape(a), _shape(b))
+    return shape, out_dtype or _dt.result_type(a, b)
+
+
+def _check_inplace(self, other):
+    shape = broadcast_shapes(self.shape, _shape(other))
+    if tuple(int(s) for s in shape) != tuple(int(s) for s in self.shape):
+        raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(shape)}")
+
+
+class Add(Function):
+    """out = a + alpha * b.  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        ctx.alpha = alpha
+        return kernel("add", _binary_meta(a, b), a, b, alpha=alpha)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, (grad if ctx.alpha == 1 else mul(grad, ctx.alpha)), None
+
+
+class AddInplace(Function):
+    """a += alpha * b (in place).  Saves: nothing."""
+    node_name = "AddBackward0"
+
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        _check_inplace(a, b)
+        ctx.alpha = alpha
+        ctx.mark_dirty(a)
+        return inplace("add_", a, b, alpha=alpha)
+
+    backward = Add.backward
+
+
+class Sub(Function):
+    """out = a - alpha * b.  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        ctx.alpha = alpha
+        return kernel("sub", _binary_meta(a, b), a, b, alpha=alpha)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, neg(grad) if ctx.alpha == 1 else mul(grad, -ctx.alpha), None
+
+
+class Mul(Function):
+    """out = a * b.  Saves: b if a needs grad, a if b needs grad (torch's guarded saving)."""
+
+    saves = ("other", "self")
+
+    @staticmethod
+    def forward(ctx, a, b):
+        need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.save_for_backward(b if need_a and isinstance(b, Tensor) else None,
+                              a if need_b and isinstance(a, Tensor) else None)
+        ctx.scalar_b = None if isinstance(b, Tensor) else b
+        return kernel("mul", _binary_meta(a, b), a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        other, self_ = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = mul(grad, other if other is not None else ctx.scalar_b)
+        if ctx.needs_input_grad[1]:
+            gb = mul(grad, self_)
+        return ga, gb
+
+
+class MulInplace(Function):
+    """a *= b (in place).  Saves: b if a needs grad."""
+    node_name = "MulBackward0"
+    saves = ("other",)
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_inplace(a, b)
+        ctx.save_for_backward(b if isinstance(b, Tensor) else None)
+        ctx.scalar_b = None if isinstance(b, Tensor) else b
+        ctx.mark_dirty(a)
+        return inplace("mul_", a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (other,) = ctx.saved_tensors
+        return mul(grad, other if other is not None else ctx.scalar_b), None
+
+
+class Div(Function):
+    """out = a / b.  Saves: b (for a's grad); a and b (for b's grad)."""
+
+    saves = ("other", "self")
+
+    @staticmethod
+    def forward(ctx, a, b):
+        need_b = ctx.needs_input_grad[1]
+        ctx.save_for_backward(b if isinstance(b, Tensor) else None, a if need_b else None)
+        ctx.scalar_b = None if isinstance(b, Tensor) else b
+        meta = _binary_meta(a, b)
+        if not meta[1].is_floating_point:
+            meta = (meta[0], _dt.default_float)
+        return kernel("div", meta, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        other, self_ = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = div(grad, other if other is not None else ctx.scalar_b)
+        if ctx.needs_input_grad[1]:
+            gb = neg(div(mul(grad, self_), mul(other, other)))
+        return ga, gb
+
+
+class Neg(Function):
+    """out = -a.  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return kernel("neg", (a.shape, a.dtype), a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return neg(grad)
+
+
+class Relu(Function):
+    """y = relu(x).  Saves: result."""
+
+    saves = ("result",)
+
+    @staticmethod
+    def forward(ctx, x):
+        y = kernel("relu", (x.shape, x.dtype), x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return threshold_backward(grad, y, 0)
+
+
+class ReluInplace(Function):
+    """x = relu(x) in place.  Saves: result (the modified x)."""
+    node_name = "ReluBackward0"
+    saves = ("result",)
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.mark_dirty(x)
+        inplace("relu_", x)
+        ctx.save_for_backward(x)
+        return x
+
+    backward = Relu.backward
+
+
+class Gelu(Function):
+    """y = gelu(x).  Saves: x."""
+
+    saves = ("self",)
+
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        return kernel("gelu", (x.shape, x.dtype), x, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return gelu_backward(grad, x, ctx.approximate), None
+
+
+# -- backward kernels (run under no_grad in first-order backward) ----------
+
+def threshold_backward(grad, y, threshold):
+    return kernel("threshold_backward", (grad.shape, grad.dtype), grad, y, threshold)
+
+
+def gelu_backward(grad, x, approximate):
+    return kernel("gelu_backward", (grad.shape, grad.dtype), grad, x, approximate=approximate)
+
+
+# -- functional entry points ----------------------------------------------
+
+def add(a, b, alpha=1):
+    if not isinstance(a, Tensor):
+        a, b = b, a
+    return Add.apply(a, b, alpha)
+
+
+def sub(a, b, alpha=1):
+    if not isinstance(a, Tensor):
+        return add(neg(b), a)
+    return Sub.apply(a, b, alpha)
+
+
+def mul(a, b):
+    if not isinstance(a, Tensor):
+        a, b = b, a
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    if not isinstance(a, Tensor):
+        from .creation import full_like
+        a = full_like(b, a)
+    return Div.apply(a, b)
+
+
+def neg(a):
+    return Neg.apply(a)
+
+
+def relu(x, inplace=False):
+    return ReluInplace.apply(x) if inplace else Relu.apply(x)
+
+
+def gelu(x, approximate="none"):
+    return Gelu.apply(x, approximate)

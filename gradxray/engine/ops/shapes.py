@@ -1,0 +1,88 @@
+"""Shape inference helpers shared by ops."""
+from __future__ import annotations
+
+from ..symbolic import SymInt, sym_prod
+
+
+def broadcast_shapes(*shapes):
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(ndim):
+        dim = 1
+        for s in shapes:
+            j = i - (ndim - len(s))
+            if j < 0:
+                continue
+            d = s[j]
+            if int(d) == 1:
+                continue
+            if int(dim) != 1 and int(dim) != int(d):
+                raise RuntimeError(
+                    f"The size of tensor a ({int(dim)}) must match the size of tensor b ({int(d)}) "
+                    f"at non-singleton dimension {i}")
+            # prefer the symbolic spelling of a dim
+            dim = d if (int(dim) == 1 or isinstance(d, SymInt)) else dim
+        out.append(dim)
+    return tuple(out)
+
+
+def infer_view_shape(shape, numel):
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if int(s) == -1]
+    if len(neg) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    if neg:
+        rest = sym_prod(s for i, s in enumerate(shape) if i != neg[0])
+        if int(rest) == 0 or int(numel) % int(rest) != 0:
+            raise RuntimeError(f"shape '{[int(s) for s in shape]}' is invalid for input of size {int(numel)}")
+        shape[neg[0]] = numel // rest
+    if int(sym_prod(shape)) != int(numel):
+        raise RuntimeError(f"shape '{[int(s) for s in shape]}' is invalid for input of size {int(numel)}")
+    return tuple(shape)
+
+
+def view_strides(old_shape, old_stride, new_shape):
+    """Strides for viewing (old_shape, old_stride) as new_shape, or None if it needs a copy
+    (torch's computeStride)."""
+    old_shape = [int(s) for s in old_shape]
+    old_stride = [int(s) for s in old_stride]
+    new = [int(s) for s in new_shape]
+    numel = 1
+    for s in old_shape:
+        numel *= s
+    if numel == 0:
+        return tuple(_contig(new))
+    new_stride = [0] * len(new)
+    view_d = len(new) - 1
+    chunk_base_stride = old_stride[-1] if old_stride else 1
+    tensor_numel = 1
+    view_numel = 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1 and
+                             old_stride[tensor_d - 1] != tensor_numel * chunk_base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
+                new_stride[view_d] = view_numel * chunk_base_stride
+                view_numel *= new[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base_stride = old_stride[tensor_d - 1]
+                tensor_numel = 1
+                view_numel = 1
+    if view_d != -1:
+        return None
+    return tuple(new_stride)
+
+
+def _contig(shape):
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return list(reversed(strides))
+
+
+def conv_out(size, kernel, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

@@ -1,0 +1,418 @@
+"""View and shape ops.  Views share storage (and version counter) with their base."""
+from __future__ import annotations
+
+from ..function import Function
+from ..symbolic import sym_prod
+from ..tensor import Tensor, contiguous_strides, wrap_dim
+from ._kernel import kernel, view
+from .shapes import infer_view_shape, view_strides
+
+
+class View(Function):
+    """y = x.view(shape).  Saves: nothing (sizes)."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        shape = infer_view_shape(shape, x.numel())
+        stride = view_strides(x.shape, x.stride(), shape)
+        if stride is None:
+            raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one "
+                               "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+        ctx.in_shape = x.shape
+        return view(x, shape, stride, x.storage_offset(), "view", [int(s) for s in shape])
+
+    @staticmethod
+    def backward(ctx, grad):
+        return reshape(grad, ctx.in_shape), None
+
+
+class UnsafeView(Function):
+    """y = _unsafe_view(x, shape): the result of a copy viewed as shape.  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.in_shape = x.shape
+        shape = infer_view_shape(shape, x.numel())
+        return view(x, shape, contiguous_strides(shape), x.storage_offset(), "_unsafe_view",
+                    [int(s) for s in shape])
+
+    @staticmethod
+    def backward(ctx, grad):
+        return reshape(grad, ctx.in_shape), None
+
+
+class Clone(Function):
+    """y = x.clone() (contiguous).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return kernel("clone", (x.shape, x.dtype), x, memory_format=_contiguous_format())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def _contiguous_format():
+    from .. import backends
+    return backends.torch().contiguous_format if backends._torch is not None else None
+
+
+class Transpose(Function):
+    """y = x.transpose(d0, d1) (a view).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, d0, d1):
+        n = x.dim()
+        d0, d1 = wrap_dim(d0, n), wrap_dim(d1, n)
+        ctx.dims = (d0, d1)
+        shape, stride = list(x.shape), list(x.stride())
+        shape[d0], shape[d1] = shape[d1], shape[d0]
+        stride[d0], stride[d1] = stride[d1], stride[d0]
+        return view(x, shape, stride, x.storage_offset(), "transpose", d0, d1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return transpose(grad, *ctx.dims), None, None
+
+
+class T(Function):
+    """y = x.t() (a view of a <= 2-D tensor).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x):
+        if x.dim() > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {x.dim()}D")
+        shape, stride = tuple(reversed(x.shape)), tuple(reversed(x.stride()))
+        return view(x, shape, stride, x.storage_offset(), "t")
+
+    @staticmethod
+    def backward(ctx, grad):
+        return t(grad)
+
+
+class Permute(Function):
+    """y = x.permute(dims) (a view).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, dims):
+        n = x.dim()
+        dims = [wrap_dim(d, n) for d in dims]
+        ctx.dims = dims
+        return view(x, [x.shape[d] for d in dims], [x.stride()[d] for d in dims], x.storage_offset(),
+                    "permute", dims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inv = [0] * len(ctx.dims)
+        for i, d in enumerate(ctx.dims):
+            inv[d] = i
+        return permute(grad, inv), None
+
+
+class Expand(Function):
+    """y = x.expand(shape) (a view with zero strides).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.in_shape = x.shape
+        shape = list(shape)
+        lead = len(shape) - x.dim()
+        out_shape, out_stride = [], []
+        for i, s in enumerate(shape):
+            if i < lead:
+                out_shape.append(s)
+                out_stride.append(0)
+                continue
+            xs, xst = x.shape[i - lead], x.stride()[i - lead]
+            if int(s) == -1:
+                s = xs
+            if int(xs) == int(s):
+                out_shape.append(xs if int(s) == int(xs) and not hasattr(s, "expr") else s)
+                out_stride.append(xst)
+            elif int(xs) == 1:
+                out_shape.append(s)
+                out_stride.append(0)
+            else:
+                raise RuntimeError(f"The expanded size of the tensor ({int(s)}) must match the existing size "
+                                   f"({int(xs)}) at non-singleton dimension {i}.")
+        return view(x, out_shape, out_stride, x.storage_offset(), "expand", [int(s) for s in out_shape])
+
+    @staticmethod
+    def backward(ctx, grad):
+        return sum_to(grad, ctx.in_shape), None
+
+
+class Unsqueeze(Function):
+    """y = x.unsqueeze(d) (a view).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, d):
+        d = wrap_dim(d, x.dim() + 1)
+        ctx.d = d
+        shape, stride = list(x.shape), list(x.stride())
+        st = int(shape[d]) * int(stride[d]) if d < x.dim() else 1
+        shape.insert(d, 1)
+        stride.insert(d, st)
+        return view(x, shape, stride, x.storage_offset(), "unsqueeze", d)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return squeeze(grad, ctx.d), None
+
+
+class Squeeze(Function):
+    """y = x.squeeze(dim) (a view).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, d=None):
+        ctx.in_shape = x.shape
+        dims = range(x.dim()) if d is None else [wrap_dim(d, x.dim())]
+        keep = [i for i in range(x.dim()) if not (i in dims and int(x.shape[i]) == 1)]
+        args = () if d is None else (wrap_dim(d, x.dim()),)
+        return view(x, [x.shape[i] for i in keep], [x.stride()[i] for i in keep], x.storage_offset(),
+                    "squeeze" if d is None else "squeeze", *args)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return reshape(grad, ctx.in_shape), None
+
+
+class Split(Function):
+    """xs = x.split(size, dim) (views).  Saves: nothing (sizes)."""
+
+    @staticmethod
+    def forward(ctx, x, split_size, dim=0):
+        dim = wrap_dim(dim, x.dim())
+        ctx.dim, ctx.in_shape = dim, x.shape
+        total = int(x.shape[dim])
+        if isinstance(split_size, (list, tuple)):
+            sizes = list(split_size)
+        else:
+            sizes = []
+            start = 0
+            while start < total:
+                sizes.append(min(split_size, total - start))
+                start += int(split_size)
+        ctx.sizes = sizes
+        outs, off = [], 0
+        datas = None
+        if x.data_ is not None:
+            datas = x.data_.split([int(s) for s in sizes], dim)
+        for i, s in enumerate(sizes):
+            shape = list(x.shape)
+            shape[dim] = s
+            outs.append(x._view(shape, x.stride(), x.storage_offset() + off * int(x.stride()[dim]),
+                                datas[i] if datas is not None else None))
+            off += int(s)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        from ..creation import new_zeros
+        filled = []
+        for g, s in zip(grads, ctx.sizes):
+            if g is None:
+                shape = list(ctx.in_shape)
+                shape[ctx.dim] = s
+                g = new_zeros(next(x for x in grads if x is not None), shape)
+            filled.append(g)
+        return cat(filled, ctx.dim), None, None
+
+
+class Cat(Function):
+    """y = cat(xs, dim).  Saves: nothing (sizes)."""
+
+    @staticmethod
+    def forward(ctx, xs, dim=0):
+        dim = wrap_dim(dim, xs[0].dim())
+        ctx.dim = dim
+        ctx.sizes = [x.shape[dim] for x in xs]
+        shape = list(xs[0].shape)
+        total = xs[0].shape[dim]
+        for x in xs[1:]:
+            total = total + x.shape[dim]
+        shape[dim] = total
+        from .. import dtypes as _dt
+        return kernel("cat", (shape, _dt.result_type(*xs)), list(xs), dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        outs, off = [], 0
+        for s in ctx.sizes:
+            outs.append(narrow(grad, ctx.dim, off, s))
+            off += int(s)
+        return tuple(outs), None
+
+
+class Slice(Function):
+    """y = x[..., start:stop:step, ...] along one dim (a view).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, dim, start, stop, step=1):
+        dim = wrap_dim(dim, x.dim())
+        size = int(x.shape[dim])
+        start, stop, step = slice(start, stop, step).indices(size)
+        length = max(0, (stop - start + step - 1) // step)
+        ctx.dim, ctx.start, ctx.step, ctx.in_shape = dim, start, step, x.shape
+        shape, stride = list(x.shape), list(x.stride())
+        if start == 0 and length == size and step == 1:
+            new_len = x.shape[dim]
+        else:
+            new_len = length
+        shape[dim] = new_len
+        stride[dim] = stride[dim] * step
+        return view(x, shape, stride, x.storage_offset() + start * int(x.stride()[dim]), "slice", dim,
+                    start, start + length * step, step)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from ..creation import new_zeros
+        g = new_zeros(grad, ctx.in_shape)
+        sl = Slice.apply(g, ctx.dim, ctx.start, ctx.start + int(grad.shape[ctx.dim]) * ctx.step, ctx.step)
+        from ._kernel import inplace
+        inplace("copy_", sl, grad)
+        return g, None, None, None, None
+
+
+class Select(Function):
+    """y = x[i] along dim (a view).  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        dim = wrap_dim(dim, x.dim())
+        size = int(x.shape[dim])
+        if not -size <= index < size:
+            raise IndexError(f"index {index} is out of bounds for dimension {dim} with size {size}")
+        index %= size
+        ctx.dim, ctx.index, ctx.in_shape = dim, index, x.shape
+        shape, stride = list(x.shape), list(x.stride())
+        del shape[dim]
+        del stride[dim]
+        return view(x, shape, stride, x.storage_offset() + index * int(x.stride()[dim]), "select", dim, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from ..creation import new_zeros
+        g = new_zeros(grad, ctx.in_shape)
+        from ._kernel import inplace
+        inplace("copy_", Select.apply(g, ctx.dim, ctx.index), grad)
+        return g, None, None
+
+
+# -- functional entry points ----------------------------------------------
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def view_(x, *shape):
+    return View.apply(x, _shape_arg(shape))
+
+
+def reshape(x, *shape):
+    shape = infer_view_shape(_shape_arg(shape), x.numel())
+    if view_strides(x.shape, x.stride(), shape) is not None:
+        return View.apply(x, shape)
+    return UnsafeView.apply(Clone.apply(x), shape)
+
+
+def contiguous(x):
+    return x if x.is_contiguous() else Clone.apply(x)
+
+
+def transpose(x, d0, d1):
+    return Transpose.apply(x, d0, d1)
+
+
+def t(x):
+    return T.apply(x)
+
+
+def permute(x, *dims):
+    return Permute.apply(x, _shape_arg(dims))
+
+
+def expand(x, *shape):
+    return Expand.apply(x, _shape_arg(shape))
+
+
+def unsqueeze(x, d):
+    return Unsqueeze.apply(x, d)
+
+
+def squeeze(x, d=None):
+    return Squeeze.apply(x, d)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    n = x.dim()
+    if n == 0:
+        return reshape(x, (1,))
+    s, e = wrap_dim(start_dim, n), wrap_dim(end_dim, n)
+    if s == e:
+        return x
+    shape = list(x.shape[:s]) + [sym_prod(x.shape[s:e + 1])] + list(x.shape[e + 1:])
+    return reshape(x, shape)
+
+
+def split(x, split_size, dim=0):
+    return Split.apply(x, split_size, dim)
+
+
+def chunk(x, chunks, dim=0):
+    size = int(x.shape[wrap_dim(dim, x.dim())])
+    each = -(-size // chunks)
+    return Split.apply(x, each, dim)
+
+
+def cat(xs, dim=0):
+    return Cat.apply(list(xs), dim)
+
+
+def narrow(x, dim, start, length):
+    return Slice.apply(x, dim, start, start + int(length), 1)
+
+
+def sum_to(g, shape):
+    """Reduce a broadcast gradient back to ``shape`` (torch's at::sum_to)."""
+    from .reduce import sum as _sum
+    shape = tuple(shape)
+    lead = g.dim() - len(shape)
+    dims = list(range(lead))
+    for i, s in enumerate(shape):
+        if int(s) == 1 and int(g.shape[lead + i]) != 1:
+            dims.append(lead + i)
+    if not dims:
+        return g
+    out = _sum(g, dims, keepdim=True)
+    if lead:
+        out = View.apply(out, shape)
+    return out
+
+
+def getitem(x, index):
+    """Basic indexing: ints, slices, None, Ellipsis (advanced indexing is not supported yet)."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
+    out, dim = x, 0
+    for i in index:
+        if i is Ellipsis:
+            dim += x.dim() - n_real
+        elif i is None:
+            out = Unsqueeze.apply(out, dim)
+            dim += 1
+        elif isinstance(i, bool):
+            raise NotImplementedError("boolean indexing is not supported yet")
+        elif isinstance(i, int):
+            out = Select.apply(out, dim, i)
+        elif isinstance(i, slice):
+            if not (i.start is None and i.stop is None and i.step in (None, 1)):
+                out = Slice.apply(out, dim, i.start, i.stop, i.step or 1)
+            dim += 1
+        else:
+            raise NotImplementedError(f"advanced indexing with {type(i).__name__} is not supported yet")
+    return out

@@ -1,0 +1,201 @@
+"""Text for people: units, dtype abbreviations, inlay-hint labels and hover markdown.
+
+Pure functions over ``gradxray.analyzer.results`` (and the ``memory`` report
+dict), shared by the CLI and the language server.  Nothing here computes an
+analysis; stdlib only, so importing it is cheap.
+
+Formats (documented in the design's *Editor surfaces*):
+
+* inlay hint, one tensor:      ``: [B, T, 384] f32``
+* inlay hint, several tensors: ``q: [B, T, 384] f32, k: [B, T, 384] f32, v: [B, T, 384] f32``
+  (at most four; then ``, … +2 more``)
+* memory part of the hint:     `` · 24.0 MiB saved`` (all calls of the line), tooltip = breakdown
+* hover: one fenced block per tensor ``(tensor) q: [B, T, 384] float32``, ``---``,
+  then a two-column table (saved for backward, saved by, forward/backward FLOPs,
+  gradient reaches, shapes at the configured sizes).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradxray.analyzer.results import ClassSummary, LineFact, TensorFact
+
+DTYPE_SHORT = {
+    "float32": "f32", "float": "f32", "float16": "f16", "half": "f16", "bfloat16": "bf16",
+    "float64": "f64", "double": "f64", "int64": "i64", "long": "i64", "int32": "i32",
+    "int": "i32", "int16": "i16", "short": "i16", "int8": "i8", "uint8": "u8", "bool": "b8",
+    "complex64": "c64", "complex128": "c128", "float8_e4m3fn": "f8e4m3", "float8_e5m2": "f8e5m2",
+}
+OPTIMIZER_DISPLAY = {"none": "no optimizer", "sgd": "SGD", "sgd-momentum": "SGD+momentum",
+                     "adam": "Adam", "adamw": "AdamW"}
+MAX_HINT_TENSORS = 4
+
+
+def short_dtype(dtype: str) -> str:
+    d = (dtype or "").removeprefix("torch.")
+    return DTYPE_SHORT.get(d, d or "?")
+
+
+def long_dtype(dtype: str) -> str:
+    return (dtype or "?").removeprefix("torch.")
+
+
+def human_bytes(n: int | float | None) -> str:
+    """``0 B``, ``512 B``, ``1.5 KiB``, ``24.0 MiB``, ``3.1 GiB`` (binary units, one decimal)."""
+    if n is None:
+        return "?"
+    n = float(n)
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    if n < 1024:
+        return f"{sign}{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024.0
+        if n < 1024 or unit == "TiB":
+            return f"{sign}{n:.1f} {unit}"
+    raise AssertionError  # pragma: no cover
+
+
+def human_count(n: int | None) -> str:
+    """``950``, ``1.7K``, ``11.2M``, ``1.3B`` (decimal)."""
+    if n is None:
+        return "?"
+    a = abs(n)
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if a >= div:
+            return f"{n / div:.1f}{suffix}"
+    return str(int(n))
+
+
+def human_flops(n: int | None) -> str:
+    """``0``, ``7.1 MFLOP``, ``1.11 GFLOP`` (decimal, three significant digits)."""
+    if n is None:
+        return "?"
+    a = abs(n)
+    for div, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if a >= div:
+            return f"{n / div:.3g} {prefix}FLOP"
+    return f"{int(n)} FLOP"
+
+
+def shape_list(shape: Iterable | None) -> str:
+    if shape is None:
+        return "?"
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def tensor_short(t: "TensorFact") -> str:
+    return f"{t.shape_text()} {short_dtype(t.dtype)}"
+
+
+# --------------------------------------------------------------------------- inlay hints
+
+def inlay_shape_label(fact: "LineFact") -> str:
+    ts = fact.tensors
+    if not ts:
+        return ""
+    if len(ts) == 1:
+        return ": " + tensor_short(ts[0])
+    parts = [f"{t.name}: {tensor_short(t)}" for t in ts[:MAX_HINT_TENSORS]]
+    if len(ts) > MAX_HINT_TENSORS:
+        parts.append(f"… +{len(ts) - MAX_HINT_TENSORS} more")
+    return ", ".join(parts)
+
+
+def inlay_memory_label(fact: "LineFact") -> str:
+    if fact.saved_bytes <= 0:
+        return ""
+    return f" · {human_bytes(fact.saved_bytes)} saved"
+
+
+def inlay_label(fact: "LineFact") -> str:
+    return inlay_shape_label(fact) + inlay_memory_label(fact)
+
+
+def _per_call(fact: "LineFact") -> str:
+    total = human_bytes(fact.saved_bytes)
+    if fact.calls > 1:
+        return f"{total} ({human_bytes(fact.saved_bytes // fact.calls)} per call × {fact.calls} calls)"
+    return total
+
+
+def saved_breakdown_markdown(fact: "LineFact") -> str:
+    """The inlay memory part's tooltip: total, then one table row per saving op (first call)."""
+    lines = [f"**Saved for backward by this line:** {_per_call(fact)}", ""]
+    if fact.saved:
+        lines += ["| op | saves | shape | bytes |", "|:--|:--|:--|--:|"]
+        for s in fact.saved:
+            note = "" if s.nbytes else " (aliases a counted tensor)"
+            lines.append(f"| `{s.op}` | {s.what} | {shape_list(s.shape)} {long_dtype(s.dtype)} "
+                         f"| {human_bytes(s.nbytes)}{note} |")
+        if fact.calls > 1:
+            lines += ["", f"_per op: first of {fact.calls} calls_"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- hover
+
+def _saved_by(fact: "LineFact") -> str:
+    items = []
+    for s in fact.saved:
+        items.append(f"`{s.op}` {s.what} {shape_list(s.shape)} {short_dtype(s.dtype)} · {human_bytes(s.nbytes)}")
+    return "<br>".join(items) if items else "—"
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    if len(names) <= limit:
+        return ", ".join(f"`{n}`" for n in names)
+    return ", ".join(f"`{n}`" for n in names[:limit]) + f" … and {len(names) - limit} more"
+
+
+def hover_markdown(fact: "LineFact") -> str:
+    blocks = [f"```python\n(tensor) {t.name}: {t.shape_text()} {long_dtype(t.dtype)}\n```"
+              for t in fact.tensors]
+    rows = []
+    if fact.saved_bytes > 0:
+        rows.append(("saved for backward", _per_call(fact)))
+        rows.append(("saved by", _saved_by(fact)))
+    else:
+        rows.append(("saved for backward", "0 B (nothing)"))
+    rows.append(("forward FLOPs", human_flops(fact.flops_forward)))
+    rows.append(("backward FLOPs", human_flops(fact.flops_backward)))
+    if fact.grad_params:
+        n = len(fact.grad_params)
+        rows.append(("gradient reaches", f"{n} parameter{'s' if n != 1 else ''}: {_names(fact.grad_params)}"))
+    concrete = [t for t in fact.tensors if t.concrete_shape and tuple(map(str, t.concrete_shape)) != tuple(t.shape)]
+    if concrete:
+        rows.append(("at the configured sizes",
+                     ", ".join(f"{t.name}: {shape_list(t.concrete_shape)}" for t in concrete)))
+    if fact.calls > 1:
+        rows.append(("runs", f"{fact.calls} times per forward"))
+    table = ["| autograd | |", "|:--|:--|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(blocks) + "\n\n---\n\n" + "\n".join(table)
+
+
+def class_hover_markdown(cls: "ClassSummary", batch: int | None = None, dtype: str | None = None,
+                         optimizer: str | None = None) -> str:
+    head = f"```python\n(module) {cls.name}: {human_count(cls.params)} params\n```"
+    rows = [("parameters", f"{cls.params:,} · {human_bytes(cls.param_bytes)}"),
+            ("activations saved", human_bytes(cls.activations_saved_bytes)),
+            ("peak (training step)", human_bytes(cls.peak_bytes))]
+    for name, (shape, dt) in cls.inputs.items():
+        rows.append((f"input `{name}`", f"[{', '.join(shape)}] {long_dtype(dt)}"))
+    cfg = []
+    if batch is not None:
+        cfg.append(f"B={batch}")
+    if dtype:
+        cfg.append(short_dtype(dtype))
+    if optimizer:
+        cfg.append(OPTIMIZER_DISPLAY.get(optimizer, optimizer))
+    if cfg:
+        rows.append(("configured", ", ".join(cfg)))
+    table = ["| training step | |", "|:--|:--|"] + [f"| {k} | {v} |" for k, v in rows]
+    return head + "\n\n---\n\n" + "\n".join(table)
+
+
+def class_lens_title(cls: "ClassSummary", batch: int, dtype: str, optimizer: str) -> str:
+    """``12.4M params · peak 3.1 GiB @ B=8 (fp32, AdamW)``."""
+    dt = short_dtype(dtype).replace("f32", "fp32").replace("f16", "fp16").replace("f64", "fp64")
+    return (f"{human_count(cls.params)} params · peak {human_bytes(cls.peak_bytes)} @ B={batch} "
+            f"({dt}, {OPTIMIZER_DISPLAY.get(optimizer, optimizer)})")
