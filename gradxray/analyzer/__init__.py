@@ -1,0 +1,128 @@
+"""The analyzer: ``ast`` front end, abstract interpreter, rules.
+
+Entry points (stable; the CLI and the language server call these):
+
+* ``analyze_source(source, path, settings=None) -> Analysis`` — never raises on
+  bad user code.
+* ``build_target(path, name, settings) -> (module, inputs, forward_callable)`` —
+  for ``gradxray memory path.py:Name``.
+
+The static path never imports torch: torch calls run on gradxray's engine.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+from .results import Analysis, Unresolved
+from .settings import Settings
+
+__all__ = ["analyze_source", "build_target", "Analysis", "Settings"]
+
+
+def _syntax_error_text(path: str, e: SyntaxError) -> str:
+    return f"{path}:{e.lineno or 1}:{e.offset or 1}: SyntaxError: {e.msg}"
+
+
+def _run_rules(analysis: Analysis, source: str, settings: Settings) -> None:
+    if importlib.util.find_spec("gradxray.analyzer.rules") is None:
+        return
+    from . import rules
+
+    run = getattr(rules, "run_rules", None)
+    if run is not None:
+        run(analysis, source, settings)
+
+
+def analyze_source(source: str, path: str, settings: Settings | None = None, *, runtime=None) -> Analysis:
+    """Analyse one file: construct each root module class with its defaults (or ``settings.args``),
+    run it on its discovered inputs in a training step, record per-line facts, then run the rules."""
+    from .interpreter import Interpreter, analyze_root
+    from .project import index_source, root_classes
+
+    settings = settings or Settings()
+    analysis = Analysis(path=path)
+    try:
+        index = index_source(source, path)
+    except SyntaxError as e:
+        analysis.error = _syntax_error_text(path, e)
+        return analysis
+    except (ValueError, RecursionError) as e:       # null bytes, absurd nesting
+        analysis.error = f"{path}:1:1: {type(e).__name__}: {e}"
+        return analysis
+    try:
+        if runtime is None:
+            from .torch_api import engine_runtime
+
+            runtime = engine_runtime()
+        with runtime.backend():
+            interp = Interpreter(index, runtime, analysis, settings)
+            for cinfo in root_classes(index):
+                try:
+                    summary = analyze_root(interp, cinfo, settings)
+                except Exception as e:  # an analyzer bug must not cost the other classes
+                    analysis.unresolved.append(
+                        Unresolved(path, cinfo.lineno, f"internal error: {type(e).__name__}: {e}"))
+                    continue
+                if summary is not None:
+                    analysis.classes.append(summary)
+    except Exception as e:
+        analysis.unresolved.append(Unresolved(path, 1, f"internal error: {type(e).__name__}: {e}"))
+    try:
+        _run_rules(analysis, source, settings)
+    except Exception as e:
+        analysis.unresolved.append(Unresolved(path, 1, f"rules failed: {type(e).__name__}: {e}"))
+    return analysis
+
+
+def build_target(path: str, name: str, settings: Settings | None = None, *, runtime=None):
+    """``path.py:Name`` -> (module, inputs, forward_callable).
+
+    ``Name`` is an ``nn.Module`` class of the file (constructed from its defaults or
+    ``settings.args``) or a factory function returning one (called with ``settings.args``).
+    ``inputs`` maps forward parameter names to data-less engine tensors.
+    ``forward_callable()`` runs ``module(**inputs)`` under the interpreter (call it with
+    other arguments to override); ``forward_callable.analysis`` is the ``Analysis`` that
+    collects its per-line facts, grad cuts and unresolved places.
+
+    Raises ``SyntaxError`` for bad source, ``LookupError`` when ``Name`` is not found,
+    ``ValueError`` when it does not give a module or its input shapes are unknown.
+    """
+    from .inputs import make_input_tensors
+    from .interpreter import Interpreter, forward_inputs, make_run_forward, prepare_root
+    from .project import index_source
+
+    settings = settings or Settings()
+    with open(path, encoding="utf-8") as fh:
+        source = fh.read()
+    index = index_source(source, path)
+    if runtime is None:
+        from .torch_api import engine_runtime
+
+        runtime = engine_runtime()
+    analysis = Analysis(path=path)
+    with runtime.backend():
+        interp = Interpreter(index, runtime, analysis, settings)
+        model, ucls = prepare_root(interp, name, settings)
+        if ucls is None:
+            if runtime.is_module(model):
+                raise ValueError(f"{path}:{name} is an engine module, not a model defined in the file")
+            reasons = "; ".join(u.reason for u in analysis.unresolved[:3])
+            raise ValueError(f"{path}:{name} did not give an nn.Module" + (f" ({reasons})" if reasons else ""))
+        specs, diags, fwd = forward_inputs(interp, ucls, settings)
+        analysis.diagnostics.extend(diags)
+        if fwd is None:
+            raise ValueError(f"{path}:{name}: {ucls.name} has no forward")
+        if specs is None:
+            msg = "; ".join(d.message for d in diags) or f"no input shape for {ucls.name}.forward"
+            raise ValueError(f"{path}:{name}: {msg}")
+        with runtime.source_location(path, fwd.node.lineno):
+            inputs = make_input_tensors(specs, settings, runtime)
+    run = make_run_forward(interp, model, inputs, fwd)
+
+    def forward_callable(*args, **kwargs):
+        with runtime.backend():
+            return run(*args, **kwargs)
+
+    forward_callable.analysis = analysis
+    forward_callable.input_specs = specs
+    return model, inputs, forward_callable

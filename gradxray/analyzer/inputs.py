@@ -222,3 +222,86 @@ def make_input_tensors(specs: list[InputSpec], settings, runtime) -> dict:
         shape = bind_dims(spec, bindings)
         out[spec.name] = runtime.make_input(shape, spec.dtype, settings.device)
     return out
+
+
+# --- discovery for one forward -------------------------------------------------------------------
+
+def forward_params(fn: ast.FunctionDef) -> tuple[list[str], set[str], bool]:
+    """(parameter names after self, required names, accepts **kwargs)."""
+    a = fn.args
+    positional = [p.arg for p in list(a.posonlyargs) + list(a.args)][1:]
+    n_def = len(a.defaults)
+    required = set(positional[:len(positional) - n_def] if n_def else positional)
+    for p, d in zip(a.kwonlyargs, a.kw_defaults):
+        if d is None:
+            required.add(p.arg)
+    names = positional + [p.arg for p in a.kwonlyargs]
+    return names, required, a.kwarg is not None
+
+
+def _note(index: ModuleIndex, line: int, message: str, col: int | None = None):
+    from .results import Diagnostic, Span
+
+    text = index.lines[line - 1] if 1 <= line <= len(index.lines) else ""
+    start = col if col is not None else len(text) - len(text.lstrip())
+    return Diagnostic(code="GX901", message=message, severity="information",
+                      span=Span(index.path, line, start, line, len(text)))
+
+
+def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings):
+    """Input specs for ``class_name.forward`` and the GX901 notes about them.
+
+    Returns (specs or None when the forward cannot be run, diagnostics)."""
+    names, required, has_kwargs = forward_params(fn)
+    diags = []
+    specs: dict[str, InputSpec] = {}
+    pragma = find_pragma(index, fn)
+    pragma_line = fn.lineno
+    pragma_bad = False
+    if pragma is not None:
+        pragma_line, text = pragma
+        line_text = index.lines[pragma_line - 1]
+        col = line_text.find("#")
+        try:
+            for spec in parse_pragma(text, pragma_line):
+                specs[spec.name] = spec
+        except InputSpecError as e:
+            diags.append(_note(index, pragma_line, f"invalid input-shape pragma: {e}", col))
+            pragma_bad = True
+    for name, text in (getattr(settings, "inputs", None) or {}).items():
+        if name not in names and not has_kwargs:
+            continue
+        try:
+            parsed = parse_shape(text, name)
+        except InputSpecError as e:
+            diags.append(_note(index, fn.lineno, f"invalid --input for `{name}`: {e}"))
+            continue
+        specs[name] = InputSpec(name, None, "none", None, "settings") if parsed is None else \
+            InputSpec(name, parsed[0], parsed[1], None, "settings")
+    if not specs and not pragma_bad:
+        example = find_example_call(index, class_name, names)
+        if example:
+            specs = {s.name: s for s in example}
+    bindings = settings.dim_bindings()
+    for name in list(specs):
+        spec = specs[name]
+        if name not in names and not has_kwargs:
+            diags.append(_note(index, spec.line or fn.lineno,
+                               f"input `{name}` is not a parameter of {class_name}.forward"))
+            del specs[name]
+            continue
+        try:
+            bind_dims(spec, bindings)
+        except InputSpecError as e:
+            diags.append(_note(index, spec.line or fn.lineno, str(e)))
+            return None, diags
+    missing = [n for n in names if n in required and n not in specs]
+    if missing or pragma_bad:
+        if not pragma_bad:
+            example = ", ".join(f"{n}=[B, ...] float32" for n in missing)
+            diags.append(_note(index, fn.lineno,
+                               f"no input shape for {class_name}.forward; add a `# gradxray: {example}` pragma",
+                               fn.col_offset))
+        return None, diags
+    ordered = [specs[n] for n in names if n in specs] + [s for n, s in specs.items() if n not in names]
+    return ordered, diags

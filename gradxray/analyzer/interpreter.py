@@ -499,12 +499,11 @@ class Interpreter:
             return self.instantiate(callee, args, kwargs, node)
         if isinstance(callee, Builtin):
             return callee.fn(self, node, args, kwargs)
-        if isinstance(callee, (Namespace, UserInstance, SuperProxy)):
-            return self.unknown(f"`{ast.unparse(node.func) if node is not None else callee}` is not callable", node)
         if isinstance(callee, Marker):
             return callee
-        if not callable(callee):
-            return self.unknown(f"`{ast.unparse(node.func) if node is not None else callee}` is not callable", node)
+        if isinstance(callee, (Namespace, UserInstance, SuperProxy)) or not callable(callee):
+            text = ast.unparse(node.func) if isinstance(node, ast.Call) else repr(callee)
+            return self.unknown(f"`{text}` is not callable", node)
         # a host callable: engine function, tensor method, engine module, Python builtin
         container_safe = any(callee is c for c in _CONTAINER_SAFE) or isinstance(
             getattr(callee, "__self__", None), (list, dict, set))
@@ -524,7 +523,8 @@ class Interpreter:
         except RecursionError:
             return self.unknown("recursion limit reached", node)
         except Exception as e:
-            name = ast.unparse(node.func) if node is not None else getattr(callee, "__name__", "call")
+            name = ast.unparse(node.func) if isinstance(node, ast.Call) else getattr(
+                callee, "__name__", type(callee).__name__)
             return self.unknown(f"`{name}(...)` failed: {type(e).__name__}: {e}", node)
         if isinstance(result, types.ModuleType):
             return self.unknown("call returned a module", node)
@@ -1332,7 +1332,8 @@ class Interpreter:
             return True
 
         ok = run(0)
-        cscope.vars.clear()
+        if not cscope.captured:
+            cscope.vars.clear()
         return ok
 
     def eval_ListComp(self, node, scope):
@@ -1610,3 +1611,146 @@ def _bi_field(it: Interpreter, node, args, kwargs):
 
 def resolve_name(index: ModuleIndex, name: str) -> str:
     return resolve_dotted(name, index.imports)
+
+
+# --- roots: construct, run a training step, summarise ---------------------------------------------
+
+def run_training_step(model, run_forward, settings):
+    """The training step (loss, backward, optimizer) on the engine: ``training_step.simulate_training_step``.
+    Without that module, only the forward runs and there is no step result."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradxray.analyzer.training_step") is None:
+        run_forward()
+        return None
+    from .training_step import simulate_training_step
+
+    return simulate_training_step(model, run_forward, settings)
+
+
+def param_stats(model) -> tuple[int, int]:
+    count = nbytes = 0
+    try:
+        params = [p for _, p in model.named_parameters()]
+    except Exception:
+        return 0, 0
+    for p in params:
+        try:
+            n = int(p.numel())
+        except Exception:
+            continue
+        try:
+            size = int(p.element_size())
+        except Exception:
+            size = int(getattr(p.dtype, "itemsize", 4) or 4)
+        count += n
+        nbytes += n * size
+    return count, nbytes
+
+
+def constructor_kwargs(interp: Interpreter, ucls: UserClass, settings) -> dict:
+    """Keyword arguments for constructing a root: ``settings.args`` where they fit, and a default
+    instance of the file's config dataclass for a required parameter annotated with it."""
+    owner, init = ucls.lookup("__init__")
+    if not isinstance(init, UserFunction):
+        return dict(settings.args or {})
+    a = init.node.args
+    positional = list(a.posonlyargs) + list(a.args)
+    params = {p.arg for p in positional[1:]} | {p.arg for p in a.kwonlyargs}
+    kwargs = {}
+    args = dict(getattr(settings, "args", None) or {})
+    if args and (a.kwarg is not None or set(args) <= params):
+        kwargs.update(args)
+    n_def = len(a.defaults)
+    required = positional[1:len(positional) - n_def] if n_def else positional[1:]
+    required += [p for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
+    for p in required:
+        if p.arg in kwargs or p.annotation is None:
+            continue
+        ann = p.annotation.value if isinstance(p.annotation, ast.Constant) else ast.unparse(p.annotation)
+        ann = str(ann).strip("'\"")
+        info = interp.index.classes.get(ann)
+        if info is not None and (info.is_dataclass or info.is_namedtuple):
+            kwargs[p.arg] = interp.instantiate(interp.user_class(ann), [], {}, p)
+    return kwargs
+
+
+def prepare_root(interp: Interpreter, name: str, settings, *, factory_args: dict | None = None):
+    """Construct the module named ``name`` (a module class, or a factory function returning one).
+
+    Returns (model or Unknown, user class of the model or None)."""
+    index = interp.index
+    rt = interp.rt
+    if name in index.classes and index.classes[name].is_module:
+        ucls = interp.user_class(name)
+        cinfo = index.classes[name]
+        with rt.source_location(interp.path, cinfo.lineno):
+            model = interp.instantiate(ucls, [], constructor_kwargs(interp, ucls, settings), cinfo.node)
+    elif name in index.functions:
+        fn = interp.global_lookup(name, index.functions[name])
+        node = index.functions[name]
+        with rt.source_location(interp.path, node.lineno):
+            model = interp.call(fn, [], dict(factory_args if factory_args is not None else (settings.args or {})), None)
+    else:
+        raise LookupError(f"{interp.path}: no nn.Module class or function named `{name}`")
+    if not rt.is_module(model):
+        return model, None
+    ucls = type(model)._gx_user_class if interp.is_user_module(model) else None
+    return model, ucls
+
+
+def forward_inputs(interp: Interpreter, ucls: UserClass, settings):
+    """(specs or None, diagnostics, forward UserFunction or None) for a user module class."""
+    from .inputs import discover_inputs
+
+    owner, fwd = ucls.lookup("forward")
+    if not isinstance(fwd, UserFunction):
+        return None, [], None
+    specs, diags = discover_inputs(interp.index, ucls.name, fwd.node, settings)
+    return specs, diags, fwd
+
+
+def make_run_forward(interp: Interpreter, model, inputs: dict, fwd: UserFunction):
+    """A zero-argument callable running ``model(**inputs)`` under the interpreter (facts, cuts)."""
+    rt = interp.rt
+
+    def run_forward(*args, **kwargs):
+        if not args and not kwargs:
+            kwargs = dict(inputs)
+        with rt.source_location(interp.path, fwd.node.lineno):
+            out = interp.call(model, list(args), kwargs, fwd.node)
+        interp.finish_cuts(model, out)
+        return out
+
+    return run_forward
+
+
+def analyze_root(interp: Interpreter, cinfo, settings):
+    """Construct one root class, run its forward (in a training step), return its ClassSummary."""
+    from .inputs import make_input_tensors
+    from .results import ClassSummary
+
+    rt = interp.rt
+    model, ucls = prepare_root(interp, cinfo.name, settings)
+    if ucls is None:
+        return None
+    count, nbytes = param_stats(model)
+    summary = ClassSummary(name=cinfo.name, line=cinfo.lineno, params=count, param_bytes=nbytes,
+                           peak_bytes=0, activations_saved_bytes=0)
+    specs, diags, fwd = forward_inputs(interp, ucls, settings)
+    interp.analysis.diagnostics.extend(diags)
+    if specs is None or fwd is None:
+        return summary
+    with rt.source_location(interp.path, fwd.node.lineno):
+        inputs = make_input_tensors(specs, settings, rt)
+    summary.inputs = {s.name: (s.shape_text(), s.dtype) for s in specs if s.dims is not None}
+    run_forward = make_run_forward(interp, model, inputs, fwd)
+    try:
+        step = run_training_step(model, run_forward, settings)
+    except Exception as e:
+        interp.unknown(f"training step failed: {type(e).__name__}: {e}", fwd.node)
+        step = None
+    if step is not None:
+        summary.peak_bytes = int(getattr(step, "peak_bytes", 0) or 0)
+        summary.activations_saved_bytes = int(getattr(step, "activations_saved_bytes", 0) or 0)
+    return summary

@@ -62,25 +62,24 @@ class enable_grad(_GradMode):
 
 
 def _can_accumulate_inplace(t, expected_refs: int) -> bool:
+    """torch's can_accumulate_inplace: a dense tensor whose object and storage nobody else holds
+    (a view never qualifies: its base keeps the storage referenced)."""
     from .graph import _storage_uses
-    return (sys.getrefcount(t) <= expected_refs and _storage_uses(t) <= 1 and t.is_contiguous()
-            and all(int(st) != 0 or int(sz) == 1 for st, sz in zip(t._stride, t.shape)))
+    return sys.getrefcount(t) <= expected_refs and _storage_uses(t) <= 1 and t.is_non_overlapping_and_dense()
 
 
 def _accumulate(buffer: list, pos: int, var) -> None:
-    """torch's InputBuffer::accumulate: add in place into a gradient nobody else holds."""
+    """torch's InputBuffer::accumulate: add in place into the first gradient if nobody else holds it,
+    otherwise out of place."""
     old = buffer[pos]
     if old is None:
         buffer[pos] = var
         return
     buffer[pos] = None
-    # references counted: `old` (or the caller's `g` + `var`), the parameter `t`, getrefcount's argument
+    # references counted: `old`, the parameter `t`, getrefcount's argument
     if _can_accumulate_inplace(old, 3):
         old.add_(var)
         buffer[pos] = old
-    elif _can_accumulate_inplace(var, 4):
-        var.add_(old)
-        buffer[pos] = var
     else:
         buffer[pos] = old + var
 

@@ -151,7 +151,7 @@ class AccumulateGrad(Node):
         if var.grad is None:
             # refs: this frame's local + getrefcount's argument
             sole = sys.getrefcount(new_grad) <= 2 and _storage_uses(new_grad) <= 1
-            if not create_graph and sole and new_grad.is_contiguous() and new_grad._stride == var._stride:
+            if not create_graph and sole and _obeys_layout_contract(new_grad, var):
                 g = new_grad._alias()
                 g._base = None
                 var.grad = g
@@ -165,6 +165,13 @@ class AccumulateGrad(Node):
 
     def release_variables(self) -> None:
         pass
+
+
+def _obeys_layout_contract(grad, var) -> bool:
+    """A gradient may be adopted as ``.grad`` only with the parameter's strides (size-1 dims aside)."""
+    if var.is_non_overlapping_and_dense():
+        return all(int(s) == 1 or int(a) == int(b) for s, a, b in zip(var.shape, grad._stride, var._stride))
+    return grad.is_contiguous()
 
 
 def _storage_uses(t) -> int:

@@ -201,6 +201,15 @@ class Tensor:
             expected *= int(s)
         return True
 
+    def is_non_overlapping_and_dense(self) -> bool:
+        dims = sorted((int(st), int(s)) for s, st in zip(self._shape, self._stride) if int(s) != 1)
+        expected = 1
+        for st, s in dims:
+            if st != expected:
+                return False
+            expected *= s
+        return True
+
     def untyped_storage(self) -> Storage:
         return self._storage
 

@@ -29,13 +29,24 @@ def kernel(aten_name: str, metas, *args, **kwargs):
         res = backends.aten(aten_name, *args, **kwargs)
         res = res if isinstance(res, (tuple, list)) else (res,)
         outs = []
-        for (shape, dtype), r in zip(metas, res):
+        for (shape, dtype, *_), r in zip(metas, res):
             if tuple(r.shape) != tuple(int(s) for s in shape):
                 raise AssertionError(f"shape inference for {aten_name}: {tuple(shape)} but torch gives {tuple(r.shape)}")
             outs.append(Tensor._new(shape, backends.from_torch_dtype(r.dtype), dev, data=r, stride=r.stride()))
     else:
-        outs = [Tensor._new(shape, dtype, dev) for shape, dtype in metas]
+        outs = [Tensor._new(m[0], m[1], dev, stride=m[2] if len(m) > 2 else None) for m in metas]
     return outs[0] if single else tuple(outs)
+
+
+def strides_like(shape, ref) -> tuple:
+    """Contiguous strides for ``shape`` laid out in the memory order of ``ref`` (torch's empty_like)."""
+    order = sorted(range(len(shape)), key=lambda d: (-int(ref.stride()[d]), d))
+    strides = [0] * len(shape)
+    acc = 1
+    for d in reversed(order):
+        strides[d] = acc
+        acc *= max(int(shape[d]), 1)
+    return tuple(strides)
 
 
 def inplace(aten_name: str, target: Tensor, *args, **kwargs) -> Tensor:

@@ -8,7 +8,7 @@ from .. import dtypes as _dt
 from ..function import Function
 from ..symbolic import sym_prod
 from ..tensor import Tensor, wrap_dim
-from ._kernel import kernel, inplace
+from ._kernel import inplace, kernel, strides_like
 from .shapes import conv_out
 
 
@@ -175,7 +175,8 @@ class FlashAttentionCpu(Function):
         out_shape = tuple(q.shape[:-1]) + (v.shape[-1],)
         lse_shape = tuple(q.shape[:-1])
         out, lse = kernel("_scaled_dot_product_flash_attention_for_cpu",
-                          [(out_shape, q.dtype), (lse_shape, _dt.float32)], q, k, v, 0.0, is_causal, scale=scale)
+                          [(out_shape, q.dtype, strides_like(out_shape, q)), (lse_shape, _dt.float32)],
+                          q, k, v, 0.0, is_causal, scale=scale)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.is_causal, ctx.scale = is_causal, scale
         return out, lse
