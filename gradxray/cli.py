@@ -340,6 +340,8 @@ def cmd_check(args) -> int:
             _err(f"{p}: No such file or directory")
         return 2
     files = collect_files(paths)
+    if not files:
+        print(f"{PROG}: warning: no Python files found under {', '.join(paths)}", file=sys.stderr)
     results: list[FileResult] = []
     had_error = False
     try:

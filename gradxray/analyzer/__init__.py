@@ -80,15 +80,18 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     ``Name`` is an ``nn.Module`` class of the file (constructed from its defaults or
     ``settings.args``) or a factory function returning one (called with ``settings.args``).
     ``inputs`` maps forward parameter names to data-less engine tensors.
-    ``forward_callable()`` runs ``module(**inputs)`` under the interpreter (call it with
-    other arguments to override); ``forward_callable.analysis`` is the ``Analysis`` that
-    collects its per-line facts, grad cuts and unresolved places.
+    ``forward_callable(inputs=None)`` runs ``module(**inputs)`` under the interpreter (the
+    built inputs when called without arguments), which is the ``run_forward`` that
+    ``training_step.simulate_training_step(model, inputs, run_forward, settings)`` expects;
+    ``forward_callable.analysis`` is the ``Analysis`` that collects its per-line facts and
+    unresolved places, and ``forward_callable.finish(reached_param_names)`` adds its
+    GradCuts once the step knows which parameters received a gradient.
 
     Raises ``SyntaxError`` for bad source, ``LookupError`` when ``Name`` is not found,
     ``ValueError`` when it does not give a module or its input shapes are unknown.
     """
     from .inputs import make_input_tensors
-    from .interpreter import Interpreter, forward_inputs, make_run_forward, prepare_root
+    from .interpreter import ForwardRun, Interpreter, forward_inputs, prepare_root
     from .project import index_source
 
     settings = settings or Settings()
@@ -117,12 +120,13 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
             raise ValueError(f"{path}:{name}: {msg}")
         with runtime.source_location(path, fwd.node.lineno):
             inputs = make_input_tensors(specs, settings, runtime)
-    run = make_run_forward(interp, model, inputs, fwd)
+    run = ForwardRun(interp, model, inputs, fwd)
 
-    def forward_callable(*args, **kwargs):
+    def forward_callable(inputs: dict | None = None, **kwargs):
         with runtime.backend():
-            return run(*args, **kwargs)
+            return run(inputs, **kwargs)
 
     forward_callable.analysis = analysis
     forward_callable.input_specs = specs
+    forward_callable.finish = run.finish
     return model, inputs, forward_callable

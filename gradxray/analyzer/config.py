@@ -100,6 +100,7 @@ class Config:
         s.dims = dict(s.dims)
         s.inputs = dict(s.inputs)
         s.args = dict(s.args)
+        s.select = list(s.select)
         if self.select is not None:
             s.select = list(self.select)
         s.ignore = list(s.ignore) + list(self.ignore)

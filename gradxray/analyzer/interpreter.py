@@ -677,6 +677,9 @@ class Interpreter:
         if name == "data" and self.rt.is_tensor(obj):
             key = self.cuts.record("data", obj, self.span(node))
             val, reason = self.lookup_attr(obj, name)
+            if reason is not None and hasattr(obj, "detach"):
+                # `.data` is a detached alias of the same storage: what `.detach()` gives
+                val, reason = obj.detach(), None
             if reason is None:
                 self.cuts.tag(val, self.cuts.sources([obj]) | {key})
                 return val
@@ -1446,24 +1449,6 @@ class Interpreter:
         except Exception:
             return {}
 
-    def finish_cuts(self, model, output) -> None:
-        """GradCuts for the cut sites that flow into ``output``."""
-        if not self.cuts.sites:
-            return
-        tensors = list(_tensors_in(output, self.rt))
-        flowing: set = set()
-        reach: set[int] = set()
-        for t in tensors:
-            flowing |= self.cuts.sites_of(t)
-            reach |= upstream_params(t, self.rt)
-        names = self.reachable_params_names(model)
-        existing = {(g.kind, g.span.line, g.span.col) for g in self.analysis.grad_cuts}
-        for key in sorted(flowing, key=lambda k: (k[1], k[2])):
-            site = self.cuts.sites[key]
-            cut = sorted({names[p] for p in site["upstream"] if p not in reach and p in names})
-            if cut and key not in existing:
-                self.analysis.grad_cuts.append(GradCut(kind=site["kind"], span=site["span"], cut_params=cut))
-
 
 def _mark_captured(scope: Scope | None) -> None:
     while scope is not None:
@@ -1615,17 +1600,17 @@ def resolve_name(index: ModuleIndex, name: str) -> str:
 
 # --- roots: construct, run a training step, summarise ---------------------------------------------
 
-def run_training_step(model, run_forward, settings):
+def run_training_step(model, inputs: dict, run_forward, settings):
     """The training step (loss, backward, optimizer) on the engine: ``training_step.simulate_training_step``.
     Without that module, only the forward runs and there is no step result."""
     import importlib.util
 
     if importlib.util.find_spec("gradxray.analyzer.training_step") is None:
-        run_forward()
+        run_forward(inputs)
         return None
     from .training_step import simulate_training_step
 
-    return simulate_training_step(model, run_forward, settings)
+    return simulate_training_step(model, inputs, run_forward, settings)
 
 
 def param_stats(model) -> tuple[int, int]:
@@ -1710,19 +1695,51 @@ def forward_inputs(interp: Interpreter, ucls: UserClass, settings):
     return specs, diags, fwd
 
 
-def make_run_forward(interp: Interpreter, model, inputs: dict, fwd: UserFunction):
-    """A zero-argument callable running ``model(**inputs)`` under the interpreter (facts, cuts)."""
-    rt = interp.rt
+class ForwardRun:
+    """``run_forward(inputs)``: ``model(**inputs)`` under the interpreter (facts, cut tracking).
 
-    def run_forward(*args, **kwargs):
-        if not args and not kwargs:
-            kwargs = dict(inputs)
-        with rt.source_location(interp.path, fwd.node.lineno):
-            out = interp.call(model, list(args), kwargs, fwd.node)
-        interp.finish_cuts(model, out)
+    After a run, ``flowing`` holds the cut sites that reach the output and ``reached`` the
+    parameter names the output depends on; ``finish(reached_names)`` turns them into GradCuts."""
+
+    def __init__(self, interp: Interpreter, model, inputs: dict, fwd: UserFunction):
+        self.interp = interp
+        self.model = model
+        self.inputs = inputs
+        self.fwd = fwd
+        self.flowing: set = set()
+        self.reached: set[str] | None = None
+
+    def __call__(self, inputs: dict | None = None, **kwargs):
+        interp = self.interp
+        if inputs is None and not kwargs:
+            kwargs = dict(self.inputs)
+        elif inputs is not None:
+            kwargs = {**inputs, **kwargs}
+        with interp.rt.source_location(interp.path, self.fwd.node.lineno):
+            out = interp.call(self.model, [], kwargs, self.fwd.node)
+        del kwargs
+        if interp.cuts.sites:
+            names = interp.reachable_params_names(self.model)
+            reach: set[int] = set()
+            for t in _tensors_in(out, interp.rt):
+                self.flowing |= interp.cuts.sites_of(t)
+                reach |= upstream_params(t, interp.rt)
+            self.reached = {names[p] for p in reach if p in names}
         return out
 
-    return run_forward
+    def finish(self, reached_names: set[str] | None = None) -> None:
+        """GradCuts for the cut sites that flowed into the output."""
+        interp = self.interp
+        if not self.flowing:
+            return
+        reached = reached_names if reached_names is not None else (self.reached or set())
+        names = interp.reachable_params_names(self.model)
+        existing = {(g.kind, g.span.line, g.span.col) for g in interp.analysis.grad_cuts}
+        for key in sorted(self.flowing, key=lambda k: (k[1], k[2])):
+            site = interp.cuts.sites[key]
+            cut = sorted({names[p] for p in site["upstream"] if p in names and names[p] not in reached})
+            if cut and key not in existing:
+                interp.analysis.grad_cuts.append(GradCut(kind=site["kind"], span=site["span"], cut_params=cut))
 
 
 def analyze_root(interp: Interpreter, cinfo, settings):
@@ -1744,12 +1761,16 @@ def analyze_root(interp: Interpreter, cinfo, settings):
     with rt.source_location(interp.path, fwd.node.lineno):
         inputs = make_input_tensors(specs, settings, rt)
     summary.inputs = {s.name: (s.shape_text(), s.dtype) for s in specs if s.dims is not None}
-    run_forward = make_run_forward(interp, model, inputs, fwd)
+    run_forward = ForwardRun(interp, model, inputs, fwd)
     try:
-        step = run_training_step(model, run_forward, settings)
+        step = run_training_step(model, inputs, run_forward, settings)
     except Exception as e:
         interp.unknown(f"training step failed: {type(e).__name__}: {e}", fwd.node)
         step = None
+    del inputs
+    run_forward.inputs = None
+    reached = getattr(step, "reached_params", None)
+    run_forward.finish(set(reached) if reached is not None and getattr(step, "error", None) is None else None)
     if step is not None:
         summary.peak_bytes = int(getattr(step, "peak_bytes", 0) or 0)
         summary.activations_saved_bytes = int(getattr(step, "activations_saved_bytes", 0) or 0)

@@ -65,6 +65,17 @@ def phase(name: str):
         _phase = prev
 
 
+def module_output(path: str, cls: str, output) -> None:
+    for t in _trackers:
+        t.on_module_output(path, cls, output)
+
+
+def flops(n: int) -> None:
+    if n:
+        for t in _trackers:
+            t.on_flops(n)
+
+
 def round_cuda(nbytes: int) -> int:
     """The CUDA caching allocator rounds every request up to a multiple of 512 bytes (minimum 512)."""
     return max(512, (nbytes + 511) // 512 * 512) if nbytes > 0 else 0
@@ -109,6 +120,10 @@ class MemoryTracker:
     saved: list[SavedRecord] = field(default_factory=list)
     _saved_uids: set[int] = field(default_factory=set)
     keep_timeline: bool = True
+    module_outputs: dict[str, tuple[str, tuple[int, ...] | None]] = field(default_factory=dict)  # path -> (class, shape)
+    flops: dict[str, int] = field(default_factory=dict)                      # phase -> FLOPs
+    flops_by_location: dict[tuple[str, int], list[int]] = field(default_factory=dict)   # loc -> [fwd, bwd]
+    flops_by_module: dict[str, int] = field(default_factory=dict)             # forward FLOPs per module path
 
     def __enter__(self):
         _trackers.append(self)
@@ -161,6 +176,28 @@ class MemoryTracker:
         self.saved.append(SavedRecord(op, what, tuple(int(s) for s in tensor.shape), tensor.dtype.name,
                                       self._size(st.nbytes), st.uid, new, st.category, _location,
                                       current_module()))
+
+    def on_module_output(self, path: str, cls: str, output) -> None:
+        if path in self.module_outputs:
+            return
+        shape = None
+        first = output
+        while isinstance(first, (tuple, list)) and first:
+            first = first[0]
+        if hasattr(first, "shape") and hasattr(first, "dtype"):
+            shape = tuple(int(s) for s in first.shape)
+        self.module_outputs[path] = (cls, shape)
+
+    def on_flops(self, n: int) -> None:
+        self.flops[_phase] = self.flops.get(_phase, 0) + n
+        loc = _location
+        if loc is not None and _phase in ("forward", "backward"):
+            slot = self.flops_by_location.setdefault(loc, [0, 0])
+            slot[0 if _phase == "forward" else 1] += n
+        if _phase == "forward":
+            # attribute to every enclosing module, so a block's FLOPs include its children's
+            for path in set(_module_stack):
+                self.flops_by_module[path] = self.flops_by_module.get(path, 0) + n
 
     def _mark_phase(self, name: str) -> None:
         if self.keep_timeline:

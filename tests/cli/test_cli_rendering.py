@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from conftest import assert_clean_error
+from cli_helpers import assert_clean_error
 
 DETACH = textwrap.dedent("""\
     import torch.nn as nn

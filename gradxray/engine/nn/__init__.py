@@ -89,7 +89,10 @@ class Module:
     # -- calling --------------------------------------------------------
     def __call__(self, *args, **kwargs):
         with memory.module_scope(self._gx_path):
-            return self.forward(*args, **kwargs)
+            out = self.forward(*args, **kwargs)
+        if memory.active_trackers():
+            memory.module_output(self._gx_path, type(self).__name__, out)
+        return out
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')

@@ -1,7 +1,8 @@
 """Running a kernel: meta (shape/dtype) always, data when the inputs carry data."""
 from __future__ import annotations
 
-from .. import backends
+from .. import backends, memory
+from ..flops import kernel_flops
 from ..tensor import Tensor
 
 
@@ -35,6 +36,8 @@ def kernel(aten_name: str, metas, *args, **kwargs):
             outs.append(Tensor._new(shape, backends.from_torch_dtype(r.dtype), dev, data=r, stride=r.stride()))
     else:
         outs = [Tensor._new(m[0], m[1], dev, stride=m[2] if len(m) > 2 else None) for m in metas]
+    if memory.active_trackers():
+        memory.flops(kernel_flops(aten_name, args, outs))
     return outs[0] if single else tuple(outs)
 
 

@@ -68,6 +68,10 @@ class NativeLayerNorm(Function):
 
 def _masked_kernel(name, metas, mask, *args):
     """A kernel whose outputs are only produced where ``mask`` is True (others are None)."""
+    from .. import memory
+    from ..flops import kernel_flops
+    if memory.active_trackers():
+        memory.flops(kernel_flops(name, args, None))
     if backends.any_data(*args):
         res = backends.aten(name, *args)
         outs = []

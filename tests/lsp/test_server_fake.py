@@ -1,0 +1,114 @@
+"""The real server over stdio with a stand-in analyzer: what each handler renders."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from lsp_helpers import CLIENT_CAPABILITIES, SERVER_ENV, diagnostics_for, label_text, open_doc, whole
+
+FAKE = str(Path(__file__).with_name("fake_server.py"))
+
+SRC = textwrap.dedent("""\
+    import torch.nn as nn
+
+
+    class Attn(nn.Module):
+        def forward(self, x):
+            q, k, v = self.c_attn(x).split(384, dim=2)
+            y = q + k
+            h = self.proj(y).detach()
+            return self.head(h)
+""")
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, FAKE], server_env=SERVER_ENV))
+async def client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=CLIENT_CAPABILITIES, initialization_options={"batch": 8, "optimizer": "adamw"}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_diagnostics_hints_hover(client: LanguageClient, tmp_path):
+    uri = open_doc(client, tmp_path / "attn.py", SRC)
+    params = await diagnostics_for(client, uri)
+    assert params.version == 1
+    [d] = params.diagnostics
+    assert (d.code, d.source, d.severity) == ("GX101", "gradxray", types.DiagnosticSeverity.Warning)
+    assert d.range == types.Range(start=types.Position(line=7, character=12),
+                                  end=types.Position(line=7, character=33))
+    assert "head.weight" in d.message
+
+    hints = await client.text_document_inlay_hint_async(types.InlayHintParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=whole(SRC)))
+    by_line = {h.position.line: h for h in hints}
+    qkv = by_line[5]
+    assert label_text(qkv) == "q: [B, T, 384] f32, k: [B, T, 384] f32, v: [B, T, 384] f32 · 8.0 KiB saved"
+    assert qkv.position.character == len(SRC.splitlines()[5])
+    assert qkv.kind == types.InlayHintKind.Type
+    assert "Addmm" in qkv.label[1].tooltip.value
+    assert label_text(by_line[6]) == ": [B, T, 384] f32"          # no memory part when nothing is saved
+
+    # a range covering one line gives that line's hint only
+    one = await client.text_document_inlay_hint_async(types.InlayHintParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        range=types.Range(start=types.Position(line=6, character=0), end=types.Position(line=6, character=0))))
+    assert [h.position.line for h in one] == [6]
+
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=5, character=10)))
+    md = hover.contents.value
+    assert "(tensor) q: [B, T, 384] float32" in md and "(tensor) v: [B, T, 384] float32" in md
+    assert "| saved for backward | 8.0 KiB (4.0 KiB per call × 2 calls) |" in md
+    assert "`Addmm` input [2048, 384] f32" in md
+    assert await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=0))) is None
+    cls = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=3, character=8)))
+    assert "(module) Attn: 12.4M params" in cls.contents.value
+
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert [lens.command.title for lens in lenses] == ["12.4M params · peak 3.0 GiB @ B=8 (fp32, AdamW)"]
+
+
+async def test_code_actions(client: LanguageClient, tmp_path):
+    uri = open_doc(client, tmp_path / "attn.py", SRC)
+    [d] = (await diagnostics_for(client, uri)).diagnostics
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=d.range,
+        context=types.CodeActionContext(diagnostics=[d])))
+    titles = [a.title for a in actions]
+    assert titles == ["Remove `.detach()` (GX101, unsafe)", "Suppress GX101 on this line (# noqa)"]
+    [edit] = actions[0].edit.changes[uri]
+    assert edit.new_text == "self.proj(y)" and edit.range == d.range
+    [noqa] = actions[1].edit.changes[uri]
+    assert noqa.new_text == "  # noqa: GX101" and noqa.range.start == types.Position(line=7, character=33)
+
+
+async def test_change_reanalyses_and_close_clears(client: LanguageClient, tmp_path):
+    uri = open_doc(client, tmp_path / "attn.py", SRC)
+    await diagnostics_for(client, uri)
+    fixed = SRC.replace(".detach()", "")
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=fixed)]))
+    params = await diagnostics_for(client, uri)
+    assert params.version == 2 and not params.diagnostics
+    # a syntax error: no diagnostics, no hints, no hover (the editor's Python server reports it)
+    broken = fixed.replace("def forward(self, x):", "def forward(self, x:")
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=broken)]))
+    hints = await client.text_document_inlay_hint_async(types.InlayHintParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=whole(broken)))
+    assert not hints
+    assert not (await diagnostics_for(client, uri)).diagnostics
+    client.text_document_did_close(types.DidCloseTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert not (await diagnostics_for(client, uri)).diagnostics
