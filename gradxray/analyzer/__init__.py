@@ -111,7 +111,7 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
                 raise ValueError(f"{path}:{name} is an engine module, not a model defined in the file")
             reasons = "; ".join(u.reason for u in analysis.unresolved[:3])
             raise ValueError(f"{path}:{name} did not give an nn.Module" + (f" ({reasons})" if reasons else ""))
-        specs, diags, fwd = forward_inputs(interp, ucls, settings)
+        specs, diags, fwd = forward_inputs(interp, model, ucls, settings)
         analysis.diagnostics.extend(diags)
         if fwd is None:
             raise ValueError(f"{path}:{name}: {ucls.name} has no forward")

@@ -239,34 +239,75 @@ def forward_params(fn: ast.FunctionDef) -> tuple[list[str], set[str], bool]:
     return names, required, a.kwarg is not None
 
 
-def _note(index: ModuleIndex, line: int, message: str, col: int | None = None):
+def _note(index: ModuleIndex, line: int, message: str, col: int | None = None, fix=None):
     from .results import Diagnostic, Span
 
     text = index.lines[line - 1] if 1 <= line <= len(index.lines) else ""
-    start = col if col is not None else len(text) - len(text.lstrip())
+    start = col if col is not None else len(text.encode("utf-8")) - len(text.lstrip().encode("utf-8"))
     return Diagnostic(code="GX901", message=message, severity="information",
-                      span=Span(index.path, line, start, line, len(text)))
+                      span=Span(index.path, line, start, line, len(text.encode("utf-8"))), fix=fix)
 
 
-def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings):
-    """Input specs for ``class_name.forward`` and the GX901 notes about them.
+def spec_text(spec: InputSpec) -> str:
+    if spec.dims is None:
+        return f"{spec.name}=None"
+    return f"{spec.name}=[{', '.join(str(d) for d in spec.dims)}] {spec.dtype}"
 
-    Returns (specs or None when the forward cannot be run, diagnostics)."""
+
+def missing_input_note(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, missing: list[str],
+                       assumed: list[InputSpec] | None = None):
+    """GX901 on the forward line; with a fix inserting the pragma when shapes were assumed."""
+    from .results import Edit, Fix, Span
+
+    try:
+        from .rules.gx901_unknown_input_shape import MESSAGE
+    except Exception:  # pragma: no cover - the rule module ships with the analyzer
+        MESSAGE = "no input shape for {cls}.forward; add a `# gradxray: {example}` pragma"
+    by_name = {s.name: s for s in assumed or []}
+    example = ", ".join(spec_text(by_name[n]) if n in by_name else f"{n}=[B, ...] float32" for n in missing)
+    try:
+        message = MESSAGE.format(cls=class_name, example=example,
+                                 inputs=", ".join(f"`{n}`" for n in missing))
+    except (KeyError, IndexError, ValueError):
+        message = f"no input shape for {class_name}.forward; add a `# gradxray: {example}` pragma"
+    fix = None
+    if assumed:
+        last = fn.body[0].lineno - 1 if fn.body and fn.body[0].lineno > fn.lineno else fn.lineno
+        text = index.lines[last - 1] if 1 <= last <= len(index.lines) else ""
+        end = len(text.rstrip().encode("utf-8"))
+        pragma = "  # gradxray: " + ", ".join(spec_text(s) for s in assumed)
+        fix = Fix(applicability="unsafe", message="Insert an input-shape pragma",
+                  edits=[Edit(Span(index.path, last, end, last, end), pragma)])
+    return _note(index, fn.lineno, message, fn.col_offset, fix)
+
+
+@dataclass
+class Discovery:
+    specs: list[InputSpec]          # shapes found (pragma, settings, example call), in parameter order
+    diagnostics: list
+    missing: list[str]              # required parameters without a shape
+    fatal: bool = False             # a bad pragma or an unbound dim: the forward cannot be run
+
+
+def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings) -> Discovery:
+    """Input specs for ``class_name.forward`` from ``settings.inputs``, the pragma or an example call.
+
+    Required parameters left without a shape are listed in ``missing`` (the caller may infer
+    them from their first consumer; ``missing_input_note`` makes the GX901 note)."""
     names, required, has_kwargs = forward_params(fn)
     diags = []
     specs: dict[str, InputSpec] = {}
     pragma = find_pragma(index, fn)
-    pragma_line = fn.lineno
     pragma_bad = False
     if pragma is not None:
         pragma_line, text = pragma
-        line_text = index.lines[pragma_line - 1]
-        col = line_text.find("#")
+        col = index.lines[pragma_line - 1].find("#")
         try:
             for spec in parse_pragma(text, pragma_line):
                 specs[spec.name] = spec
         except InputSpecError as e:
-            diags.append(_note(index, pragma_line, f"invalid input-shape pragma: {e}", col))
+            diags.append(_note(index, pragma_line, f"invalid input-shape pragma: {e}",
+                               len(index.lines[pragma_line - 1][:col].encode("utf-8"))))
             pragma_bad = True
     for name, text in (getattr(settings, "inputs", None) or {}).items():
         if name not in names and not has_kwargs:
@@ -294,14 +335,81 @@ def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, se
             bind_dims(spec, bindings)
         except InputSpecError as e:
             diags.append(_note(index, spec.line or fn.lineno, str(e)))
-            return None, diags
-    missing = [n for n in names if n in required and n not in specs]
-    if missing or pragma_bad:
-        if not pragma_bad:
-            example = ", ".join(f"{n}=[B, ...] float32" for n in missing)
-            diags.append(_note(index, fn.lineno,
-                               f"no input shape for {class_name}.forward; add a `# gradxray: {example}` pragma",
-                               fn.col_offset))
-        return None, diags
+            return Discovery([], diags, [], fatal=True)
     ordered = [specs[n] for n in names if n in specs] + [s for n, s in specs.items() if n not in names]
-    return ordered, diags
+    if pragma_bad:
+        return Discovery(ordered, diags, [], fatal=True)
+    missing = [n for n in names if n in required and n not in specs]
+    return Discovery(ordered, diags, missing)
+
+
+# --- inference from the first consumer -----------------------------------------------------------
+
+def _shape_for_consumer(mod) -> tuple[tuple, str] | None:
+    """The input a layer expects, by its class: Embedding -> [B, T] int64, Conv2d(c) -> [B, c, H, W] ..."""
+    for klass in type(mod).__mro__:
+        name = klass.__name__
+        if name == "Embedding":
+            return ("B", "T"), "int64"
+        if name == "Conv2d" and hasattr(mod, "in_channels"):
+            return ("B", int(mod.in_channels), "H", "W"), "float32"
+        if name == "Conv1d" and hasattr(mod, "in_channels"):
+            return ("B", int(mod.in_channels), "T"), "float32"
+        if name == "Linear" and hasattr(mod, "in_features"):
+            return ("B", int(mod.in_features)), "float32"
+        if name == "LayerNorm" and hasattr(mod, "normalized_shape"):
+            return ("B", "T", *(int(d) for d in mod.normalized_shape)), "float32"
+        if name == "BatchNorm2d" and hasattr(mod, "num_features"):
+            return ("B", int(mod.num_features), "H", "W"), "float32"
+        if name == "BatchNorm1d" and hasattr(mod, "num_features"):
+            return ("B", int(mod.num_features)), "float32"
+    return None
+
+
+def infer_from_consumers(fn: ast.FunctionDef, params: list[str], submodule, user_forward, depth: int = 0):
+    """Assumed specs for ``params`` from the layer that first consumes each.
+
+    ``submodule(["a", "b"])`` gives the module ``self.a.b`` holds (or None); ``user_forward(obj)``
+    gives (forward FunctionDef, attr resolver) for a module class of the file, else None."""
+    calls = sorted((n for n in ast.walk(fn) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    out = []
+    for p in params:
+        found = None
+        for call in calls:
+            if not call.args or not (isinstance(call.args[0], ast.Name) and call.args[0].id == p):
+                continue
+            path = dotted_name(call.func) or ""
+            if not path.startswith("self.") or path.count(".") > 4:
+                continue
+            mod = submodule(path.split(".")[1:])
+            found = _infer_for_module(mod, user_forward, depth)
+            if found is not None:
+                break
+        if found is None:
+            return None
+        out.append(InputSpec(p, found[0], found[1], None, "inferred"))
+    return out
+
+
+def _infer_for_module(mod, user_forward, depth):
+    if mod is None or depth > 8:
+        return None
+    shape = _shape_for_consumer(mod)
+    if shape is not None:
+        return shape
+    names = [k.__name__ for k in type(mod).__mro__]
+    if ("Sequential" in names or "ModuleList" in names) and hasattr(mod, "__iter__"):
+        try:
+            first = next(iter(mod))
+        except Exception:
+            return None
+        return _infer_for_module(first, user_forward, depth + 1)
+    uf = user_forward(mod)
+    if uf is not None:
+        fnode, resolver = uf
+        fparams, _, _ = forward_params(fnode)
+        if fparams:
+            specs = infer_from_consumers(fnode, fparams[:1], resolver, user_forward, depth + 1)
+            if specs:
+                return specs[0].dims, specs[0].dtype
+    return None

@@ -508,7 +508,9 @@ class Interpreter:
         container_safe = any(callee is c for c in _CONTAINER_SAFE) or isinstance(
             getattr(callee, "__self__", None), (list, dict, set))
         if not container_safe:
-            unk = first_unknown(args) or first_unknown(kwargs.values())
+            unk = first_unknown(args)
+            if unk is None:
+                unk = first_unknown(kwargs.values())
             if unk is not None:
                 return unk
         if method_name in ("detach", "detach_") and self.rt.is_tensor(receiver):
@@ -1684,15 +1686,50 @@ def prepare_root(interp: Interpreter, name: str, settings, *, factory_args: dict
     return model, ucls
 
 
-def forward_inputs(interp: Interpreter, ucls: UserClass, settings):
-    """(specs or None, diagnostics, forward UserFunction or None) for a user module class."""
-    from .inputs import discover_inputs
+def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):
+    """(specs or None, diagnostics, forward UserFunction or None) for a user module.
+
+    Required inputs with no pragma, setting or example call are inferred from the layer that
+    first consumes them (GX901 says so, with a fix inserting the assumed pragma)."""
+    from .inputs import discover_inputs, forward_params, infer_from_consumers, missing_input_note
 
     owner, fwd = ucls.lookup("forward")
     if not isinstance(fwd, UserFunction):
         return None, [], None
-    specs, diags = discover_inputs(interp.index, ucls.name, fwd.node, settings)
-    return specs, diags, fwd
+    found = discover_inputs(interp.index, ucls.name, fwd.node, settings)
+    diags = list(found.diagnostics)
+    if found.fatal:
+        return None, diags, fwd
+    if not found.missing:
+        return found.specs, diags, fwd
+
+    def resolver_for(obj):
+        def submodule(path):
+            val = obj
+            for attr in path:
+                val, reason = interp.lookup_attr(val, attr)
+                if reason is not None:
+                    return None
+            return val if interp.rt.is_module(val) else None
+        return submodule
+
+    def user_forward(obj):
+        if not interp.is_user_module(obj):
+            return None
+        _, f = type(obj)._gx_user_class.lookup("forward")
+        return (f.node, resolver_for(obj)) if isinstance(f, UserFunction) else None
+
+    try:
+        assumed = infer_from_consumers(fwd.node, found.missing, resolver_for(model), user_forward)
+    except Exception:
+        assumed = None
+    diags.append(missing_input_note(interp.index, ucls.name, fwd.node, found.missing, assumed))
+    if not assumed:
+        return None, diags, fwd
+    names, _, _ = forward_params(fwd.node)
+    merged = {s.name: s for s in found.specs}
+    merged.update({s.name: s for s in assumed})
+    return [merged[n] for n in names if n in merged], diags, fwd
 
 
 class ForwardRun:
@@ -1737,7 +1774,9 @@ class ForwardRun:
         existing = {(g.kind, g.span.line, g.span.col) for g in interp.analysis.grad_cuts}
         for key in sorted(self.flowing, key=lambda k: (k[1], k[2])):
             site = interp.cuts.sites[key]
-            cut = sorted({names[p] for p in site["upstream"] if p in names and names[p] not in reached})
+            order = {n: i for i, n in enumerate(names.values())}
+            cut = sorted({names[p] for p in site["upstream"] if p in names and names[p] not in reached},
+                         key=order.__getitem__)
             if cut and key not in existing:
                 interp.analysis.grad_cuts.append(GradCut(kind=site["kind"], span=site["span"], cut_params=cut))
 
@@ -1754,7 +1793,7 @@ def analyze_root(interp: Interpreter, cinfo, settings):
     count, nbytes = param_stats(model)
     summary = ClassSummary(name=cinfo.name, line=cinfo.lineno, params=count, param_bytes=nbytes,
                            peak_bytes=0, activations_saved_bytes=0)
-    specs, diags, fwd = forward_inputs(interp, ucls, settings)
+    specs, diags, fwd = forward_inputs(interp, model, ucls, settings)
     interp.analysis.diagnostics.extend(diags)
     if specs is None or fwd is None:
         return summary

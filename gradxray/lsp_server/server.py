@@ -353,9 +353,9 @@ def create_server() -> GradxrayServer:
         entry = await ls.entry_for(uri)
         if entry is None or entry.analysis.error:
             return []
-        only = params.context.only
-        want_quick = not only or any(str(k).startswith("quickfix") for k in only)
-        want_all = not only or any(FIX_ALL_KIND.startswith(str(k)) for k in only)
+        only = [getattr(k, "value", k) for k in (params.context.only or [])]
+        want_quick = not only or any(k.startswith(types.CodeActionKind.QuickFix.value) for k in only)
+        want_all = not only or any(FIX_ALL_KIND.startswith(k) for k in only)
         actions: list[types.CodeAction] = []
         safe_edits: list[types.TextEdit] = []
         safe_ranges: list[types.Range] = []

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import gradxray.analyzer as analyzer  # noqa: E402
 from gradxray.analyzer.results import (  # noqa: E402
-    Analysis, ClassSummary, GradCut, LineFact, SavedFact, Span, TensorFact,
+    Analysis, ClassSummary, Diagnostic, Edit, Fix, GradCut, LineFact, SavedFact, Span, TensorFact,
 )
 from gradxray.analyzer.rules import run_rules  # noqa: E402
 
@@ -26,6 +26,14 @@ def fake_analyze_source(source: str, path: str, settings=None) -> Analysis:
     except SyntaxError as exc:
         return Analysis(path=path, error=f"SyntaxError: {exc.msg}")
     a = Analysis(path=path)
+    for i, text in enumerate(source.splitlines(), 1):
+        if text.rstrip().endswith("# needs-pragma"):
+            end = len(text.rstrip()) - len("# needs-pragma")
+            end = len(text[:end].rstrip())
+            a.diagnostics.append(Diagnostic(
+                "GX901", "no input shape for M.forward", "information", Span(path, i, 4, i, end),
+                fix=Fix("safe", "Insert the input-shape pragma",
+                        [Edit(Span(path, i, end, i, end), "  # gradxray: x=[B, T, 384] float32")])))
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             a.classes.append(ClassSummary(node.name, node.lineno, 12_400_000, 49_600_000, 3 * 2**30, 2**30))

@@ -112,3 +112,23 @@ async def test_change_reanalyses_and_close_clears(client: LanguageClient, tmp_pa
     client.text_document_did_close(types.DidCloseTextDocumentParams(
         text_document=types.TextDocumentIdentifier(uri=uri)))
     assert not (await diagnostics_for(client, uri)).diagnostics
+
+
+async def test_fix_all_safe(client: LanguageClient, tmp_path):
+    src = "class M:\n    def forward(self, x):  # needs-pragma\n        return x\n"
+    uri = open_doc(client, tmp_path / "m.py", src)
+    [d] = (await diagnostics_for(client, uri)).diagnostics
+    assert d.code == "GX901" and d.severity == types.DiagnosticSeverity.Information
+
+    async def actions(only):
+        return await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=d.range,
+            context=types.CodeActionContext(diagnostics=[d], only=only)))
+
+    fix_all = await actions([types.CodeActionKind.SourceFixAll])
+    assert [a.kind for a in fix_all] == ["source.fixAll.gradxray"]
+    [edit] = fix_all[0].edit.changes[uri]
+    assert edit.new_text == "  # gradxray: x=[B, T, 384] float32"
+    quick = await actions([types.CodeActionKind.QuickFix])
+    assert [a.title for a in quick] == ["Insert the input-shape pragma (GX901)", "Suppress GX901 on this line (# noqa)"]
+    assert quick[0].is_preferred

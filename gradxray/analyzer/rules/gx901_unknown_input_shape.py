@@ -33,9 +33,13 @@ class Classifier(nn.Module):
 ```
 
 ## Fix safety
-The fix inserts the pragma with the shapes gradxray assumed. It is marked
-unsafe: it does not change what the program does, but the inserted shapes
-are a guess that should be checked.
+Where a fix is offered, it inserts the pragma with the shapes gradxray
+assumed. It is marked unsafe: it does not change what the program does, but
+the inserted shapes are a guess that should be checked.
+
+The same code also reports an input-shape pragma, `--input` or
+`[tool.gradxray] inputs` entry that cannot be used (malformed, or naming a
+parameter `forward` does not have).
 
 ## References
 - gradxray design: *Input shapes, in order of precedence*
@@ -45,8 +49,8 @@ from __future__ import annotations
 
 CODE = "GX901"
 NAME = "unknown-input-shape"
-# fields: {inputs} the inputs without a known shape, {cls} the module class
-MESSAGE = "No input shape known for {inputs} of `{cls}.forward`; add a `# gradxray:` pragma"
+# fields: {cls} the module class, {example} a pragma body naming the inputs
+MESSAGE = "no input shape for {cls}.forward; add a `# gradxray: {example}` pragma"
 SEVERITY = "information"
 FIX = "unsafe"
 
