@@ -103,8 +103,8 @@ def collect_files(paths: list[str]) -> list[str]:
     return out
 
 
-def read_source(path: str) -> str:
-    """The file's text with its newlines kept (encoding from the PEP 263 cookie, default UTF-8)."""
+def read_source_encoding(path: str) -> tuple[str, str]:
+    """(text with its newlines kept, encoding): PEP 263 cookie or BOM, default UTF-8."""
     import io
     import tokenize
 
@@ -115,9 +115,12 @@ def read_source(path: str) -> str:
     except SyntaxError:
         encoding = "utf-8"
     if encoding == "utf-8-sig":
-        data = data.removeprefix(b"\xef\xbb\xbf")
-        encoding = "utf-8"
-    return data.decode(encoding)
+        return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8"), "utf-8-sig"
+    return data.decode(encoding), encoding
+
+
+def read_source(path: str) -> str:
+    return read_source_encoding(path)[0]
 
 
 def _to_cols(lines: list[str], line: int, col: int) -> int:
@@ -243,7 +246,7 @@ def check_file(path: str, args) -> tuple[FileResult, bool]:
 
     res = FileResult(path)
     try:
-        source = read_source(path)
+        source, encoding = read_source_encoding(path)
     except (OSError, UnicodeDecodeError, LookupError) as exc:
         _err(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
         return res, True
@@ -253,7 +256,7 @@ def check_file(path: str, args) -> tuple[FileResult, bool]:
         if args.fix and not analysis.error:
             new_source, fixed = apply_fixes(source, analysis.diagnostics, args.unsafe_fixes)
             if fixed:
-                with open(path, "w", encoding="utf-8", newline="") as f:
+                with open(path, "w", encoding=encoding, newline="") as f:
                     f.write(new_source)
                 res.fixed = fixed
                 source = new_source

@@ -1811,6 +1811,8 @@ def analyze_root(interp: Interpreter, cinfo, settings):
     reached = getattr(step, "reached_params", None)
     run_forward.finish(set(reached) if reached is not None and getattr(step, "error", None) is None else None)
     if step is not None:
+        from .line_facts import add_step_facts
+        add_step_facts(interp.analysis, step, interp.path)
         summary.peak_bytes = int(getattr(step, "peak_bytes", 0) or 0)
         summary.activations_saved_bytes = int(getattr(step, "activations_saved_bytes", 0) or 0)
     return summary

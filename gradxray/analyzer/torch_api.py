@@ -18,15 +18,24 @@ host modules other than the mapped namespaces, and refuses a few builtins.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
+import functools
 import math
+import operator
 import types
 from typing import Any
 
 from .values import Namespace
 
-# modules of the Python standard library that are pure functions of their arguments
-SAFE_STDLIB = {"math": math}
+# standard-library names that are pure functions of their arguments (modules or curated subsets)
+SAFE_STDLIB = {
+    "math": math,
+    "collections": types.SimpleNamespace(OrderedDict=collections.OrderedDict, defaultdict=collections.defaultdict),
+    "functools": types.SimpleNamespace(partial=functools.partial, reduce=functools.reduce),
+    "operator": types.SimpleNamespace(**{n: getattr(operator, n) for n in (
+        "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "matmul", "getitem", "itemgetter")}),
+}
 
 _BLOCKED_CALLABLES = {
     id(getattr(builtins, n)) for n in (
@@ -103,6 +112,8 @@ class Runtime:
                 if part.startswith("_") or not hasattr(obj, part):
                     return None, f"`{dotted}` is not supported"
                 obj = getattr(obj, part)
+            if isinstance(obj, types.SimpleNamespace):
+                return Namespace(dotted, obj), None
             return self.wrap(dotted, obj), None
         return None, f"unresolved import `{dotted}`"
 
@@ -121,7 +132,7 @@ class Runtime:
                 return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"
             return None, f"`{ns.dotted}.{name}` is not supported"
         if isinstance(obj, types.ModuleType):
-            if id(obj) not in self._allowed_modules and obj not in SAFE_STDLIB.values():
+            if id(obj) not in self._allowed_modules and not any(obj is m for m in SAFE_STDLIB.values()):
                 return None, f"`{ns.dotted}.{name}` is not supported"
             return Namespace(f"{ns.dotted}.{name}", obj), None
         if id(obj) in _BLOCKED_CALLABLES:

@@ -15,7 +15,8 @@ def _run(cmd: list[str], cwd) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("GRADXRAY_DEBUG", None)
-    return subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture

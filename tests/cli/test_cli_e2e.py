@@ -137,3 +137,9 @@ def test_check_and_memory_never_import_torch():
     assert not {m for m in mods if m.startswith(("pygls", "lsprotocol"))}
     mods = _imported(MEMORY)
     assert not {m for m in mods if m == "torch" or m.startswith("torch.")}
+
+
+def test_lsp_starts_without_torch():
+    mods = _imported(["lsp"])          # stdin is closed: the server starts and exits at once
+    assert "pygls" in mods and "gradxray.lsp_server.server" in mods
+    assert not {m for m in mods if m == "torch" or m.startswith("torch.")}
