@@ -522,9 +522,13 @@ def render_memory_text(report: dict, settings=None) -> str:
             f"{OPTIMIZER_DISPLAY.get(optimizer, optimizer)}"]
     inputs = g("inputs") or {}
     for name, spec in inputs.items():
-        head.append(f"  input   {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
-    for i, o in enumerate(g("outputs") or []):
-        head.append(f"  output{'' if len(g('outputs')) == 1 else f' {i}'}  {shape_list(o.get('shape'))} {o.get('dtype', '?')}")
+        head.append(f"  {'input':<9} {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
+    outputs = g("outputs") or []
+    for i, o in enumerate(outputs):
+        label = "output" if len(outputs) == 1 else f"output {i}"
+        head.append(f"  {label:<9} {shape_list(o.get('shape'))} {o.get('dtype', '?')}")
+    if g("loss"):
+        head.append(f"  {'loss':<9} {g('loss')}")
     params = g("params") or {}
     flops = g("flops") or {}
     phase = g("peak_phase")
@@ -581,14 +585,23 @@ def cmd_memory(args) -> int:
     except Exception as exc:
         if _debug():
             raise
-        msg = str(exc) or type(exc).__name__
-        _err(f"{args.target}: {msg}" if args.target not in msg else msg)
+        msg = " ".join((str(exc) or type(exc).__name__).split())
+        _err(msg if path in msg else f"{args.target}: {msg}")
         return 2
     if args.format == "json":
-        print(json.dumps(report, indent=2, default=_json_default))
+        print(dumps_compact(report))
     else:
         print(render_memory_text(report, settings))
     return 0
+
+
+_SCALAR_LIST = re.compile(r"\[\n\s*((?:-?[\d.eE+]+|null|true|false)(?:,\n\s*(?:-?[\d.eE+]+|null|true|false))*)\n\s*\]")
+
+
+def dumps_compact(obj) -> str:
+    """Indented JSON with lists of numbers (shapes) kept on one line."""
+    text = json.dumps(obj, indent=2, default=_json_default)
+    return _SCALAR_LIST.sub(lambda m: "[" + ", ".join(p.strip() for p in m.group(1).split(",")) + "]", text)
 
 
 def _json_default(obj):
