@@ -126,7 +126,7 @@ def saved_breakdown_markdown(fact: "LineFact") -> str:
     if fact.saved:
         lines += ["| op | saves | shape | bytes |", "|:--|:--|:--|--:|"]
         for s in fact.saved:
-            note = "" if s.nbytes else " (aliases a counted tensor)"
+            note = "" if s.nbytes else " (already held)"
             lines.append(f"| `{s.op}` | {s.what} | {shape_list(s.shape)} {long_dtype(s.dtype)} "
                          f"| {human_bytes(s.nbytes)}{note} |")
         if fact.calls > 1:
@@ -137,9 +137,12 @@ def saved_breakdown_markdown(fact: "LineFact") -> str:
 # --------------------------------------------------------------------------- hover
 
 def _saved_by(fact: "LineFact") -> str:
-    items = []
-    for s in fact.saved:
-        items.append(f"`{s.op}` {s.what} {shape_list(s.shape)} {short_dtype(s.dtype)} · {human_bytes(s.nbytes)}")
+    """New storage per saving op (first call); tensors already held (parameters, aliases) are counted, not listed."""
+    items = [f"`{s.op}` {s.what} {shape_list(s.shape)} {short_dtype(s.dtype)} · {human_bytes(s.nbytes)}"
+             for s in fact.saved if s.nbytes]
+    held = sum(1 for s in fact.saved if not s.nbytes)
+    if held:
+        items.append(f"+ {held} tensor{'s' if held != 1 else ''} already held (parameters, views)")
     return "<br>".join(items) if items else "—"
 
 
