@@ -206,6 +206,7 @@ class Interpreter:
         self.cuts = CutTracker(runtime)
         self._module_base = interpreted_module_base(runtime.Module)
         self._builtins = self._make_builtins()
+        runtime.target_device = getattr(settings, "device", "cpu")
 
     # ------------------------------------------------------------------------------------------
     # recording

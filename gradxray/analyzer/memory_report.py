@@ -24,6 +24,9 @@ def memory_report(target: str, settings: Settings | None = None) -> dict:
     from . import build_target
 
     settings = settings or Settings()
+    if settings.optimizer not in ("none", None):
+        raise TargetError(f"--optimizer {settings.optimizer}: optimizer state is not modelled yet; "
+                          "use --optimizer none (parameters, gradients and activations are reported)")
     path, name = split_target(target)
     try:
         model, inputs, forward = build_target(path, name, settings)

@@ -164,8 +164,8 @@ def _referenced_names(node: ast.AST) -> set[str]:
 
 
 def root_classes(index: ModuleIndex) -> list[ClassInfo]:
-    """Module classes that no other module class of the file uses (directly or
-    through module-level functions it calls)."""
+    """Module classes that no other module class of the file uses (directly, through
+    module-level functions it calls, or as a base class)."""
     direct: dict[str, set[str]] = {}
     for name, info in index.classes.items():
         refs: set[str] = set()
@@ -190,6 +190,7 @@ def root_classes(index: ModuleIndex) -> list[ClassInfo]:
     used: set[str] = set()
     for info in index.module_classes():
         used |= reach(info.name) - {info.name}
+        used |= set(info.user_bases)      # a base class runs as part of its subclasses
     return [c for c in index.module_classes() if c.name not in used]
 
 

@@ -53,6 +53,8 @@ class Runtime:
         self._backend = backend or contextlib.nullcontext
         self._source_location = source_location
         self.device_hint = device_hint                 # device for created inputs (None: settings.device)
+        self.target_device = "cpu"                     # settings.device: what torch.cuda.is_available() says
+        self._shims: dict | None = None
         self.Tensor = tx.Tensor
         self.Module = tx.nn.Module
         self.Parameter = getattr(tx.nn, "Parameter", None)
@@ -99,13 +101,15 @@ class Runtime:
         """A dotted import target -> (value, reason-if-unknown)."""
         parts = dotted.split(".")
         if parts[0] == "torch":
-            obj: Any = self.tx
-            for i, part in enumerate(parts[1:], 1):
-                nxt = getattr(obj, part, None)
-                if nxt is None:
-                    return None, f"`{'.'.join(parts[:i + 1])}` is not supported by gradxray's engine"
-                obj = nxt
-            return self.wrap(".".join(parts), obj), None
+            val: Any = Namespace("torch", self.tx)
+            for part in parts[1:]:
+                if isinstance(val, Namespace):
+                    val, reason = self.namespace_attr(val, part)
+                else:
+                    val, reason = self.safe_attr(val, part)
+                if reason is not None:
+                    return None, reason
+            return val, None
         if parts[0] in SAFE_STDLIB:
             obj = SAFE_STDLIB[parts[0]]
             for part in parts[1:]:
@@ -117,6 +121,32 @@ class Runtime:
             return self.wrap(dotted, obj), None
         return None, f"unresolved import `{dotted}`"
 
+    def shim(self, dotted: str):
+        """Stand-ins for torch names that do not matter to shapes, memory or gradients and that
+        the engine does not provide: weight initialisers, seeding, CUDA queries."""
+        if self._shims is None:
+            def init_noop(tensor, *args, **kwargs):
+                return tensor        # initialisers only change values, which the shape backend has none of
+
+            def calculate_gain(nonlinearity, param=None):
+                gains = {"tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 3.0 / 4}
+                if nonlinearity == "leaky_relu":
+                    slope = 0.01 if param is None else param
+                    return math.sqrt(2.0 / (1 + slope ** 2))
+                return gains.get(nonlinearity, 1.0)
+
+            init = types.SimpleNamespace(calculate_gain=calculate_gain, **{n: init_noop for n in (
+                "normal_", "uniform_", "zeros_", "ones_", "constant_", "eye_", "dirac_", "xavier_uniform_",
+                "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_",
+                "sparse_")})
+            on_cuda = lambda: self.target_device == "cuda"  # noqa: E731
+            cuda = types.SimpleNamespace(is_available=on_cuda, device_count=lambda: 1 if on_cuda() else 0,
+                                         is_bf16_supported=lambda *a, **k: True, manual_seed=lambda seed: None,
+                                         manual_seed_all=lambda seed: None)
+            self._shims = {"torch.nn.init": init, "torch.cuda": cuda,
+                           "torch.manual_seed": lambda seed: None}
+        return self._shims.get(dotted)
+
     def wrap(self, dotted: str, obj):
         if isinstance(obj, types.ModuleType):
             return Namespace(dotted, obj)
@@ -127,6 +157,10 @@ class Runtime:
         if name.startswith("_"):
             return None, f"`{ns.dotted}.{name}` is private"
         obj = getattr(ns.obj, name, None)
+        if obj is None and ns.dotted.startswith("torch"):
+            obj = self.shim(f"{ns.dotted}.{name}")
+            if isinstance(obj, types.SimpleNamespace):
+                return Namespace(f"{ns.dotted}.{name}", obj), None
         if obj is None:
             if ns.obj is self.tx or ns.dotted.startswith("torch"):
                 return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"

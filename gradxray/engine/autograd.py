@@ -135,7 +135,11 @@ def _execute(roots, retain_graph: bool, create_graph: bool) -> None:
             inputs = buffers.pop(node, None)
             if inputs is None:
                 inputs = [None] * _num_inputs(node)
-            outputs = node.apply(inputs, create_graph)
+            if node.location is not None:
+                with memory.source_location(*node.location), memory.module_scope(node.module):
+                    outputs = node.apply(inputs, create_graph)
+            else:
+                outputs = node.apply(inputs, create_graph)
             del inputs
             if not retain_graph:
                 node.release_variables()

@@ -1,7 +1,7 @@
 """Function and its context: the unit every op is written as (forward saves, backward uses)."""
 from __future__ import annotations
 
-from . import autograd
+from . import autograd, memory
 from .graph import Node, edge_of
 from .tensor import Tensor
 
@@ -86,6 +86,8 @@ class Function:
         node = Node(cls, ctx, edges, [(t.shape, t.dtype) for t in inputs], layout)
         ctx._node = node
         node.num_outputs = len(outputs)
+        node.location = memory.current_location()      # backward work is attributed to the forward line
+        node.module = memory.current_module()
         for i, o in enumerate(outputs):
             if not isinstance(o, Tensor) or not o.dtype.is_floating_point:
                 continue

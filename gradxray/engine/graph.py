@@ -56,6 +56,8 @@ class Node:
         self.sequence_nr = next(_sequence)
         self.saved: list[SavedTensor | None] = []
         self.released = False
+        self.location = None        # forward source location (file, line), for attribution
+        self.module = ""
 
     def name(self) -> str:
         return getattr(self.fn, "node_name", None) or self.fn.__name__ + "Backward0"
@@ -135,6 +137,8 @@ class AccumulateGrad(Node):
         self.released = False
         self.fn = None
         self.num_outputs = 1
+        self.location = None
+        self.module = ""
 
     def name(self) -> str:
         return "AccumulateGrad"

@@ -92,10 +92,17 @@ def test_roots_exclude_submodules_used_directly_or_through_functions():
         class Other(nn.Module):
             pass
 
+        class Abstract(nn.Module):
+            def forward(self, x):
+                raise NotImplementedError
+
+        class Concrete(Abstract):
+            pass
+
         def factory():
             return Top()
     """)
-    assert [c.name for c in root_classes(i)] == ["Top", "Other"]
+    assert [c.name for c in root_classes(i)] == ["Top", "Other", "Concrete"]
 
 
 def test_syntax_error_raises():
