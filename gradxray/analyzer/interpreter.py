@@ -21,6 +21,7 @@ import ast
 import builtins
 import contextlib
 import operator
+import os
 import types
 import weakref
 from typing import Any
@@ -282,6 +283,10 @@ class Interpreter:
                 self._globals_busy.discard(name)
         elif name in self._builtins:
             return self._builtins[name]
+        elif name == "__name__":
+            return os.path.splitext(os.path.basename(self.path))[0]
+        elif name == "__file__":
+            return self.path
         else:
             return self.unknown(f"undefined name `{name}`", node)
         self._globals[name] = val
@@ -613,6 +618,11 @@ class Interpreter:
         """(value, None) or (None, reason)."""
         if isinstance(obj, Namespace):
             return self.rt.namespace_attr(obj, name)
+        if name == "__class__":
+            if self.is_user_module(obj):
+                return type(obj)._gx_user_class, None
+            if isinstance(obj, UserInstance):
+                return obj.cls, None
         if self.is_user_module(obj):
             d = obj.__dict__
             if name in d and not name.startswith("_gx"):
@@ -638,6 +648,8 @@ class Interpreter:
                 return self._bind_class_attr(raw, obj, obj.cls, owner), None
             return None, f"`{obj.cls.name}` has no attribute `{name}`"
         if isinstance(obj, UserClass):
+            if name == "__name__":
+                return obj.name, None
             owner, raw = obj.lookup(name)
             if owner is not None:
                 if isinstance(raw, UserFunction) and raw.kind == "classmethod":

@@ -28,6 +28,9 @@ from typing import Any
 
 from .values import Namespace
 
+_NULL_LOGGER = types.SimpleNamespace(**{
+    n: (lambda *a, **k: None) for n in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")})
+
 # standard-library names that are pure functions of their arguments (modules or curated subsets)
 SAFE_STDLIB = {
     "math": math,
@@ -35,6 +38,10 @@ SAFE_STDLIB = {
     "functools": types.SimpleNamespace(partial=functools.partial, reduce=functools.reduce),
     "operator": types.SimpleNamespace(**{n: getattr(operator, n) for n in (
         "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "matmul", "getitem", "itemgetter")}),
+    # diagnostics output: no-ops (the analyzer never prints on the user's behalf)
+    "warnings": types.SimpleNamespace(warn=lambda *a, **k: None),
+    "logging": types.SimpleNamespace(getLogger=lambda *a, **k: _NULL_LOGGER, **{
+        n: (lambda *a, **k: None) for n in ("debug", "info", "warning", "error", "exception", "critical")}),
 }
 
 _BLOCKED_CALLABLES = {
@@ -175,6 +182,10 @@ class Runtime:
 
     def safe_attr(self, obj, name: str):
         """Attribute of a host object -> (value, reason-if-refused-or-missing)."""
+        if name == "__name__" and isinstance(getattr(obj, "__name__", None), str):
+            return obj.__name__, None
+        if name in ("__init__", "forward") and isinstance(obj, type) and issubclass(obj, self.Module):
+            return obj.__dict__.get(name) or getattr(obj, name), None      # nn.Module.__init__(self)
         if name.startswith("_"):
             return None, f"attribute `{name}` is private"
         try:
