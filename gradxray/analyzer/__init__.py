@@ -91,7 +91,7 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     ``ValueError`` when it does not give a module or its input shapes are unknown.
     """
     from .inputs import make_input_tensors
-    from .interpreter import ForwardRun, Interpreter, forward_inputs, prepare_root
+    from .interpreter import Budget, ForwardRun, Interpreter, forward_inputs, prepare_root
     from .project import index_source
 
     settings = settings or Settings()
@@ -105,7 +105,10 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     analysis = Analysis(path=path)
     with runtime.backend():
         interp = Interpreter(index, runtime, analysis, settings)
-        model, ucls = prepare_root(interp, name, settings)
+        try:
+            model, ucls = prepare_root(interp, name, settings)
+        except Budget:
+            raise ValueError(f"{path}:{name}: analysis stopped (too many statements while building it)") from None
         if ucls is None:
             if runtime.is_module(model):
                 raise ValueError(f"{path}:{name} is an engine module, not a model defined in the file")

@@ -73,7 +73,9 @@ def _split_top(text: str) -> list[str]:
 
 
 _ITEM_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(.*?)\s*$")
-_SHAPE_RE = re.compile(r"^[\[(]([^\])]*)[\])]\s*(?::\s*|\s+)?([A-Za-z_]\w*)?\s*$")
+_SHAPE_RE = re.compile(r"^\[([^\]]*)\]\s*(?::\s*|\s+)?((?:torch\.)?[A-Za-z_]\w*)?\s*$|"
+                       r"^\(([^()]*)\)\s*(?::\s*|\s+)?((?:torch\.)?[A-Za-z_]\w*)?\s*$")
+_DIM_EXPR_RE = re.compile(r"^[A-Za-z0-9_*+\-/ ()]+$")
 
 
 def parse_shape(text: str, name: str = "x") -> tuple[tuple, str] | None:
@@ -85,18 +87,22 @@ def parse_shape(text: str, name: str = "x") -> tuple[tuple, str] | None:
     m = _SHAPE_RE.match(text)
     if not m:
         raise InputSpecError(f"cannot parse the shape of `{name}`: expected `{name}=[B, ...] dtype`, got `{text}`")
+    body, dtype = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
     dims = []
-    for d in m.group(1).split(","):
+    for d in body.split(","):
         d = d.strip()
         if not d:
             continue
-        if re.fullmatch(r"-?\d+", d):
+        if re.fullmatch(r"\d+", d):
             dims.append(int(d))
         elif re.fullmatch(r"[A-Za-z_]\w*", d):
             dims.append(d)
+        elif _DIM_EXPR_RE.match(d) and _dim_expr_ok(d):
+            dims.append(" ".join(d.split()))
         else:
-            raise InputSpecError(f"cannot parse dim `{d}` of `{name}`: use a number or a dim name (B, T, H, W …)")
-    dtype = m.group(2) or "float32"
+            raise InputSpecError(f"cannot parse dim `{d}` of `{name}`: use a number, a dim name (B, T, H, W …) "
+                                 f"or arithmetic on them (B*T, H/2)")
+    dtype = (dtype or "float32").removeprefix("torch.")
     canon = DTYPE_ALIASES.get(dtype)
     if canon is None:
         raise InputSpecError(f"unknown dtype `{dtype}` for `{name}`")
@@ -131,18 +137,62 @@ def find_pragma(index: ModuleIndex, fn: ast.FunctionDef) -> tuple[int, str] | No
     return None
 
 
+def _dim_expr_ok(text: str) -> bool:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
+               ast.Mult, ast.Div, ast.FloorDiv, ast.USub, ast.UAdd)
+    return all(isinstance(n, allowed) for n in ast.walk(tree))
+
+
+def _eval_dim(node, spec: InputSpec, bindings):
+    if isinstance(node, ast.Expression):
+        return _eval_dim(node.body, spec, bindings)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.Name):
+        return _bind_name(node.id, spec, bindings)
+    if isinstance(node, ast.UnaryOp):
+        v = _eval_dim(node.operand, spec, bindings)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp):
+        a, b = _eval_dim(node.left, spec, bindings), _eval_dim(node.right, spec, bindings)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        if int(b) == 0 or int(a) % int(b):
+            raise InputSpecError(f"dim of `{spec.name}` does not divide exactly: {int(a)} / {int(b)}")
+        return a // b
+    raise InputSpecError(f"cannot evaluate a dim of `{spec.name}`")
+
+
+def _bind_name(d: str, spec: InputSpec, bindings) -> SymInt:
+    if d not in bindings:
+        known = ", ".join(sorted(bindings))
+        raise InputSpecError(
+            f"unknown dim `{d}` in the shape of `{spec.name}` (known: {known}); "
+            f"bind it with `--dim {d}=N` or `dims` in [tool.gradxray]")
+    return SymInt(bindings[d], d)
+
+
 def bind_dims(spec: InputSpec, bindings: dict[str, int]) -> tuple:
     out = []
     for d in spec.dims or ():
         if isinstance(d, str):
-            if d not in bindings:
-                known = ", ".join(sorted(bindings))
-                raise InputSpecError(
-                    f"unknown dim `{d}` in the shape of `{spec.name}` (known: {known}); "
-                    f"bind it with `--dim {d}=N` or `dims` in [tool.gradxray]")
-            out.append(SymInt(bindings[d], d))
+            if re.fullmatch(r"[A-Za-z_]\w*", d):
+                out.append(_bind_name(d, spec, bindings))
+            else:
+                out.append(_eval_dim(ast.parse(d, mode="eval"), spec, bindings))
         else:
             out.append(int(d))
+    for d in out:
+        if int(d) < 0:
+            raise InputSpecError(f"negative dim in the shape of `{spec.name}`")
     return tuple(out)
 
 

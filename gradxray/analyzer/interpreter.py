@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import itertools
 import operator
 import os
 import types
@@ -28,17 +29,18 @@ from typing import Any
 
 from gradxray.engine.symbolic import sym_text
 
-from .project import ModuleIndex, resolve_dotted
+from .project import ModuleIndex
 from .results import Analysis, GradCut, LineFact, Span, TensorFact, Unresolved
 from .torch_api import Runtime, dtype_name, upstream_params
 from .values import (
-    BoundMethod, Builtin, FieldDefault, Marker, Namespace, SuperProxy, Unknown, UserClass,
+    BoundMethod, Builtin, FieldDefault, Marker, Namespace, SuperProxy, Transparent, Unknown, UserClass,
     UserFunction, UserInstance, first_unknown, interpreted_module_base, make_module_class,
 )
 
 MAX_LOOP = 100_000
 MAX_WHILE = 10_000
 MAX_DEPTH = 120
+MAX_STEPS = 300_000          # statements interpreted per root (construction + forward)
 
 
 # --- control flow signals (BaseException: never caught by `except Exception`) -------------------
@@ -63,6 +65,10 @@ class _Continue(_Flow):
 class _Raise(_Flow):
     def __init__(self, node):
         self.node = node
+
+
+class Budget(_Flow):
+    """The analysis of one root ran too many statements: it stops (recorded), the rest goes on."""
 
 
 class Scope:
@@ -204,6 +210,7 @@ class Interpreter:
         self._seen_unresolved: set[tuple] = {(u.file, u.line, u.reason) for u in analysis.unresolved}
         self.frames: list[tuple[UserFunction, Scope]] = []
         self.forward_depth = 0
+        self.steps = 0
         self.cuts = CutTracker(runtime)
         self._module_base = interpreted_module_base(runtime.Module)
         self._builtins = self._make_builtins()
@@ -364,6 +371,8 @@ class Interpreter:
                             attrs[name] = self.eval(item.value, cscope)
                         if not is_classvar and name not in fields:
                             fields.append(name)
+            except Budget:
+                raise
             except _Flow:
                 pass
             except Exception as e:  # pragma: no cover - defensive
@@ -390,7 +399,7 @@ class Interpreter:
                 continue
             elif hasattr(dv, "__enter__") and hasattr(dv, "__exit__"):
                 fn.context_decorators.append(dv)      # @torch.no_grad()
-            elif isinstance(dv, Marker):
+            elif isinstance(dv, (Marker, Transparent)):
                 continue
             else:
                 self.unknown(f"decorator `{ast.unparse(dec)}` is ignored", dec)
@@ -513,6 +522,9 @@ class Interpreter:
         # a host callable: engine function, tensor method, engine module, Python builtin
         container_safe = any(callee is c for c in _CONTAINER_SAFE) or isinstance(
             getattr(callee, "__self__", None), (list, dict, set))
+        if any(callee is c for c in _CONSUMERS) and any(
+                isinstance(a, range) and len(a) > MAX_LOOP for a in args):
+            return self.unknown(f"iterating over more than {MAX_LOOP} items is not supported", node)
         if not container_safe:
             unk = first_unknown(args)
             if unk is None:
@@ -735,6 +747,10 @@ class Interpreter:
             self.exec_stmt(stmt, scope)
 
     def exec_stmt(self, stmt, scope: Scope) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.unknown(f"analysis stopped after {MAX_STEPS} statements", stmt)
+            raise Budget()
         method = getattr(self, "exec_" + type(stmt).__name__, None)
         if method is None:
             self.unknown(f"unsupported statement `{type(stmt).__name__}`", stmt)
@@ -841,7 +857,7 @@ class Interpreter:
 
     def exec_For(self, stmt, scope):
         it = self.eval(stmt.iter, scope)
-        items = self.iterate(it, stmt.iter)
+        items = self.iterate(it, stmt.iter, lazy=True)
         if items is None:
             return
         broke = False
@@ -1047,8 +1063,9 @@ class Interpreter:
         if sites:
             self.cuts.propagate(sites, obj)
 
-    def iterate(self, it, node, quiet: bool = False):
-        """A Python iterable over the items of a value, or None (recorded) if unknown."""
+    def iterate(self, it, node, quiet: bool = False, lazy: bool = False):
+        """The items of a value (a list of at most MAX_LOOP + 1 items; an iterator when ``lazy``),
+        or None (recorded) if unknown."""
         if isinstance(it, Unknown):
             return None
         if isinstance(it, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin, Marker)):
@@ -1057,7 +1074,8 @@ class Interpreter:
             self.unknown(f"cannot iterate over `{ast.unparse(node)}`", node)
             return None
         try:
-            return list(iter(it))
+            items = itertools.islice(iter(it), MAX_LOOP + 1)
+            return items if lazy else list(items)
         except Exception as e:
             if quiet:
                 return None
@@ -1146,6 +1164,8 @@ class Interpreter:
             return left
         if isinstance(right, Unknown):
             return right
+        if _too_big(op, left, right):
+            return self.unknown(f"`{ast.unparse(node)}` would be too large to compute", node)
         sites = self.cuts.sources([left, right]) if self.cuts._tags else frozenset()
         try:
             result = op(left, right)
@@ -1465,6 +1485,22 @@ class Interpreter:
             return {}
 
 
+_CONSUMERS = (list, tuple, set, frozenset, dict, sorted, sum, min, max, any, all)
+
+
+def _too_big(op, left, right) -> bool:
+    """Python operations whose cost the user's numbers control: huge repetition or powers."""
+    if op in (operator.mul, operator.imul):
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (list, tuple, str, bytes)) and isinstance(n, int) and len(seq) * int(n) > 10 * MAX_LOOP:
+                return True
+    if op in (operator.pow, operator.ipow) and isinstance(left, int) and isinstance(right, int):
+        return abs(int(right)) > 4096 and abs(int(left)) > 1
+    if op in (operator.lshift, operator.ilshift) and isinstance(right, int):
+        return int(right) > 65536
+    return False
+
+
 def _mark_captured(scope: Scope | None) -> None:
     while scope is not None:
         scope.captured = True
@@ -1607,10 +1643,6 @@ def _bi_field(it: Interpreter, node, args, kwargs):
     if "default" in kwargs:
         return FieldDefault(default=kwargs["default"], has_default=True)
     return FieldDefault()
-
-
-def resolve_name(index: ModuleIndex, name: str) -> str:
-    return resolve_dotted(name, index.imports)
 
 
 # --- roots: construct, run a training step, summarise ---------------------------------------------
@@ -1765,8 +1797,11 @@ class ForwardRun:
             kwargs = dict(self.inputs)
         elif inputs is not None:
             kwargs = {**inputs, **kwargs}
-        with interp.rt.source_location(interp.path, self.fwd.node.lineno):
-            out = interp.call(self.model, [], kwargs, self.fwd.node)
+        try:
+            with interp.rt.source_location(interp.path, self.fwd.node.lineno):
+                out = interp.call(self.model, [], kwargs, self.fwd.node)
+        except Budget:
+            out = Unknown("analysis budget exhausted")
         del kwargs
         if interp.cuts.sites:
             names = interp.reachable_params_names(self.model)
@@ -1796,6 +1831,14 @@ class ForwardRun:
 
 def analyze_root(interp: Interpreter, cinfo, settings):
     """Construct one root class, run its forward (in a training step), return its ClassSummary."""
+    interp.steps = 0
+    try:
+        return _analyze_root(interp, cinfo, settings)
+    except Budget:
+        return None
+
+
+def _analyze_root(interp: Interpreter, cinfo, settings):
     from .inputs import make_input_tensors
     from .results import ClassSummary
 

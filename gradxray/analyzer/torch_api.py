@@ -26,7 +26,7 @@ import operator
 import types
 from typing import Any
 
-from .values import Namespace
+from .values import Namespace, Transparent
 
 _NULL_LOGGER = types.SimpleNamespace(**{
     n: (lambda *a, **k: None) for n in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")})
@@ -35,7 +35,9 @@ _NULL_LOGGER = types.SimpleNamespace(**{
 SAFE_STDLIB = {
     "math": math,
     "collections": types.SimpleNamespace(OrderedDict=collections.OrderedDict, defaultdict=collections.defaultdict),
-    "functools": types.SimpleNamespace(partial=functools.partial, reduce=functools.reduce),
+    "functools": types.SimpleNamespace(partial=functools.partial, reduce=functools.reduce,
+                                       lru_cache=Transparent("functools.lru_cache"),
+                                       cache=Transparent("functools.cache")),
     "operator": types.SimpleNamespace(**{n: getattr(operator, n) for n in (
         "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "matmul", "getitem", "itemgetter")}),
     # diagnostics output: no-ops (the analyzer never prints on the user's behalf)
@@ -50,6 +52,12 @@ _BLOCKED_CALLABLES = {
         "breakpoint", "input", "getattr", "setattr", "delattr", "memoryview", "help", "exit", "quit",
     ) if hasattr(builtins, n)
 }
+
+
+# engine names that are not torch API (backend switching, interop, internals): never reachable
+# from user code, which must not be able to make the engine import torch or change backends
+_ENGINE_ONLY = {"backend", "backends", "from_torch", "memory", "interop", "creation", "dtypes", "graph",
+                "function", "symbolic", "ops", "flops"}
 
 
 class Runtime:
@@ -67,7 +75,7 @@ class Runtime:
         self.Parameter = getattr(tx.nn, "Parameter", None)
         self._allowed_modules = {id(tx)}
         for sub in ("nn", "nn.functional", "nn.init", "nn.utils", "utils", "utils.checkpoint",
-                    "autograd", "amp", "optim", "cuda", "backends", "linalg", "fft", "special"):
+                    "autograd", "amp", "optim", "cuda", "linalg", "fft", "special"):
             obj = tx
             for part in sub.split("."):
                 obj = getattr(obj, part, None)
@@ -150,7 +158,13 @@ class Runtime:
             cuda = types.SimpleNamespace(is_available=on_cuda, device_count=lambda: 1 if on_cuda() else 0,
                                          is_bf16_supported=lambda *a, **k: True, manual_seed=lambda seed: None,
                                          manual_seed_all=lambda seed: None)
-            self._shims = {"torch.nn.init": init, "torch.cuda": cuda,
+            jit = types.SimpleNamespace(
+                is_scripting=lambda: False, is_tracing=lambda: False,
+                **{n: Transparent(f"torch.jit.{n}") for n in ("script", "trace", "unused", "ignore", "export")})
+            compiler = types.SimpleNamespace(disable=Transparent("torch.compiler.disable"),
+                                             is_compiling=lambda: False)
+            self._shims = {"torch.nn.init": init, "torch.cuda": cuda, "torch.jit": jit, "torch.compiler": compiler,
+                           "torch.compile": Transparent("torch.compile"),
                            "torch.manual_seed": lambda seed: None}
         return self._shims.get(dotted)
 
@@ -163,6 +177,8 @@ class Runtime:
         """``torch.X`` -> (value, reason-if-unknown)."""
         if name.startswith("_"):
             return None, f"`{ns.dotted}.{name}` is private"
+        if ns.obj is self.tx and name in _ENGINE_ONLY:
+            return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"
         obj = getattr(ns.obj, name, None)
         if obj is None and ns.dotted.startswith("torch"):
             obj = self.shim(f"{ns.dotted}.{name}")

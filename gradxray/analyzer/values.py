@@ -17,7 +17,6 @@ Everything the interpreter computes is one of:
 """
 from __future__ import annotations
 
-import ast
 from typing import Any
 
 from .results import Span
@@ -188,6 +187,21 @@ class Marker:
         return f"<{self.name}>"
 
 
+class Transparent:
+    """A decorator or wrapper that does not change what a model computes (``torch.compile``,
+    ``torch.jit.script``, ``functools.lru_cache``): ``f(x)`` is ``x``; called with options only,
+    it is itself (``@torch.compile(mode=...)``); as a decorator it is skipped."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+    def __call__(self, *args, **kwargs):
+        return args[0] if args else self
+
+
 class FieldDefault:
     """``dataclasses.field(default=..., default_factory=...)``."""
 
@@ -257,9 +271,3 @@ def make_module_class(ucls: UserClass, base: type, host_bases: list) -> type:
         cls = type(ucls.name, (base,), {"_gx_user_class": ucls, "__module__": "gradxray.user"})
     return cls
 
-
-def node_text(node: ast.AST, lines: list[str] | None = None) -> str:
-    try:
-        return ast.unparse(node)
-    except Exception:  # pragma: no cover - unparse handles every expression
-        return "<expr>"

@@ -28,10 +28,20 @@ def test_pragma_none_and_scalar():
     assert specs[2].dims == ()
 
 
+def test_pragma_dim_arithmetic_and_torch_dtype_prefix():
+    [x] = parse_pragma("x=[B*T, T // 2 + 1, 3] torch.float16")
+    assert x.dims == ("B*T", "T // 2 + 1", 3) and x.dtype == "float16"
+    dims = bind_dims(x, {"B": 4, "T": 10})
+    assert dims == (40, 6, 3) and dims[0].expr == "B*T" and dims[1].expr == "T/2 + 1"
+    with pytest.raises(InputSpecError, match="does not divide"):
+        bind_dims(InputSpec("x", ("T/3",), "float32"), {"T": 10})
+
+
 @pytest.mark.parametrize("text, needle", [
     ("x=[B, 3", "cannot parse the shape of `x`"),
     ("x=[B, 3] float99", "unknown dtype `float99`"),
-    ("x=[B, 3*T]", "cannot parse dim `3*T`"),
+    ("x=[B, 3**T]", "cannot parse dim `3**T`"),
+    ("x=[B, len(T)]", "cannot parse dim `len(T)`"),
     ("[B, 3]", "expected `name=[dims] dtype`"),
 ])
 def test_pragma_errors(text, needle):

@@ -598,3 +598,132 @@ def test_broken_user_code_never_raises(analyze):
     assert a.error is None
     assert any("without argument `n`" in r for r in reasons(a))
     assert any("depth limit" in r for r in reasons(a))
+
+
+def test_common_boilerplate_is_understood(analyze):
+    src = """\
+        import logging
+        import warnings
+        import torch
+        import torch.nn as nn
+
+        logger = logging.getLogger(__name__)
+        IS_MAIN = __name__ == "__main__"
+
+        class Old(nn.Module):
+            def __init__(self):
+                nn.Module.__init__(self)
+                self.fc = nn.Linear(4, 4)
+                nn.init.xavier_uniform_(self.fc.weight)
+                nn.init.zeros_(self.fc.bias)
+                self.w = nn.Parameter(torch.zeros(4))
+                torch.nn.init.trunc_normal_(self.w, std=0.02)
+                self.on_gpu = torch.cuda.is_available()
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                warnings.warn("deprecated")
+                logger.info("running %s %s", type(self).__name__, self.__class__.__name__)
+                if IS_MAIN or self.on_gpu:
+                    x = x * 0
+                y = self.fc(x) + self.w
+                return y
+    """
+    a = analyze(src)
+    assert a.unresolved == []
+    assert a.classes[0].params == 4 * 4 + 4 + 4
+    assert line_of(src, "x = x * 0") not in a.lines
+    assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", "4"), "float32")]
+    a = analyze(src, device="cuda")
+    assert line_of(src, "x = x * 0") in a.lines
+
+
+def test_engine_internals_are_not_reachable(analyze):
+    src = """\
+        import torch
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                with torch.backend("torch"):
+                    t = torch.zeros(2)
+                m = torch.memory
+                y = self.fc(x)
+                return y
+    """
+    a = analyze(src)
+    assert {u.line for u in a.unresolved} >= {line_of(src, 'torch.backend("torch")'), line_of(src, "m = torch.memory")}
+    assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", "4"), "float32")]
+
+
+def test_transparent_wrappers(analyze):
+    src = """\
+        import functools
+        import torch
+        import torch.nn as nn
+
+        @functools.lru_cache(maxsize=None)
+        def width(n):
+            return n * 2
+
+        class Inner(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, width(2))
+
+            @torch.jit.ignore
+            def helper(self, x):
+                return x + 1
+
+            def forward(self, x):
+                if torch.jit.is_scripting():
+                    return x
+                return self.helper(self.fc(x))
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = torch.compile(Inner(), mode="max-autotune")
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                y = self.inner(x)
+                return y
+    """
+    a = analyze(src)
+    assert a.unresolved == []
+    assert facts(a, line_of(src, "y = self.inner(x)")) == [("y", ("B", "4"), "float32")]
+
+
+def test_runaway_loops_are_bounded(analyze, monkeypatch):
+    import gradxray.analyzer.interpreter as interp_mod
+
+    monkeypatch.setattr(interp_mod, "MAX_STEPS", 2_000)
+    src = """\
+        import torch.nn as nn
+
+        class Spin(nn.Module):
+            def __init__(self):
+                super().__init__()
+                n = 0
+                for i in range(10 ** 9):
+                    n += i
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                return x
+
+        class Fine(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                y = self.fc(x)
+                return y
+    """
+    a = analyze(src)
+    assert any("analysis stopped after 2000 statements" in r for r in reasons(a))
+    assert [c.name for c in a.classes] == ["Fine"]
+    assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", "4"), "float32")]
