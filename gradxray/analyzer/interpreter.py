@@ -516,6 +516,10 @@ class Interpreter:
             return callee.fn(self, node, args, kwargs)
         if isinstance(callee, Marker):
             return callee
+        if isinstance(callee, UserInstance):
+            _, dunder_call = callee.cls.lookup("__call__")
+            if isinstance(dunder_call, UserFunction):
+                return self.call_function(dunder_call, [callee, *args], kwargs, node)
         if isinstance(callee, (Namespace, UserInstance, SuperProxy)) or not callable(callee):
             text = ast.unparse(node.func) if isinstance(node, ast.Call) else repr(callee)
             return self.unknown(f"`{text}` is not callable", node)
@@ -908,6 +912,11 @@ class Interpreter:
                 entered: Any = None
                 if isinstance(cm, Unknown):
                     entered = cm
+                elif isinstance(cm, UserInstance) and isinstance(cm.cls.lookup("__enter__")[1], UserFunction):
+                    enter, exit_ = cm.cls.lookup("__enter__")[1], cm.cls.lookup("__exit__")[1]
+                    entered = self.call_function(enter, [cm], {}, item.context_expr)
+                    if isinstance(exit_, UserFunction):
+                        stack.callback(self.call_function, exit_, [cm, None, None, None], {}, item.context_expr)
                 elif hasattr(cm, "__enter__") and hasattr(cm, "__exit__") and not isinstance(
                         cm, (UserInstance, UserClass)):
                     try:
@@ -1451,7 +1460,10 @@ class Interpreter:
     def eval_Await(self, node, scope):
         return self.unknown("`await` is not supported", node)
 
-    eval_Yield = eval_YieldFrom = eval_Await
+    def eval_Yield(self, node, scope):
+        return self.unknown("generators (`yield`) are not supported", node)
+
+    eval_YieldFrom = eval_Yield
 
     # ------------------------------------------------------------------------------------------
     # builtins implemented by the interpreter
@@ -1739,7 +1751,7 @@ def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):
     from .inputs import discover_inputs, forward_params, infer_from_consumers, missing_input_note
 
     owner, fwd = ucls.lookup("forward")
-    if not isinstance(fwd, UserFunction):
+    if not isinstance(fwd, UserFunction) or not isinstance(fwd.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None, [], None
     found = discover_inputs(interp.index, ucls.name, fwd.node, settings)
     diags = list(found.diagnostics)

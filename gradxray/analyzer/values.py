@@ -108,6 +108,7 @@ class UserClass:
         self.bases = bases                  # UserClass and host classes (engine module classes)
         self.scope = scope
         self.attrs: dict[str, Any] | None = None    # class-body namespace, built lazily
+        self.fields: list[str] = []                 # dataclass / NamedTuple fields, in order (with attrs)
         self.py_class = None                # the InterpretedModule subclass for module classes
 
     def __repr__(self) -> str:

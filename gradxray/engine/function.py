@@ -1,6 +1,8 @@
 """Function and its context: the unit every op is written as (forward saves, backward uses)."""
 from __future__ import annotations
 
+import weakref
+
 from . import autograd, memory
 from .graph import Node, edge_of
 from .tensor import Tensor
@@ -12,7 +14,7 @@ class Context:
     def __init__(self):
         self.needs_input_grad: tuple[bool, ...] = ()
         self._to_save: tuple = ()
-        self._node: Node | None = None
+        self._node = None            # weakref to the Node, once recorded
         self._non_differentiable: list[Tensor] = []
         self._dirty: list[Tensor] = []
 
@@ -22,9 +24,10 @@ class Context:
 
     @property
     def saved_tensors(self):
-        if self._node is None:
+        node = self._node() if self._node is not None else None
+        if node is None:
             return tuple(self._to_save)
-        return self._node.unpack_saved()
+        return node.unpack_saved()
 
     def mark_non_differentiable(self, *tensors) -> None:
         self._non_differentiable.extend(tensors)
@@ -84,7 +87,7 @@ class Function:
         if not record:
             return out
         node = Node(cls, ctx, edges, [(t.shape, t.dtype) for t in inputs], layout)
-        ctx._node = node
+        ctx._node = weakref.ref(node)        # weak: node -> ctx -> node would be a reference cycle
         node.num_outputs = len(outputs)
         node.location = memory.current_location()      # backward work is attributed to the forward line
         node.module = memory.current_module()

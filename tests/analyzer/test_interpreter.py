@@ -727,3 +727,38 @@ def test_runaway_loops_are_bounded(analyze, monkeypatch):
     assert any("analysis stopped after 2000 statements" in r for r in reasons(a))
     assert [c.name for c in a.classes] == ["Fine"]
     assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", "4"), "float32")]
+
+
+def test_user_callables_and_context_managers(analyze):
+    src = """\
+        import torch.nn as nn
+
+        class Scale:
+            def __init__(self, k):
+                self.k = k
+
+            def __call__(self, t):
+                return t * self.k
+
+        class Tag:
+            def __enter__(self):
+                self.entered = True
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+                self.scale = Scale(3)
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                with Tag() as tag:
+                    y = self.scale(self.fc(x))
+                return y
+    """
+    a = analyze(src)
+    assert a.unresolved == []
+    assert facts(a, line_of(src, "y = self.scale")) == [("y", ("B", "2"), "float32")]

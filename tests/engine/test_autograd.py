@@ -98,3 +98,19 @@ def test_grad_requires_scalar_or_gradient():
     x = _leaf(3)
     with pytest.raises(RuntimeError, match="implicitly created only for scalar outputs"):
         (x * 2).backward()
+
+
+def test_dropped_graph_is_freed_by_refcounting_alone():
+    """No reference cycles in the graph: memory is released exactly when torch would release it."""
+    import gc
+    tracker = gx.memory.MemoryTracker()
+    gc.disable()
+    try:
+        with tracker:
+            x = _leaf(32, 32)
+            out = gx.nn.functional.gelu(x * 2.0).relu()
+            assert tracker.current_bytes > 32 * 32 * 4
+            del out
+            assert tracker.current_bytes == 32 * 32 * 4
+    finally:
+        gc.enable()
