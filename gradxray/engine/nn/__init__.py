@@ -365,7 +365,25 @@ class Flatten(Module):
         return x.flatten(self.start_dim, self.end_dim)
 
 
-class Sequential(Module):
+class _IndexedModules(Module):
+    """What Sequential and ModuleList share: submodules named "0", "1", ... in order."""
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        return self._from_modules(mods[idx]) if isinstance(idx, slice) else mods[idx]
+
+    def append(self, m):
+        self.add_module(str(len(self._modules)), m)
+        return self
+
+
+class Sequential(_IndexedModules):
     def __init__(self, *args):
         super().__init__()
         if len(args) == 1 and isinstance(args[0], OrderedDict):
@@ -375,21 +393,8 @@ class Sequential(Module):
             for i, m in enumerate(args):
                 self.add_module(str(i), m)
 
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __getitem__(self, idx):
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return Sequential(*mods[idx])
-        return mods[idx]
-
-    def append(self, m):
-        self.add_module(str(len(self._modules)), m)
-        return self
+    def _from_modules(self, mods):
+        return Sequential(*mods)
 
     def forward(self, x):
         for m in self._modules.values():
@@ -397,27 +402,14 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_IndexedModules):
     def __init__(self, modules=None):
         super().__init__()
         for m in modules or []:
             self.append(m)
 
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __getitem__(self, idx):
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return ModuleList(mods[idx])
-        return mods[idx]
-
-    def append(self, m):
-        self.add_module(str(len(self._modules)), m)
-        return self
+    def _from_modules(self, mods):
+        return ModuleList(mods)
 
     def extend(self, ms):
         for m in ms:
