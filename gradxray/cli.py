@@ -36,7 +36,7 @@ FAILING_SEVERITIES = {"error", "warning"}
 
 
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+    """A user-facing error: printed as one line, exit status 2 (as is the analyzer's ``ConfigError``)."""
 
 
 def _debug() -> bool:
@@ -123,24 +123,12 @@ def read_source(path: str) -> str:
     return read_source_encoding(path)[0]
 
 
-def _to_cols(lines: list[str], line: int, col: int) -> int:
-    from gradxray.analyzer.positions import byte_col_to_char, line_text
-
-    return byte_col_to_char(line_text(lines, line), col) + 1
-
-
 def _span_rows(lines: list[str], span) -> tuple[int, int, int, int]:
-    from gradxray.analyzer.positions import line_text
+    """A span as 1-based (row, column, end row, end column), columns in characters."""
+    from gradxray.analyzer.positions import span_chars
 
-    row = max(1, span.line)
-    col = _to_cols(lines, row, span.col)
-    if span.end_line is not None and span.end_col is not None:
-        end_row = span.end_line
-        end_col = _to_cols(lines, end_row, span.end_col)
-    else:
-        end_row = row
-        end_col = max(col, len(line_text(lines, row).rstrip()) + 1)
-    return row, col, end_row, end_col
+    row, char, end_row, end_char = span_chars(lines, span)
+    return row, char + 1, end_row, end_char + 1
 
 
 def _fix_json(lines: list[str], fix) -> dict | None:
@@ -228,9 +216,9 @@ def apply_fixes(source: str, diagnostics, unsafe: bool) -> tuple[str, int]:
 
 
 def _settings_for(path: str, args):
-    from gradxray.analyzer.config import check_selectors, find_config
+    from gradxray.analyzer.config import check_selectors, settings_for_file
 
-    settings = find_config(path).settings_for(path)
+    settings = settings_for_file(path)
     if args.select:
         settings.select = check_selectors(",".join(args.select), key="--select")
     if args.extend_select and settings.select:  # an empty selection already means ALL
@@ -251,20 +239,30 @@ def check_file(path: str, args) -> tuple[FileResult, bool]:
         _err(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
         return res, True
     settings = _settings_for(path, args)
-    try:
-        analysis = analyze_source(source, path, settings)
-        if args.fix and not analysis.error:
-            new_source, fixed = apply_fixes(source, analysis.diagnostics, args.unsafe_fixes)
-            if fixed:
+
+    def analyze(text: str):
+        try:
+            return analyze_source(text, path, settings)
+        except Exception as exc:  # the analyzer promises not to raise; a bug must not print a traceback
+            if _debug():
+                raise
+            _err(f"{path}: internal error while analysing: {type(exc).__name__}: {exc}")
+            return None
+
+    analysis = analyze(source)
+    if analysis is not None and args.fix and not analysis.error:
+        new_source, fixed = apply_fixes(source, analysis.diagnostics, args.unsafe_fixes)
+        if fixed:
+            try:
                 with open(path, "w", encoding=encoding, newline="") as f:
                     f.write(new_source)
-                res.fixed = fixed
-                source = new_source
-                analysis = analyze_source(source, path, settings)
-    except Exception as exc:  # the analyzer promises not to raise; a bug must not print a traceback
-        if _debug():
-            raise
-        _err(f"{path}: internal error while analysing: {type(exc).__name__}: {exc}")
+            except OSError as exc:
+                _err(f"{path}: cannot write: {exc.strerror or exc}")
+                return res, True
+            res.fixed = fixed
+            source = new_source
+            analysis = analyze(source)
+    if analysis is None:
         return res, True
     res.findings = _findings(path, source, analysis)
     return res, False
@@ -334,8 +332,6 @@ def _statistics(findings: list[Finding], fmt: str) -> str:
 
 
 def cmd_check(args) -> int:
-    from gradxray.analyzer.config import ConfigError
-
     paths = args.paths or ["."]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
@@ -347,14 +343,10 @@ def cmd_check(args) -> int:
         print(f"{PROG}: warning: no Python files found under {', '.join(paths)}", file=sys.stderr)
     results: list[FileResult] = []
     had_error = False
-    try:
-        for path in files:
-            res, err = check_file(path, args)
-            had_error |= err
-            results.append(res)
-    except ConfigError as exc:
-        _err(str(exc))
-        return 2
+    for path in files:
+        res, err = check_file(path, args)
+        had_error |= err
+        results.append(res)
     findings = [f for r in results for f in r.findings]
     fixed = sum(r.fixed for r in results)
     fmt = args.output_format
@@ -483,106 +475,32 @@ def _parse_args_literal(text: str | None) -> dict:
 
 
 def memory_settings(args, path: str):
-    from gradxray.analyzer.config import find_config
+    """The file's settings with the command-line flags applied over them."""
+    from gradxray.analyzer.config import Config, settings_for_file
 
-    s = find_config(path).settings_for(path)
+    base = settings_for_file(path)
     dims = _parse_dims(args.dim)
-    if "B" in dims:
-        s.batch = dims.pop("B")
+    batch = dims.pop("B", None)
     if args.batch is not None:
         if args.batch <= 0:
             raise CliError(f"bad --batch {args.batch}: must be positive")
-        s.batch = args.batch
-    s.dims.update(dims)
-    s.inputs.update(_parse_inputs(args.input))
-    s.args = {**s.args, **_parse_args_literal(args.args)}
-    for attr in ("optimizer", "device", "dtype", "loss"):
-        value = getattr(args, attr)
-        if value is not None:
-            setattr(s, attr, value)
-    return s
-
-
-def _table(rows: list[list[str]], align: str) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for r in rows:
-        cells = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)]
-        out.append("  ".join(cells).rstrip())
-    return out
-
-
-def render_memory_text(report: dict, settings=None) -> str:
-    from gradxray.render import OPTIMIZER_DISPLAY, human_bytes, human_count, human_flops, shape_list
-
-    g = report.get
-    optimizer = g("optimizer") or (settings.optimizer if settings else None) or "none"
-    head = [f"{g('target', '?')}",
-            f"  device {g('device', '?')} · dtype {g('dtype', '?')} · batch {g('batch', '?')} · "
-            f"{OPTIMIZER_DISPLAY.get(optimizer, optimizer)}"]
-    inputs = g("inputs") or {}
-    for name, spec in inputs.items():
-        head.append(f"  {'input':<9} {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
-    outputs = g("outputs") or []
-    for i, o in enumerate(outputs):
-        label = "output" if len(outputs) == 1 else f"output {i}"
-        head.append(f"  {label:<9} {shape_list(o.get('shape'))} {o.get('dtype', '?')}")
-    if g("loss"):
-        head.append(f"  {'loss':<9} {g('loss')}")
-    params = g("params") or {}
-    flops = g("flops") or {}
-    phase = g("peak_phase")
-    summary = [
-        ["parameters", f"{params.get('count', 0):,}", human_bytes(params.get("bytes", 0)), ""],
-        ["buffers", "", human_bytes(g("buffers_bytes", 0)), ""],
-        ["gradients", "", human_bytes(g("grads_bytes", 0)), ""],
-        ["optimizer state", "", human_bytes(g("optimizer_bytes", 0)), ""],
-        ["activations saved", "", human_bytes(g("activations_saved_bytes", 0)), "(for backward)"],
-        ["peak", "", human_bytes(g("peak_bytes", 0)), f"(during {phase})" if phase else ""],
-        ["FLOPs forward", "", human_flops(flops.get("forward")), ""],
-        ["FLOPs backward", "", human_flops(flops.get("backward")), ""],
-    ]
-    lines = head + [""] + ["  " + line for line in _table(summary, "lrrl")]
-    modules = g("modules") or []
-    if modules:
-        rows = [["module", "class", "params", "output shape", "saved", "flops"]]
-        for m in modules:
-            out_shape = m.get("output_shape")
-            rows.append([m.get("path") or "(root)", str(m.get("class", "?")),
-                         human_count(m.get("params", 0)),
-                         shape_list(out_shape) if out_shape is not None else "-",
-                         human_bytes(m.get("saved_bytes", 0)), human_flops(m.get("flops", 0))])
-        table = _table(rows, "llrlrr")
-        lines += ["", "  " + table[0], "  " + "-" * len(table[0])] + ["  " + t for t in table[1:]]
-    unresolved = g("unresolved") or []
-    if unresolved:
-        lines += ["", f"  not traced ({len(unresolved)}); the figures above leave these out:"]
-        for u in unresolved:
-            lines.append(f"    {u.get('file', '?')}:{u.get('line', '?')}: {u.get('reason', '')}")
-    else:
-        lines += ["", "  forward fully traced."]
-    return "\n".join(lines)
+        batch = args.batch
+    flags = Config(batch=batch, dims=dims, inputs=_parse_inputs(args.input), device=args.device,
+                   dtype=args.dtype, optimizer=args.optimizer, loss=args.loss)
+    settings = flags.settings_for(None, base)
+    settings.args.update(_parse_args_literal(args.args))
+    return settings
 
 
 def cmd_memory(args) -> int:
-    from gradxray.analyzer.config import ConfigError
+    path, _name = parse_target(args.target)
+    settings = memory_settings(args, path)
+    from gradxray.analyzer.memory_report import memory_report  # the engine: only once the flags are good
+    from gradxray.render import memory_report_text
 
     try:
-        path, _name = parse_target(args.target)
-        settings = memory_settings(args, path)
-    except ConfigError as exc:
-        _err(str(exc))
-        return 2
-    try:
-        from gradxray.analyzer.memory_report import memory_report
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("gradxray"):
-            _err(f"the memory report is not available in this build ({exc.name} is missing)")
-            return 2
-        raise
-    try:
         report = memory_report(args.target, settings)
-    except Exception as exc:
+    except Exception as exc:  # TargetError, or what the model raises when its training step is simulated
         if _debug():
             raise
         msg = " ".join((str(exc) or type(exc).__name__).split())
@@ -591,7 +509,7 @@ def cmd_memory(args) -> int:
     if args.format == "json":
         print(dumps_compact(report))
     else:
-        print(render_memory_text(report, settings))
+        print(memory_report_text(report, settings.optimizer))
     return 0
 
 
@@ -616,6 +534,7 @@ def _json_default(obj):
 
 def cmd_rules(args) -> int:
     from gradxray.analyzer.rules import all_rules
+    from gradxray.render import table
 
     rules = all_rules()
     if args.format == "json":
@@ -623,7 +542,7 @@ def cmd_rules(args) -> int:
                            "message": r.message, "summary": r.summary} for r in rules], indent=2))
         return 0
     rows = [[r.code, r.name, r.severity, f"fix: {r.fix}", r.summary] for r in rules]
-    for line in _table(rows, "lllll"):
+    for line in table(rows, "lllll"):
         print(line)
     return 0
 
@@ -729,14 +648,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except CliError as exc:
-        _err(str(exc))
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        from gradxray.analyzer.config import ConfigError
+
+        if isinstance(exc, (CliError, ConfigError)):
+            _err(str(exc))
+            return 2
         if _debug():
             raise
         _err(f"internal error: {type(exc).__name__}: {exc} (set GRADXRAY_DEBUG=1 for a traceback)")

@@ -1,4 +1,4 @@
-"""Text for people: units, dtype abbreviations, inlay-hint labels and hover markdown.
+"""Text for people: units, dtype abbreviations, inlay-hint labels, hover markdown, memory report.
 
 Pure functions over ``gradxray.analyzer.results`` (and the ``memory`` report
 dict), shared by the CLI and the language server.  Nothing here computes an
@@ -50,11 +50,11 @@ def human_bytes(n: int | float | None) -> str:
     n = abs(n)
     if n < 1024:
         return f"{sign}{int(n)} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024.0
-        if n < 1024 or unit == "TiB":
+        if n < 1024:
             return f"{sign}{n:.1f} {unit}"
-    raise AssertionError  # pragma: no cover
+    return f"{sign}{n / 1024.0:.1f} TiB"
 
 
 def human_count(n: int | None) -> str:
@@ -107,10 +107,6 @@ def inlay_memory_label(fact: "LineFact") -> str:
     if fact.saved_bytes <= 0:
         return ""
     return f" · {human_bytes(fact.saved_bytes)} saved"
-
-
-def inlay_label(fact: "LineFact") -> str:
-    return inlay_shape_label(fact) + inlay_memory_label(fact)
 
 
 def _per_call(fact: "LineFact") -> str:
@@ -202,3 +198,66 @@ def class_lens_title(cls: "ClassSummary", batch: int, dtype: str, optimizer: str
     dt = short_dtype(dtype).replace("f32", "fp32").replace("f16", "fp16").replace("f64", "fp64")
     return (f"{human_count(cls.params)} params · peak {human_bytes(cls.peak_bytes)} @ B={batch} "
             f"({dt}, {OPTIMIZER_DISPLAY.get(optimizer, optimizer)})")
+
+
+# --------------------------------------------------------------------------- memory report (CLI)
+
+def table(rows: list[list[str]], align: str) -> list[str]:
+    """Rows of cells as aligned text lines; ``align`` holds ``l`` or ``r`` per column."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def memory_report_text(report: dict, optimizer: str | None = None) -> str:
+    """``gradxray memory``'s text output; ``optimizer`` is shown when the report names none."""
+    g = report.get
+    optimizer = g("optimizer") or optimizer or "none"
+    head = [f"{g('target', '?')}",
+            f"  device {g('device', '?')} · dtype {g('dtype', '?')} · batch {g('batch', '?')} · "
+            f"{OPTIMIZER_DISPLAY.get(optimizer, optimizer)}"]
+    inputs = g("inputs") or {}
+    for name, spec in inputs.items():
+        head.append(f"  {'input':<9} {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
+    outputs = g("outputs") or []
+    for i, o in enumerate(outputs):
+        label = "output" if len(outputs) == 1 else f"output {i}"
+        head.append(f"  {label:<9} {shape_list(o.get('shape'))} {o.get('dtype', '?')}")
+    if g("loss"):
+        head.append(f"  {'loss':<9} {g('loss')}")
+    params = g("params") or {}
+    flops = g("flops") or {}
+    phase = g("peak_phase")
+    summary = [
+        ["parameters", f"{params.get('count', 0):,}", human_bytes(params.get("bytes", 0)), ""],
+        ["buffers", "", human_bytes(g("buffers_bytes", 0)), ""],
+        ["gradients", "", human_bytes(g("grads_bytes", 0)), ""],
+        ["optimizer state", "", human_bytes(g("optimizer_bytes", 0)), ""],
+        ["activations saved", "", human_bytes(g("activations_saved_bytes", 0)), "(for backward)"],
+        ["peak", "", human_bytes(g("peak_bytes", 0)), f"(during {phase})" if phase else ""],
+        ["FLOPs forward", "", human_flops(flops.get("forward")), ""],
+        ["FLOPs backward", "", human_flops(flops.get("backward")), ""],
+    ]
+    lines = head + [""] + ["  " + line for line in table(summary, "lrrl")]
+    modules = g("modules") or []
+    if modules:
+        rows = [["module", "class", "params", "output shape", "saved", "flops"]]
+        for m in modules:
+            out_shape = m.get("output_shape")
+            rows.append([m.get("path") or "(root)", str(m.get("class", "?")),
+                         human_count(m.get("params", 0)),
+                         shape_list(out_shape) if out_shape is not None else "-",
+                         human_bytes(m.get("saved_bytes", 0)), human_flops(m.get("flops", 0))])
+        text = table(rows, "llrlrr")
+        lines += ["", "  " + text[0], "  " + "-" * len(text[0])] + ["  " + t for t in text[1:]]
+    unresolved = g("unresolved") or []
+    if unresolved:
+        lines += ["", f"  not traced ({len(unresolved)}); the figures above leave these out:"]
+        for u in unresolved:
+            lines.append(f"    {u.get('file', '?')}:{u.get('line', '?')}: {u.get('reason', '')}")
+    else:
+        lines += ["", "  forward fully traced."]
+    return "\n".join(lines)

@@ -11,8 +11,6 @@ The static path never imports torch: torch calls run on gradxray's engine.
 """
 from __future__ import annotations
 
-import importlib.util
-
 from .results import Analysis, Unresolved
 from .settings import Settings
 
@@ -23,14 +21,13 @@ def _syntax_error_text(path: str, e: SyntaxError) -> str:
     return f"{path}:{e.lineno or 1}:{e.offset or 1}: SyntaxError: {e.msg}"
 
 
-def _run_rules(analysis: Analysis, source: str, settings: Settings) -> None:
-    if importlib.util.find_spec("gradxray.analyzer.rules") is None:
-        return
-    from . import rules
+def _engine_runtime(runtime):
+    """``runtime``, or the engine on the shape backend when None."""
+    if runtime is not None:
+        return runtime
+    from .torch_api import engine_runtime
 
-    run = getattr(rules, "run_rules", None)
-    if run is not None:
-        run(analysis, source, settings)
+    return engine_runtime()
 
 
 def analyze_source(source: str, path: str, settings: Settings | None = None, *, runtime=None) -> Analysis:
@@ -38,6 +35,7 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
     run it on its discovered inputs in a training step, record per-line facts, then run the rules."""
     from .interpreter import Interpreter, analyze_root
     from .project import index_source, root_classes
+    from .rules import run_rules
 
     settings = settings or Settings()
     analysis = Analysis(path=path)
@@ -50,10 +48,7 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
         analysis.error = f"{path}:1:1: {type(e).__name__}: {e}"
         return analysis
     try:
-        if runtime is None:
-            from .torch_api import engine_runtime
-
-            runtime = engine_runtime()
+        runtime = _engine_runtime(runtime)
         with runtime.backend():
             interp = Interpreter(index, runtime, analysis, settings)
             for cinfo in root_classes(index):
@@ -68,7 +63,7 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
     except Exception as e:
         analysis.unresolved.append(Unresolved(path, 1, f"internal error: {type(e).__name__}: {e}"))
     try:
-        _run_rules(analysis, source, settings)
+        run_rules(analysis, source, settings)
     except Exception as e:
         analysis.unresolved.append(Unresolved(path, 1, f"rules failed: {type(e).__name__}: {e}"))
     return analysis
@@ -98,10 +93,7 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     with open(path, encoding="utf-8") as fh:
         source = fh.read()
     index = index_source(source, path)
-    if runtime is None:
-        from .torch_api import engine_runtime
-
-        runtime = engine_runtime()
+    runtime = _engine_runtime(runtime)
     analysis = Analysis(path=path)
     with runtime.backend():
         interp = Interpreter(index, runtime, analysis, settings)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +47,7 @@ INPUT_DTYPES = {
     "bool": "bool", "b8": "bool",
     "complex64": "complex64", "complex128": "complex128",
 }
+CHOICE_KEYS = ("device", "dtype", "optimizer", "loss")   # settings that take one of a few strings
 KEYS = ("select", "ignore", "per-file-ignores", "batch-size", "dims", "device", "dtype",
         "optimizer", "loss", "amp", "inputs")
 
@@ -60,6 +62,9 @@ class ConfigError(Exception):
 
 @dataclass
 class Config:
+    """Settings overrides: a ``[tool.gradxray]`` table, or command-line flags / editor options
+    gathered the same way.  :meth:`settings_for` is the one place they are applied."""
+
     path: str | None = None                       # the pyproject.toml it came from
     select: list[str] | None = None
     ignore: list[str] = field(default_factory=list)
@@ -107,7 +112,7 @@ class Config:
         if self.batch is not None:
             s.batch = self.batch
         s.dims.update(self.dims)
-        for attr in ("device", "dtype", "optimizer", "loss"):
+        for attr in CHOICE_KEYS:
             value = getattr(self, attr)
             if value is not None:
                 setattr(s, attr, value)
@@ -231,7 +236,10 @@ def _read_pyproject(path: str) -> Config | None:
     hit = _FILE_CACHE.get(path)
     if hit and hit[0] == mtime:
         return hit[1]
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
 
     try:
         with open(path, "rb") as f:
@@ -257,13 +265,6 @@ def find_config(start: str | os.PathLike) -> Config:
             if cfg is not None:
                 return cfg
     return Config()
-
-
-def load_config_file(path: str) -> Config:
-    """An explicit configuration file (``--config``): its ``[tool.gradxray]``, or an empty config."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such file")
-    return _read_pyproject(os.path.abspath(path)) or Config(path=os.path.abspath(path))
 
 
 def settings_for_file(file: str, base: Settings | None = None) -> Settings:

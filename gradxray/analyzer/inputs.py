@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from gradxray.engine.symbolic import SymInt
 
-from .project import ModuleIndex, dotted_name, pragma_lines, resolve_dotted
+from .project import (
+    ModuleIndex, dotted_name, positional_params, pragma_lines, required_params, resolve_dotted,
+    signature_end_line,
+)
+from .results import Diagnostic, Edit, Fix, Span
+from .rules.gx901_unknown_input_shape import MESSAGE as GX901_MESSAGE
 
 DTYPE_ALIASES = {
     "float32": "float32", "float": "float32", "f32": "float32", "fp32": "float32",
@@ -234,15 +239,14 @@ def _literal_shape(call: ast.Call, imports) -> tuple[tuple, str] | None:
 def find_example_call(index: ModuleIndex, class_name: str, params: list[str]) -> list[InputSpec] | None:
     """Look for `m = ClassName(...)` then `m(torch.randn(...))`, or `ClassName(...)(torch.randn(...))`."""
     instances: set[str] = set()
+    calls: list[ast.Call] = []
     for node in ast.walk(index.tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            if dotted_name(node.value.func) == class_name:
-                for t in node.targets:
-                    if isinstance(t, ast.Name):
-                        instances.add(t.id)
-    for node in ast.walk(index.tree):
-        if not isinstance(node, ast.Call):
-            continue
+        if isinstance(node, ast.Call):
+            calls.append(node)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
+                dotted_name(node.value.func) == class_name:
+            instances.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    for node in calls:
         f = node.func
         hit = (isinstance(f, ast.Name) and f.id in instances) or (
             isinstance(f, ast.Call) and dotted_name(f.func) == class_name)
@@ -279,19 +283,13 @@ def make_input_tensors(specs: list[InputSpec], settings, runtime) -> dict:
 def forward_params(fn: ast.FunctionDef) -> tuple[list[str], set[str], bool]:
     """(parameter names after self, required names, accepts **kwargs)."""
     a = fn.args
-    positional = [p.arg for p in list(a.posonlyargs) + list(a.args)][1:]
-    n_def = len(a.defaults)
-    required = set(positional[:len(positional) - n_def] if n_def else positional)
-    for p, d in zip(a.kwonlyargs, a.kw_defaults):
-        if d is None:
-            required.add(p.arg)
-    names = positional + [p.arg for p in a.kwonlyargs]
+    positional = positional_params(a)
+    names = [p.arg for p in positional[1:] + a.kwonlyargs]
+    required = {p.arg for p in required_params(a) if p not in positional[:1]}
     return names, required, a.kwarg is not None
 
 
 def _note(index: ModuleIndex, line: int, message: str, col: int | None = None, fix=None):
-    from .results import Diagnostic, Span
-
     text = index.lines[line - 1] if 1 <= line <= len(index.lines) else ""
     start = col if col is not None else len(text.encode("utf-8")) - len(text.lstrip().encode("utf-8"))
     return Diagnostic(code="GX901", message=message, severity="information",
@@ -307,22 +305,12 @@ def spec_text(spec: InputSpec) -> str:
 def missing_input_note(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, missing: list[str],
                        assumed: list[InputSpec] | None = None):
     """GX901 on the forward line; with a fix inserting the pragma when shapes were assumed."""
-    from .results import Edit, Fix, Span
-
-    try:
-        from .rules.gx901_unknown_input_shape import MESSAGE
-    except Exception:  # pragma: no cover - the rule module ships with the analyzer
-        MESSAGE = "no input shape for {cls}.forward; add a `# gradxray: {example}` pragma"
     by_name = {s.name: s for s in assumed or []}
     example = ", ".join(spec_text(by_name[n]) if n in by_name else f"{n}=[B, ...] float32" for n in missing)
-    try:
-        message = MESSAGE.format(cls=class_name, example=example,
-                                 inputs=", ".join(f"`{n}`" for n in missing))
-    except (KeyError, IndexError, ValueError):
-        message = f"no input shape for {class_name}.forward; add a `# gradxray: {example}` pragma"
+    message = GX901_MESSAGE.format(cls=class_name, example=example)
     fix = None
     if assumed:
-        last = fn.body[0].lineno - 1 if fn.body and fn.body[0].lineno > fn.lineno else fn.lineno
+        last = signature_end_line(fn)
         text = index.lines[last - 1] if 1 <= last <= len(index.lines) else ""
         end = len(text.rstrip().encode("utf-8"))
         pragma = "  # gradxray: " + ", ".join(spec_text(s) for s in assumed)
@@ -359,7 +347,7 @@ def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, se
             diags.append(_note(index, pragma_line, f"invalid input-shape pragma: {e}",
                                len(index.lines[pragma_line - 1][:col].encode("utf-8"))))
             pragma_bad = True
-    for name, text in (getattr(settings, "inputs", None) or {}).items():
+    for name, text in (settings.inputs or {}).items():
         if name not in names and not has_kwargs:
             continue
         try:

@@ -29,9 +29,12 @@ from typing import Any
 
 from gradxray.engine.symbolic import sym_text
 
-from .project import ModuleIndex
-from .results import Analysis, GradCut, LineFact, Span, TensorFact, Unresolved
-from .torch_api import Runtime, dtype_name, upstream_params
+from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
+from .line_facts import add_step_facts
+from .project import ModuleIndex, import_bindings, positional_params, required_params
+from .results import Analysis, ClassSummary, GradCut, LineFact, Span, TensorFact, Unresolved
+from .torch_api import Runtime, upstream_params
+from .training_step import simulate_training_step
 from .values import (
     BoundMethod, Builtin, FieldDefault, Marker, Namespace, SuperProxy, Transparent, Unknown, UserClass,
     UserFunction, UserInstance, first_unknown, interpreted_module_base, make_module_class,
@@ -114,20 +117,6 @@ _HOST_BUILTINS = (
 _CONTAINER_SAFE = {list, tuple, dict, set, frozenset, enumerate, zip, reversed, iter, next, len}
 
 
-def _exception_names():
-    return {n: getattr(builtins, n) for n in dir(builtins)
-            if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), BaseException)}
-
-
-_EXCEPTIONS = _exception_names()
-
-# non-torch import targets with a meaning at analysis time
-_KNOWN_IMPORTS = {
-    "dataclasses.dataclass": Marker("dataclass"),
-    "typing.TYPE_CHECKING": False,
-}
-
-
 class CutTracker:
     """Gradient-cut sites (``.detach()`` / ``.data``) and the tensors they flow into.
 
@@ -139,7 +128,6 @@ class CutTracker:
         self.rt = runtime
         self.sites: dict[tuple, dict] = {}
         self._tags: dict[int, tuple] = {}
-        self.weak_ok = True
 
     def record(self, kind: str, t, span: Span) -> tuple:
         key = (kind, span.line, span.col)
@@ -155,35 +143,26 @@ class CutTracker:
         return sites if ref() is t else frozenset()
 
     def tag(self, t, sites: frozenset) -> None:
-        if not sites or not self.weak_ok:
+        if not sites:
             return
         key = id(t)
         old = self.sites_of(t)
         if sites <= old:
             return
         tags = self._tags
-        try:
-            ref = weakref.ref(t, lambda _r, k=key, tags=tags: tags.pop(k, None))
-        except TypeError:
-            self.weak_ok = False
-            return
+        ref = weakref.ref(t, lambda _r, k=key, tags=tags: tags.pop(k, None))
         tags[key] = (ref, old | sites)
 
     def sources(self, values) -> frozenset:
-        if not self._tags:
-            return frozenset()
+        """The cut sites the tensors among ``values`` (or inside tuples, lists, dicts of them) carry."""
         out: frozenset = frozenset()
+        if not self._tags:
+            return out
         for v in values:
-            if isinstance(v, (tuple, list)):
-                for x in v:
-                    if self.rt.is_tensor(x):
-                        out = out | self.sites_of(x)
-            elif isinstance(v, dict):
-                for x in v.values():
-                    if self.rt.is_tensor(x):
-                        out = out | self.sites_of(x)
-            elif self.rt.is_tensor(v):
-                out = out | self.sites_of(v)
+            items = v if isinstance(v, (tuple, list)) else v.values() if isinstance(v, dict) else (v,)
+            for x in items:
+                if self.rt.is_tensor(x):
+                    out |= self.sites_of(x)
         return out
 
     def propagate(self, sites: frozenset, result) -> None:
@@ -213,8 +192,7 @@ class Interpreter:
         self.steps = 0
         self.cuts = CutTracker(runtime)
         self._module_base = interpreted_module_base(runtime.Module)
-        self._builtins = self._make_builtins()
-        runtime.target_device = getattr(settings, "device", "cpu")
+        runtime.target_device = settings.device
 
     # ------------------------------------------------------------------------------------------
     # recording
@@ -234,7 +212,9 @@ class Interpreter:
         return Unknown(reason, sp)
 
     def record_facts(self, stmt, pairs) -> None:
-        tensors = [(name, v) for name, v in pairs if self.rt.is_tensor(v)]
+        """Per-line facts for the tensors among ``pairs`` of (target expression, value).  The first run
+        of a line records them (naming each by its source text), later runs count calls."""
+        tensors = [(expr, v) for expr, v in pairs if self.rt.is_tensor(v)]
         if not tensors:
             return
         lf = self.analysis.lines.get(stmt.lineno)
@@ -244,7 +224,8 @@ class Interpreter:
             self.analysis.lines[stmt.lineno] = lf
         lf.calls += 1
         if not lf.tensors:
-            lf.tensors = [self.tensor_fact(name, t) for name, t in tensors]
+            lf.tensors = [self.tensor_fact(e.id if isinstance(e, ast.Name) else ast.unparse(e), t)
+                          for e, t in tensors]
 
     def tensor_fact(self, name: str, t) -> TensorFact:
         shape = tuple(t.shape)
@@ -252,7 +233,7 @@ class Interpreter:
             name=name,
             shape=tuple(sym_text(d) for d in shape),
             concrete_shape=tuple(int(d) for d in shape),
-            dtype=dtype_name(t.dtype),
+            dtype=t.dtype.name,
             requires_grad=bool(t.requires_grad),
         )
 
@@ -288,8 +269,8 @@ class Interpreter:
                 val = self.eval(idx.assigns[name], None)
             finally:
                 self._globals_busy.discard(name)
-        elif name in self._builtins:
-            return self._builtins[name]
+        elif name in _BUILTINS:
+            return _BUILTINS[name]
         elif name == "__name__":
             return os.path.splitext(os.path.basename(self.path))[0]
         elif name == "__file__":
@@ -302,11 +283,6 @@ class Interpreter:
     def resolve_import(self, dotted: str, node):
         if dotted in _KNOWN_IMPORTS:
             return _KNOWN_IMPORTS[dotted]
-        if dotted == "dataclasses.field":
-            return self._builtins["__field__"]
-        if dotted == "dataclasses":
-            return Namespace("dataclasses", types.SimpleNamespace(
-                dataclass=_KNOWN_IMPORTS["dataclasses.dataclass"], field=self._builtins["__field__"]))
         if dotted.startswith("typing.") or dotted == "typing" or dotted.startswith("typing_extensions"):
             return Marker(dotted)
         if dotted.startswith("."):
@@ -327,11 +303,11 @@ class Interpreter:
         for b in info.bases:
             if b in self.index.classes and b != name:
                 bases.append(self.user_class(b))
-            elif b.startswith("torch.nn.") or b == "torch.nn.Module":
+            elif b.startswith("torch.nn."):
                 val, _ = self.rt.resolve_import(b)
                 if isinstance(val, type):
                     bases.append(val)
-        ucls = UserClass(self, info, bases, None)
+        ucls = UserClass(self, info, bases)
         self._classes[name] = ucls
         if info.is_module:
             host = [b for b in ucls.host_bases() if isinstance(b, type) and issubclass(b, self.rt.Module)
@@ -348,7 +324,7 @@ class Interpreter:
         for base in ucls.bases:
             if isinstance(base, UserClass):
                 self.class_attrs(base)
-                for f in getattr(base, "fields", []):
+                for f in base.fields:
                     if f not in fields:
                         fields.append(f)
         cscope = Scope(attrs, None)
@@ -383,8 +359,7 @@ class Interpreter:
     def make_function(self, node, scope: Scope | None, owner: UserClass | None):
         fn = UserFunction(self, node, scope, owner)
         _mark_captured(scope)
-        result: Any = fn
-        for dec in reversed(getattr(node, "decorator_list", [])):
+        for dec in reversed(node.decorator_list):
             if isinstance(dec, ast.Attribute) and dec.attr in ("setter", "deleter"):
                 fn.kind = "setter"
                 continue
@@ -403,7 +378,7 @@ class Interpreter:
                 continue
             else:
                 self.unknown(f"decorator `{ast.unparse(dec)}` is ignored", dec)
-        return result
+        return fn
 
     # ------------------------------------------------------------------------------------------
     # calls
@@ -444,19 +419,19 @@ class Interpreter:
         if not scope.captured:
             scope.vars.clear()
             return
-        keep = getattr(fn, "_free_names", None)
+        keep = fn.free_names
         if keep is None:
             keep = set()
             for sub in ast.walk(fn.node):
                 if sub is not fn.node and isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                     keep |= {n.id for n in ast.walk(sub) if isinstance(n, ast.Name)}
-            fn._free_names = keep
+            fn.free_names = keep
         for name in [n for n in scope.vars if n not in keep]:
             del scope.vars[name]
 
     def bind_args(self, fn: UserFunction, scope: Scope, args: list, kwargs: dict, node):
         a = fn.node.args
-        positional = list(a.posonlyargs) + list(a.args)
+        positional = positional_params(a)
         if fn.defaults_cache is None:
             defaults = {}
             pos_defaults = a.defaults
@@ -501,6 +476,14 @@ class Interpreter:
     def is_user_module(self, v) -> bool:
         return isinstance(v, self._module_base)
 
+    def user_class_of(self, v) -> UserClass | None:
+        """The class of the file that ``v`` is an instance of (a user module or a UserInstance), else None."""
+        if isinstance(v, UserInstance):
+            return v.cls
+        if isinstance(v, self._module_base):
+            return type(v)._gx_user_class
+        return None
+
     def call(self, callee, args: list, kwargs: dict, node, receiver=None, method_name: str | None = None):
         if isinstance(callee, Unknown):
             return callee
@@ -539,7 +522,7 @@ class Interpreter:
             key = self.cuts.record("detach", receiver, self.span(node))
             sites = self.cuts.sources([receiver]) | {key}
         else:
-            sites = self.cuts.sources([receiver, *args, *kwargs.values()]) if self.cuts._tags else frozenset()
+            sites = self.cuts.sources([receiver, *args, *kwargs.values()])
         try:
             result = callee(*args, **kwargs)
         except _Flow:
@@ -557,8 +540,7 @@ class Interpreter:
         return result
 
     def instantiate(self, ucls: UserClass, args: list, kwargs: dict, node):
-        info = ucls.info
-        if info.is_module:
+        if ucls.info.is_module:
             py = ucls.py_class
             obj = py.__new__(py)
             try:
@@ -576,14 +558,13 @@ class Interpreter:
                         return r
             return obj
         inst = UserInstance(ucls)
-        attrs = self.class_attrs(ucls)
+        self.class_attrs(ucls)                # builds ucls.fields
         owner, init = ucls.lookup("__init__")
         if isinstance(init, UserFunction):
             self.call_function(init, [inst, *args], kwargs, node)
             return inst
-        if info.is_dataclass or info.is_namedtuple or any(
-                isinstance(c, UserClass) and (c.info.is_dataclass or c.info.is_namedtuple) for c in ucls.mro()):
-            fields = getattr(ucls, "fields", [])
+        if any(c.info.is_dataclass or c.info.is_namedtuple for c in ucls.mro()):
+            fields = ucls.fields
             kwargs = dict(kwargs)
             if len(args) > len(fields):
                 return self.unknown(f"`{ucls.name}()` takes {len(fields)} positional arguments", node)
@@ -614,13 +595,13 @@ class Interpreter:
     def _host_super_attr(self, obj, name: str):
         """``super().name`` past the user classes: the engine base class's attribute, bound."""
         if not self.rt.is_module(obj):
-            return Builtin("noop", lambda *a: None) if name == "__init__" else None
+            return _NOOP if name == "__init__" else None
         for klass in type(obj).__mro__:
             if "_gx_user_class" in klass.__dict__ or klass is self._module_base:
                 continue
             if name in klass.__dict__:
                 if klass is self.rt.Module and name == "__init__":
-                    return Builtin("noop", lambda *a: None)       # Module state exists already
+                    return _NOOP                        # Module state exists already
                 attr = klass.__dict__[name]
                 if hasattr(attr, "__get__"):
                     return attr.__get__(obj, type(obj))
@@ -635,22 +616,17 @@ class Interpreter:
         if isinstance(obj, Namespace):
             return self.rt.namespace_attr(obj, name)
         if name == "__class__":
-            if self.is_user_module(obj):
-                return type(obj)._gx_user_class, None
-            if isinstance(obj, UserInstance):
-                return obj.cls, None
+            ucls = self.user_class_of(obj)
+            if ucls is not None:
+                return ucls, None
         if self.is_user_module(obj):
             d = obj.__dict__
             if name in d and not name.startswith("_gx"):
                 return d[name], None
-            mg = getattr(self.rt.Module, "__getattr__", None)
-            if mg is not None:
-                try:
-                    return mg(obj, name), None
-                except AttributeError:
-                    pass
-                except Exception as e:
-                    return None, f"`.{name}`: {type(e).__name__}: {e}"
+            try:
+                return self.rt.Module.__getattr__(obj, name), None      # parameters, buffers, submodules
+            except AttributeError:
+                pass
             ucls = type(obj)._gx_user_class
             owner, raw = ucls.lookup(name)
             if owner is not None:
@@ -676,8 +652,7 @@ class Interpreter:
                     return getattr(hb, name), None
             return None, f"class `{obj.name}` has no attribute `{name}`"
         if isinstance(obj, SuperProxy):
-            rcls = obj.receiver._gx_user_class if self.is_user_module(obj.receiver) else (
-                obj.receiver.cls if isinstance(obj.receiver, UserInstance) else obj.cls)
+            rcls = self.user_class_of(obj.receiver) or obj.cls
             owner, raw = rcls.lookup(name, after=obj.cls)
             if owner is not None:
                 return self._bind_class_attr(raw, obj.receiver, rcls, owner), None
@@ -706,15 +681,11 @@ class Interpreter:
         if isinstance(obj, Unknown):
             return obj
         if name == "data" and self.rt.is_tensor(obj):
+            # `.data` is a detached alias of the same storage, what `.detach()` gives: a gradient cut
             key = self.cuts.record("data", obj, self.span(node))
-            val, reason = self.lookup_attr(obj, name)
-            if reason is not None and hasattr(obj, "detach"):
-                # `.data` is a detached alias of the same storage: what `.detach()` gives
-                val, reason = obj.detach(), None
-            if reason is None:
-                self.cuts.tag(val, self.cuts.sources([obj]) | {key})
-                return val
-            return self.unknown(reason, node)
+            val = obj.detach()
+            self.cuts.tag(val, self.cuts.sources([obj]) | {key})
+            return val
         val, reason = self.lookup_attr(obj, name)
         if reason is not None:
             return self.unknown(reason, node)
@@ -799,9 +770,9 @@ class Interpreter:
         value = self.eval(stmt.value, scope) if stmt.value is not None else None
         if self.forward_depth > 0 and stmt.value is not None:
             if isinstance(stmt.value, ast.Tuple) and isinstance(value, tuple) and len(value) == len(stmt.value.elts):
-                self.record_facts(stmt, [(ast.unparse(e), v) for e, v in zip(stmt.value.elts, value)])
+                self.record_facts(stmt, list(zip(stmt.value.elts, value)))
             else:
-                self.record_facts(stmt, [(ast.unparse(stmt.value), value)])
+                self.record_facts(stmt, [(stmt.value, value)])
         raise _Return(value)
 
     def exec_Assign(self, stmt, scope):
@@ -845,7 +816,7 @@ class Interpreter:
         else:
             self.setitem(obj, idx, new, t)
         if self.forward_depth > 0:
-            self.record_facts(stmt, [(ast.unparse(t), new)])
+            self.record_facts(stmt, [(t, new)])
 
     def exec_If(self, stmt, scope):
         cond = self.eval(stmt.test, scope)
@@ -908,24 +879,23 @@ class Interpreter:
     def exec_With(self, stmt, scope):
         with contextlib.ExitStack() as stack:
             for item in stmt.items:
-                cm = self.eval(item.context_expr, scope)
+                expr = item.context_expr
+                cm = self.eval(expr, scope)
                 entered: Any = None
                 if isinstance(cm, Unknown):
                     entered = cm
-                elif isinstance(cm, UserInstance) and isinstance(cm.cls.lookup("__enter__")[1], UserFunction):
-                    enter, exit_ = cm.cls.lookup("__enter__")[1], cm.cls.lookup("__exit__")[1]
-                    entered = self.call_function(enter, [cm], {}, item.context_expr)
+                elif isinstance(cm, UserInstance) and isinstance(enter := cm.cls.lookup("__enter__")[1], UserFunction):
+                    exit_ = cm.cls.lookup("__exit__")[1]
+                    entered = self.call_function(enter, [cm], {}, expr)
                     if isinstance(exit_, UserFunction):
-                        stack.callback(self.call_function, exit_, [cm, None, None, None], {}, item.context_expr)
-                elif hasattr(cm, "__enter__") and hasattr(cm, "__exit__") and not isinstance(
-                        cm, (UserInstance, UserClass)):
+                        stack.callback(self.call_function, exit_, [cm, None, None, None], {}, expr)
+                elif hasattr(cm, "__enter__") and hasattr(cm, "__exit__"):
                     try:
                         entered = stack.enter_context(cm)
                     except Exception as e:
-                        entered = self.unknown(f"entering `{ast.unparse(item.context_expr)}` failed: {e}", item.context_expr)
+                        entered = self.unknown(f"entering `{ast.unparse(expr)}` failed: {e}", expr)
                 else:
-                    entered = self.unknown(f"context manager `{ast.unparse(item.context_expr)}` is not supported",
-                                           item.context_expr)
+                    entered = self.unknown(f"context manager `{ast.unparse(expr)}` is not supported", expr)
                 if item.optional_vars is not None:
                     self.assign(item.optional_vars, entered, scope, stmt)
             self.exec_block(stmt.body, scope)
@@ -957,20 +927,10 @@ class Interpreter:
         scope.vars[stmt.name] = self.unknown("classes defined inside functions are not supported", stmt)
 
     def exec_Import(self, stmt, scope):
-        for alias in stmt.names:
-            if alias.asname:
-                scope.vars[alias.asname] = self.resolve_import(alias.name, stmt)
-            else:
-                head = alias.name.split(".")[0]
-                scope.vars[head] = self.resolve_import(head, stmt)
+        for local, dotted in import_bindings(stmt):
+            scope.vars[local] = self.resolve_import(dotted, stmt)
 
-    def exec_ImportFrom(self, stmt, scope):
-        base = "." * stmt.level + (stmt.module or "")
-        for alias in stmt.names:
-            if alias.name == "*":
-                continue
-            dotted = f"{base}.{alias.name}" if base and not base.endswith(".") else base + alias.name
-            scope.vars[alias.asname or alias.name] = self.resolve_import(dotted, stmt)
+    exec_ImportFrom = exec_Import
 
     def exec_Delete(self, stmt, scope):
         for t in stmt.targets:
@@ -1007,7 +967,7 @@ class Interpreter:
         if isinstance(target, ast.Name):
             scope.vars[target.id] = value
             if pairs is not None:
-                pairs.append((target.id, value))
+                pairs.append((target, value))
         elif isinstance(target, (ast.Tuple, ast.List)):
             elts = target.elts
             if isinstance(value, Unknown):
@@ -1047,7 +1007,7 @@ class Interpreter:
             obj = self.eval(target.value, scope)
             self.set_attr(obj, target.attr, value, target)
             if pairs is not None:
-                pairs.append((ast.unparse(target), value))
+                pairs.append((target, value))
         elif isinstance(target, ast.Subscript):
             obj = self.eval(target.value, scope)
             idx = self.eval_index(target.slice, scope)
@@ -1063,7 +1023,7 @@ class Interpreter:
         if isinstance(obj, (UserInstance, UserClass, Namespace, UserFunction, BoundMethod)):
             self.unknown("item assignment on this value is not supported", node)
             return
-        sites = self.cuts.sources([value]) if self.cuts._tags else frozenset()
+        sites = self.cuts.sources([value])
         try:
             obj[idx] = value
         except Exception as e:
@@ -1175,7 +1135,7 @@ class Interpreter:
             return right
         if _too_big(op, left, right):
             return self.unknown(f"`{ast.unparse(node)}` would be too large to compute", node)
-        sites = self.cuts.sources([left, right]) if self.cuts._tags else frozenset()
+        sites = self.cuts.sources([left, right])
         try:
             result = op(left, right)
         except Exception as e:
@@ -1193,7 +1153,7 @@ class Interpreter:
             if t is None:
                 return self.unknown(f"truth value of `{ast.unparse(node.operand)}` is not known", node)
             return not t
-        sites = self.cuts.sources([v]) if self.cuts._tags else frozenset()
+        sites = self.cuts.sources([v])
         try:
             result = _UNARY[type(node.op)](v)
         except Exception as e:
@@ -1287,7 +1247,7 @@ class Interpreter:
             return obj
         if isinstance(obj, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin)):
             return self.unknown(f"`{ast.unparse(node)}`: indexing this value is not supported", node)
-        sites = self.cuts.sources([obj]) if self.cuts._tags else frozenset()
+        sites = self.cuts.sources([obj])
         try:
             result = obj[idx]
         except Exception as e:
@@ -1465,37 +1425,6 @@ class Interpreter:
 
     eval_YieldFrom = eval_Yield
 
-    # ------------------------------------------------------------------------------------------
-    # builtins implemented by the interpreter
-
-    def _make_builtins(self) -> dict:
-        b: dict[str, Any] = {n: getattr(builtins, n) for n in _HOST_BUILTINS}
-        b.update(_EXCEPTIONS)
-        b["staticmethod"] = builtins.staticmethod
-        b["classmethod"] = builtins.classmethod
-        b["property"] = builtins.property
-        b["NotImplemented"] = NotImplemented
-        b["Ellipsis"] = Ellipsis
-        b["print"] = Builtin("print", lambda it, node, args, kwargs: None)
-        b["isinstance"] = Builtin("isinstance", _bi_isinstance)
-        b["issubclass"] = Builtin("issubclass", _bi_issubclass)
-        b["getattr"] = Builtin("getattr", _bi_getattr)
-        b["hasattr"] = Builtin("hasattr", _bi_hasattr)
-        b["setattr"] = Builtin("setattr", _bi_setattr)
-        b["super"] = Builtin("super", _bi_super)
-        b["type"] = Builtin("type", _bi_type)
-        b["__field__"] = Builtin("field", _bi_field)
-        return b
-
-    # ------------------------------------------------------------------------------------------
-    # roots
-
-    def reachable_params_names(self, model) -> dict[int, str]:
-        try:
-            return {id(p): n for n, p in model.named_parameters()}
-        except Exception:
-            return {}
-
 
 _CONSUMERS = (list, tuple, set, frozenset, dict, sorted, sum, min, max, any, all)
 
@@ -1539,11 +1468,8 @@ def _tensors_in(v, rt, depth=0):
 
 def _isinstance_one(it: Interpreter, obj, cls):
     if isinstance(cls, UserClass):
-        if isinstance(obj, UserInstance):
-            return obj.cls.subclass_of(cls)
-        if it.is_user_module(obj):
-            return type(obj)._gx_user_class.subclass_of(cls)
-        return False
+        ucls = it.user_class_of(obj)
+        return ucls is not None and ucls.subclass_of(cls)
     if isinstance(cls, Marker):
         return None
     if isinstance(cls, type):
@@ -1629,7 +1555,7 @@ def _bi_super(it: Interpreter, node, args, kwargs):
     fn, scope = it.frames[-1]
     if fn.owner is None:
         return it.unknown("super() outside a method", node)
-    params = list(fn.node.args.posonlyargs) + list(fn.node.args.args)
+    params = positional_params(fn.node.args)
     if not params:
         return it.unknown("super() in a method without `self`", node)
     recv = scope.vars.get(params[0].arg)
@@ -1642,11 +1568,8 @@ def _bi_type(it: Interpreter, node, args, kwargs):
     obj = args[0]
     if isinstance(obj, Unknown):
         return obj
-    if isinstance(obj, UserInstance):
-        return obj.cls
-    if it.is_user_module(obj):
-        return type(obj)._gx_user_class
-    return type(obj)
+    ucls = it.user_class_of(obj)
+    return ucls if ucls is not None else type(obj)
 
 
 def _bi_field(it: Interpreter, node, args, kwargs):
@@ -1657,59 +1580,61 @@ def _bi_field(it: Interpreter, node, args, kwargs):
     return FieldDefault()
 
 
+# Python's builtins as user code sees them: pure host functions and exception classes as they are,
+# the rest implemented above
+_BUILTINS: dict[str, Any] = {
+    **{n: getattr(builtins, n) for n in _HOST_BUILTINS},
+    **{n: v for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)},
+    "staticmethod": staticmethod, "classmethod": classmethod, "property": property,
+    "NotImplemented": NotImplemented, "Ellipsis": Ellipsis,
+    "print": Builtin("print", lambda it, node, args, kwargs: None),
+    "isinstance": Builtin("isinstance", _bi_isinstance),
+    "issubclass": Builtin("issubclass", _bi_issubclass),
+    "getattr": Builtin("getattr", _bi_getattr),
+    "hasattr": Builtin("hasattr", _bi_hasattr),
+    "setattr": Builtin("setattr", _bi_setattr),
+    "super": Builtin("super", _bi_super),
+    "type": Builtin("type", _bi_type),
+}
+
+_NOOP = Builtin("noop", lambda *a: None)
+
+# non-torch import targets with a meaning at analysis time
+_DATACLASS = Marker("dataclass")
+_FIELD = Builtin("field", _bi_field)
+_KNOWN_IMPORTS: dict[str, Any] = {
+    "dataclasses": Namespace("dataclasses", types.SimpleNamespace(dataclass=_DATACLASS, field=_FIELD)),
+    "dataclasses.dataclass": _DATACLASS,
+    "dataclasses.field": _FIELD,
+    "typing.TYPE_CHECKING": False,
+}
+
+
 # --- roots: construct, run a training step, summarise ---------------------------------------------
 
-def run_training_step(model, inputs: dict, run_forward, settings):
-    """The training step (loss, backward, optimizer) on the engine: ``training_step.simulate_training_step``.
-    Without that module, only the forward runs and there is no step result."""
-    import importlib.util
-
-    if importlib.util.find_spec("gradxray.analyzer.training_step") is None:
-        run_forward(inputs)
-        return None
-    from .training_step import simulate_training_step
-
-    return simulate_training_step(model, inputs, run_forward, settings)
+def _param_names(model) -> dict[int, str]:
+    return {id(p): n for n, p in model.named_parameters()}
 
 
 def param_stats(model) -> tuple[int, int]:
-    count = nbytes = 0
-    try:
-        params = [p for _, p in model.named_parameters()]
-    except Exception:
-        return 0, 0
-    for p in params:
-        try:
-            n = int(p.numel())
-        except Exception:
-            continue
-        try:
-            size = int(p.element_size())
-        except Exception:
-            size = int(getattr(p.dtype, "itemsize", 4) or 4)
-        count += n
-        nbytes += n * size
-    return count, nbytes
+    """(parameter count, parameter bytes), a tied parameter counted once."""
+    params = [p for _, p in model.named_parameters()]
+    return sum(int(p.numel()) for p in params), sum(int(p.numel()) * p.element_size() for p in params)
 
 
 def constructor_kwargs(interp: Interpreter, ucls: UserClass, settings) -> dict:
     """Keyword arguments for constructing a root: ``settings.args`` where they fit, and a default
     instance of the file's config dataclass for a required parameter annotated with it."""
-    owner, init = ucls.lookup("__init__")
+    args = dict(settings.args or {})
+    _, init = ucls.lookup("__init__")
     if not isinstance(init, UserFunction):
-        return dict(settings.args or {})
+        return args
     a = init.node.args
-    positional = list(a.posonlyargs) + list(a.args)
-    params = {p.arg for p in positional[1:]} | {p.arg for p in a.kwonlyargs}
-    kwargs = {}
-    args = dict(getattr(settings, "args", None) or {})
-    if args and (a.kwarg is not None or set(args) <= params):
-        kwargs.update(args)
-    n_def = len(a.defaults)
-    required = positional[1:len(positional) - n_def] if n_def else positional[1:]
-    required += [p for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
-    for p in required:
-        if p.arg in kwargs or p.annotation is None:
+    positional = positional_params(a)
+    params = {p.arg for p in positional[1:] + a.kwonlyargs}
+    kwargs = args if args and (a.kwarg is not None or set(args) <= params) else {}
+    for p in required_params(a):
+        if p in positional[:1] or p.arg in kwargs or p.annotation is None:
             continue
         ann = p.annotation.value if isinstance(p.annotation, ast.Constant) else ast.unparse(p.annotation)
         ann = str(ann).strip("'\"")
@@ -1719,7 +1644,7 @@ def constructor_kwargs(interp: Interpreter, ucls: UserClass, settings) -> dict:
     return kwargs
 
 
-def prepare_root(interp: Interpreter, name: str, settings, *, factory_args: dict | None = None):
+def prepare_root(interp: Interpreter, name: str, settings):
     """Construct the module named ``name`` (a module class, or a factory function returning one).
 
     Returns (model or Unknown, user class of the model or None)."""
@@ -1731,16 +1656,13 @@ def prepare_root(interp: Interpreter, name: str, settings, *, factory_args: dict
         with rt.source_location(interp.path, cinfo.lineno):
             model = interp.instantiate(ucls, [], constructor_kwargs(interp, ucls, settings), cinfo.node)
     elif name in index.functions:
-        fn = interp.global_lookup(name, index.functions[name])
         node = index.functions[name]
+        fn = interp.global_lookup(name, node)
         with rt.source_location(interp.path, node.lineno):
-            model = interp.call(fn, [], dict(factory_args if factory_args is not None else (settings.args or {})), None)
+            model = interp.call(fn, [], dict(settings.args or {}), None)
     else:
         raise LookupError(f"{interp.path}: no nn.Module class or function named `{name}`")
-    if not rt.is_module(model):
-        return model, None
-    ucls = type(model)._gx_user_class if interp.is_user_module(model) else None
-    return model, ucls
+    return model, interp.user_class_of(model) if rt.is_module(model) else None
 
 
 def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):
@@ -1748,9 +1670,7 @@ def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):
 
     Required inputs with no pragma, setting or example call are inferred from the layer that
     first consumes them (GX901 says so, with a fix inserting the assumed pragma)."""
-    from .inputs import discover_inputs, forward_params, infer_from_consumers, missing_input_note
-
-    owner, fwd = ucls.lookup("forward")
+    _, fwd = ucls.lookup("forward")
     if not isinstance(fwd, UserFunction) or not isinstance(fwd.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None, [], None
     found = discover_inputs(interp.index, ucls.name, fwd.node, settings)
@@ -1771,9 +1691,10 @@ def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):
         return submodule
 
     def user_forward(obj):
-        if not interp.is_user_module(obj):
+        ucls = interp.user_class_of(obj)
+        if ucls is None:
             return None
-        _, f = type(obj)._gx_user_class.lookup("forward")
+        _, f = ucls.lookup("forward")
         return (f.node, resolver_for(obj)) if isinstance(f, UserFunction) else None
 
     try:
@@ -1816,7 +1737,7 @@ class ForwardRun:
             out = Unknown("analysis budget exhausted")
         del kwargs
         if interp.cuts.sites:
-            names = interp.reachable_params_names(self.model)
+            names = _param_names(self.model)
             reach: set[int] = set()
             for t in _tensors_in(out, interp.rt):
                 self.flowing |= interp.cuts.sites_of(t)
@@ -1830,11 +1751,11 @@ class ForwardRun:
         if not self.flowing:
             return
         reached = reached_names if reached_names is not None else (self.reached or set())
-        names = interp.reachable_params_names(self.model)
+        names = _param_names(self.model)
+        order = {n: i for i, n in enumerate(names.values())}
         existing = {(g.kind, g.span.line, g.span.col) for g in interp.analysis.grad_cuts}
         for key in sorted(self.flowing, key=lambda k: (k[1], k[2])):
             site = interp.cuts.sites[key]
-            order = {n: i for i, n in enumerate(names.values())}
             cut = sorted({names[p] for p in site["upstream"] if p in names and names[p] not in reached},
                          key=order.__getitem__)
             if cut and key not in existing:
@@ -1851,9 +1772,6 @@ def analyze_root(interp: Interpreter, cinfo, settings):
 
 
 def _analyze_root(interp: Interpreter, cinfo, settings):
-    from .inputs import make_input_tensors
-    from .results import ClassSummary
-
     rt = interp.rt
     model, ucls = prepare_root(interp, cinfo.name, settings)
     if ucls is None:
@@ -1870,17 +1788,15 @@ def _analyze_root(interp: Interpreter, cinfo, settings):
     summary.inputs = {s.name: (s.shape_text(), s.dtype) for s in specs if s.dims is not None}
     run_forward = ForwardRun(interp, model, inputs, fwd)
     try:
-        step = run_training_step(model, inputs, run_forward, settings)
+        step = simulate_training_step(model, inputs, run_forward, settings)
     except Exception as e:
         interp.unknown(f"training step failed: {type(e).__name__}: {e}", fwd.node)
         step = None
     del inputs
     run_forward.inputs = None
-    reached = getattr(step, "reached_params", None)
-    run_forward.finish(set(reached) if reached is not None and getattr(step, "error", None) is None else None)
+    run_forward.finish(step.reached_params if step is not None else None)
     if step is not None:
-        from .line_facts import add_step_facts
         add_step_facts(interp.analysis, step, interp.path)
-        summary.peak_bytes = int(getattr(step, "peak_bytes", 0) or 0)
-        summary.activations_saved_bytes = int(getattr(step, "activations_saved_bytes", 0) or 0)
+        summary.peak_bytes = int(step.peak_bytes)
+        summary.activations_saved_bytes = int(step.activations_saved_bytes)
     return summary

@@ -4,6 +4,13 @@ from __future__ import annotations
 from .results import Analysis, LineFact, SavedFact
 
 
+def _fact(analysis: Analysis, path: str, line: int) -> LineFact:
+    fact = analysis.lines.get(line)
+    if fact is None:
+        fact = analysis.lines[line] = LineFact(file=path, line=line)
+    return fact
+
+
 def add_step_facts(analysis: Analysis, step, path: str) -> None:
     """Attribute saved-for-backward bytes and FLOPs to the source lines of ``path`` that caused them."""
     tracker = step.tracker
@@ -12,9 +19,7 @@ def add_step_facts(analysis: Analysis, step, path: str) -> None:
         if rec.location is None or rec.location[0] != path:
             continue
         line = rec.location[1]
-        fact = analysis.lines.get(line)
-        if fact is None:
-            fact = analysis.lines[line] = LineFact(file=path, line=line)
+        fact = _fact(analysis, path, line)
         activation = rec.new_storage and rec.category not in ("param", "buffer")
         if activation:
             fact.saved_bytes += rec.nbytes
@@ -27,8 +32,6 @@ def add_step_facts(analysis: Analysis, step, path: str) -> None:
     for (file, line), (fwd, bwd) in tracker.flops_by_location.items():
         if file != path:
             continue
-        fact = analysis.lines.get(line)
-        if fact is None:
-            fact = analysis.lines[line] = LineFact(file=path, line=line)
+        fact = _fact(analysis, path, line)
         fact.flops_forward += fwd
         fact.flops_backward += bwd

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from .settings import Settings
-from .training_step import simulate_training_step
+from .training_step import LOSSES, simulate_training_step
 
 
 class TargetError(Exception):
@@ -24,6 +24,8 @@ def memory_report(target: str, settings: Settings | None = None) -> dict:
     from . import build_target
 
     settings = settings or Settings()
+    if settings.loss not in LOSSES:
+        raise TargetError(f"--loss {settings.loss}: not modelled yet; use one of {', '.join(LOSSES)}")
     if settings.optimizer not in ("none", None):
         raise TargetError(f"--optimizer {settings.optimizer}: optimizer state is not modelled yet; "
                           "use --optimizer none (parameters, gradients and activations are reported)")
@@ -42,11 +44,10 @@ def memory_report(target: str, settings: Settings | None = None) -> dict:
             saved_by_module[rec.module] = saved_by_module.get(rec.module, 0) + rec.nbytes
     modules = []
     for mpath, m in model.named_modules():
-        cls, shape = tracker.module_outputs.get(mpath, (type(m).__name__, None))
-        cls = getattr(m, "_gx_class_name", None) or cls
+        shape = tracker.module_outputs.get(mpath)
         modules.append({
             "path": mpath,
-            "class": cls,
+            "class": type(m).__name__,
             "params": sum(int(p.numel()) for p in m.parameters()),
             "output_shape": list(shape) if shape is not None else None,
             "saved_bytes": sum(b for p, b in saved_by_module.items()

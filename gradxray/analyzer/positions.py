@@ -1,9 +1,9 @@
-"""Source positions: ``ast`` columns (UTF-8 bytes) to characters and UTF-16 units.
+"""Source positions: ``ast`` columns (UTF-8 bytes) to characters and back.
 
 The analyzer reports columns as ``ast`` does (0-based offsets in the UTF-8
 encoding of the line).  Renderers convert: the CLI prints 1-based character
-columns (like ruff), the language server sends UTF-16 code units (or what the
-client negotiated).  On ASCII lines all of these are the same number.
+columns (like ruff), the language server turns characters into UTF-16 code
+units (or what the client negotiated) with pygls' position codec.  On ASCII lines all of these are the same number.
 """
 from __future__ import annotations
 
@@ -26,18 +26,22 @@ def byte_col_to_char(line_text: str, col: int) -> int:
     return len(line_text.encode("utf-8")[:col].decode("utf-8", errors="ignore"))
 
 
-def char_to_utf16(line_text: str, char_col: int) -> int:
-    prefix = line_text[:char_col]
-    if prefix.isascii():
-        return len(prefix)
-    return len(prefix.encode("utf-16-le")) // 2
-
-
 def line_text(lines: list[str], line: int) -> str:
     """1-based line; empty string when out of range."""
     if 1 <= line <= len(lines):
         return lines[line - 1]
     return ""
+
+
+def span_chars(lines: list[str], span) -> tuple[int, int, int, int]:
+    """A ``Span`` as (line, char, end_line, end_char): 1-based lines, 0-based character columns.
+
+    A span without an end runs to the end of its line's text (never before its start)."""
+    line = max(1, span.line)
+    char = byte_col_to_char(line_text(lines, line), span.col)
+    if span.end_line is not None and span.end_col is not None:
+        return line, char, span.end_line, byte_col_to_char(line_text(lines, span.end_line), span.end_col)
+    return line, char, line, max(char, len(line_text(lines, line).rstrip()))
 
 
 def span_text(lines: list[str], line: int, col: int, end_line: int, end_col: int) -> str:

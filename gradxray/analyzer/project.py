@@ -35,7 +35,6 @@ class ClassInfo:
 @dataclass
 class ModuleIndex:
     path: str
-    source: str
     tree: ast.Module
     lines: list[str]
     imports: dict[str, str] = field(default_factory=dict)          # local name -> dotted target
@@ -67,24 +66,33 @@ def resolve_dotted(name: str, imports: dict[str, str]) -> str:
     return name
 
 
+def import_bindings(node: ast.Import | ast.ImportFrom):
+    """(local name, dotted target) for each name an import statement binds.
+
+    ``import a.b`` binds ``a`` -> ``a``; ``from .m import x as y`` binds ``y`` -> ``.m.x``;
+    star imports and ``__future__`` bind nothing here."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.asname:
+                yield alias.asname, alias.name
+            else:
+                head = alias.name.split(".")[0]
+                yield head, head
+        return
+    if node.module == "__future__":
+        return
+    base = "." * node.level + (node.module or "")
+    for alias in node.names:
+        if alias.name == "*":
+            continue
+        dotted = f"{base}.{alias.name}" if base and not base.endswith(".") else base + alias.name
+        yield alias.asname or alias.name, dotted
+
+
 def _collect_imports(stmts, imports: dict[str, str]) -> None:
     for node in stmts:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    imports[alias.asname] = alias.name
-                else:
-                    head = alias.name.split(".")[0]
-                    imports[head] = head
-        elif isinstance(node, ast.ImportFrom):
-            if node.module == "__future__":
-                continue
-            base = "." * node.level + (node.module or "")
-            for alias in node.names:
-                if alias.name == "*":
-                    continue
-                local = alias.asname or alias.name
-                imports[local] = f"{base}.{alias.name}" if base and not base.endswith(".") else base + alias.name
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.update(import_bindings(node))
         elif isinstance(node, (ast.If, ast.Try)):
             # `try: import x except ImportError: ...` and `if TYPE_CHECKING:` blocks
             bodies = [node.body, node.orelse]
@@ -113,7 +121,7 @@ def _decorator_name(dec: ast.AST, imports) -> str | None:
 def index_source(source: str, path: str) -> ModuleIndex:
     """Parse and index one file.  Raises ``SyntaxError`` on bad source."""
     tree = ast.parse(source, filename=path)
-    index = ModuleIndex(path=path, source=source, tree=tree, lines=source.splitlines())
+    index = ModuleIndex(path=path, tree=tree, lines=source.splitlines())
     _collect_imports(tree.body, index.imports)
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
@@ -125,7 +133,7 @@ def index_source(source: str, path: str) -> ModuleIndex:
             for dec in node.decorator_list:
                 if _decorator_name(dec, index.imports) == "dataclasses.dataclass":
                     info.is_dataclass = True
-            info.is_namedtuple = any(b in ("typing.NamedTuple",) for b in bases)
+            info.is_namedtuple = "typing.NamedTuple" in bases
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     info.methods[item.name] = item
@@ -189,20 +197,29 @@ def root_classes(index: ModuleIndex) -> list[ClassInfo]:
 
     used: set[str] = set()
     for info in index.module_classes():
-        used |= reach(info.name) - {info.name}
+        used |= reach(info.name)
         used |= set(info.user_bases)      # a base class runs as part of its subclasses
     return [c for c in index.module_classes() if c.name not in used]
 
 
+def signature_end_line(fn: ast.FunctionDef) -> int:
+    """The last line of a function's signature (the line before its body; the ``def`` line for
+    ``def f(x): return x``)."""
+    return fn.body[0].lineno - 1 if fn.body and fn.body[0].lineno > fn.lineno else fn.lineno
+
+
 def pragma_lines(index: ModuleIndex, fn: ast.FunctionDef) -> list[tuple[int, str]]:
     """(line, text) of the source lines of a function's signature (where a pragma may sit)."""
-    first = fn.lineno
-    last = fn.body[0].lineno - 1 if fn.body else fn.lineno
-    if fn.body and fn.body[0].lineno == fn.lineno:     # def f(x): return x
-        last = fn.lineno
-    last = max(first, last)
-    out = []
-    for ln in range(first, last + 1):
-        if 1 <= ln <= len(index.lines):
-            out.append((ln, index.lines[ln - 1]))
-    return out
+    last = min(signature_end_line(fn), len(index.lines))
+    return [(ln, index.lines[ln - 1]) for ln in range(max(fn.lineno, 1), last + 1)]
+
+
+def positional_params(a: ast.arguments) -> list[ast.arg]:
+    return [*a.posonlyargs, *a.args]
+
+
+def required_params(a: ast.arguments) -> list[ast.arg]:
+    """The parameters without a default, in order: positional ones, then keyword-only ones."""
+    positional = positional_params(a)
+    return positional[:len(positional) - len(a.defaults)] + [
+        p for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]

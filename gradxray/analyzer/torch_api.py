@@ -28,8 +28,13 @@ from typing import Any
 
 from .values import Namespace, Transparent
 
+
+def _noop(*args, **kwargs):
+    return None
+
+
 _NULL_LOGGER = types.SimpleNamespace(**{
-    n: (lambda *a, **k: None) for n in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")})
+    n: _noop for n in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")})
 
 # standard-library names that are pure functions of their arguments (modules or curated subsets)
 SAFE_STDLIB = {
@@ -41,9 +46,9 @@ SAFE_STDLIB = {
     "operator": types.SimpleNamespace(**{n: getattr(operator, n) for n in (
         "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "matmul", "getitem", "itemgetter")}),
     # diagnostics output: no-ops (the analyzer never prints on the user's behalf)
-    "warnings": types.SimpleNamespace(warn=lambda *a, **k: None),
+    "warnings": types.SimpleNamespace(warn=_noop),
     "logging": types.SimpleNamespace(getLogger=lambda *a, **k: _NULL_LOGGER, **{
-        n: (lambda *a, **k: None) for n in ("debug", "info", "warning", "error", "exception", "critical")}),
+        n: _noop for n in ("debug", "info", "warning", "error", "exception", "critical")}),
 }
 
 _BLOCKED_CALLABLES = {
@@ -63,16 +68,14 @@ _ENGINE_ONLY = {"backend", "backends", "from_torch", "memory", "interop", "creat
 class Runtime:
     """The engine as the interpreter sees it."""
 
-    def __init__(self, tx, *, backend=None, source_location=None, device_hint: str | None = None):
+    def __init__(self, tx, *, backend=None, source_location=None):
         self.tx = tx                                   # torch-like namespace: gradxray.engine
         self._backend = backend or contextlib.nullcontext
         self._source_location = source_location
-        self.device_hint = device_hint                 # device for created inputs (None: settings.device)
         self.target_device = "cpu"                     # settings.device: what torch.cuda.is_available() says
         self._shims: dict | None = None
         self.Tensor = tx.Tensor
         self.Module = tx.nn.Module
-        self.Parameter = getattr(tx.nn, "Parameter", None)
         self._allowed_modules = {id(tx)}
         for sub in ("nn", "nn.functional", "nn.init", "nn.utils", "utils", "utils.checkpoint",
                     "autograd", "amp", "optim", "cuda", "linalg", "fft", "special"):
@@ -100,15 +103,11 @@ class Runtime:
     def is_module(self, v) -> bool:
         return isinstance(v, self.Module)
 
-    def dtype(self, name: str):
-        return getattr(self.tx, name)
-
     def make_input(self, shape: tuple, dtype: str, device: str | None):
-        dev = self.device_hint or device
-        dt = self.dtype(dtype)
+        dt = getattr(self.tx, dtype)
         try:
-            return self.tx.empty(shape, dtype=dt, device=dev)
-        except Exception:
+            return self.tx.empty(shape, dtype=dt, device=device)
+        except Exception:       # e.g. device="cuda" on a data backend without CUDA: the default device
             return self.tx.empty(shape, dtype=dt)
 
     # namespace resolution ------------------------------------------------------------------
@@ -223,43 +222,29 @@ def engine_runtime() -> Runtime:
     """The runtime on gradxray's engine, shape backend (no data)."""
     import gradxray.engine as gx
 
-    memory = getattr(gx, "memory", None)
-    srcloc = getattr(memory, "source_location", None) if memory is not None else None
-    backend = getattr(gx, "backend", None)
-    return Runtime(gx, backend=(lambda: backend("shape")) if backend else None, source_location=srcloc)
+    return Runtime(gx, backend=lambda: gx.backend("shape"), source_location=gx.memory.source_location)
 
 
 # --- helpers over tensors and graphs ------------------------------------------------------------
-
-def dtype_name(dt) -> str:
-    name = getattr(dt, "name", None)
-    if isinstance(name, str):
-        return name
-    return str(dt).rsplit(".", 1)[-1]
-
 
 def upstream_params(t, runtime: Runtime) -> set[int]:
     """ids of the leaf tensors that require grad (parameters) reachable backwards from t."""
     out: set[int] = set()
     if not runtime.is_tensor(t):
         return out
-    fn = getattr(t, "grad_fn", None)
-    if fn is None:
-        if getattr(t, "requires_grad", False):
+    if t.grad_fn is None:
+        if t.requires_grad:
             out.add(id(t))
         return out
     seen: set[int] = set()
-    stack = [fn]
+    stack = [t.grad_fn]
     while stack:
         node = stack.pop()
-        if node is None or id(node) in seen:
+        if id(node) in seen:
             continue
         seen.add(id(node))
-        var = getattr(node, "variable", None)
+        var = getattr(node, "variable", None)       # AccumulateGrad: the leaf it accumulates into
         if var is not None:
             out.add(id(var))
-        for nxt in getattr(node, "next_functions", ()) or ():
-            n = nxt[0] if isinstance(nxt, tuple) else nxt
-            if n is not None:
-                stack.append(n)
+        stack.extend(n for n, _ in node.next_functions if n is not None)
     return out

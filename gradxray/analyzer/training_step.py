@@ -19,7 +19,6 @@ from .settings import Settings
 class StepResult:
     tracker: MemoryTracker
     outputs: list[tuple[tuple[int, ...], str]]          # shape, dtype of each tensor output
-    output_dims: list[tuple]                             # the output shapes as sizes (SymInts kept)
     loss_desc: str
     activations_saved_bytes: int
     peak_bytes: int
@@ -30,8 +29,6 @@ class StepResult:
     input_bytes: int
     grads_bytes: int
     reached_params: set[str] = field(default_factory=set)
-    param_names: dict[int, str] = field(default_factory=dict)   # id(param) -> name
-    error: str | None = None
 
 
 def tensors_in(value) -> list:
@@ -45,10 +42,13 @@ def tensors_in(value) -> list:
     return []
 
 
+LOSSES = ("auto", "sum", "mean")
+
+
 def pick_loss(output, how: str = "auto"):
     """The scalar to call backward on: a 0-dim output, a ``loss`` element/field, else ``sum(first output)``."""
-    if how not in ("auto", "sum", "mean"):
-        raise ValueError(f"--loss {how} is not supported yet (use auto, sum or mean)")
+    if how not in LOSSES:
+        raise ValueError(f"--loss {how} is not supported yet (use {', '.join(LOSSES)})")
     if how == "auto":
         if isinstance(output, gx.Tensor) and output.dim() == 0:
             return output, "the output"
@@ -88,7 +88,6 @@ def simulate_training_step(model, inputs: dict, run_forward: Callable[[dict], An
     model.train()
     model.name_modules()
     named = list(model.named_parameters())
-    param_names = {id(p): n for n, p in named}
     params = [p for _, p in named]
     buffers = [b for _, b in model.named_buffers()]
     tracker = MemoryTracker(cuda_rounding=settings.device == "cuda")
@@ -110,13 +109,12 @@ def simulate_training_step(model, inputs: dict, run_forward: Callable[[dict], An
             loss.backward()
         out_tensors = tensors_in(output)
         outputs = [(tuple(int(s) for s in t.shape), t.dtype.name) for t in out_tensors]
-        output_dims = [tuple(t.shape) for t in out_tensors]
         del out_tensors, loss
     reached = {n for n, p in named if p.grad is not None}
     grads_bytes = _unique_bytes(p.grad for p in params)
     return StepResult(
-        tracker=tracker, outputs=outputs, output_dims=output_dims, loss_desc=loss_desc,
+        tracker=tracker, outputs=outputs, loss_desc=loss_desc,
         activations_saved_bytes=saved, peak_bytes=tracker.peak_bytes, peak_phase=tracker.peak_phase,
         param_count=sum(int(p.numel()) for p in params), param_bytes=_unique_bytes(params),
         buffer_bytes=_unique_bytes(buffers), input_bytes=input_bytes, grads_bytes=grads_bytes,
-        reached_params=reached, param_names=param_names)
+        reached_params=reached)

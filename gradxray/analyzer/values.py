@@ -38,10 +38,6 @@ class Unknown:
         raise TypeError("truth value of an Unknown is not known")
 
 
-def is_unknown(v: Any) -> bool:
-    return isinstance(v, Unknown)
-
-
 def first_unknown(values) -> Unknown | None:
     """The first Unknown among values (looking one level into tuples/lists/dicts)."""
     for v in values:
@@ -69,7 +65,8 @@ class UserFunction:
         self.name = name or getattr(node, "name", "<lambda>")
         self.kind = "function"              # "function" | "staticmethod" | "classmethod" | "property"
         self.context_decorators: list = []  # e.g. torch.no_grad() used as a decorator
-        self.defaults_cache: dict | None = None
+        self.defaults_cache: dict | None = None     # parameter defaults, evaluated once
+        self.free_names: set[str] | None = None     # names its nested functions use (kept on return)
 
     def __repr__(self) -> str:
         return f"<function {self.name}>"
@@ -101,12 +98,11 @@ class BoundMethod:
 class UserClass:
     """A class of the analysed file."""
 
-    def __init__(self, interp, info, bases: list, scope):
+    def __init__(self, interp, info, bases: list):
         self.interp = interp
         self.info = info                    # project.ClassInfo
         self.name = info.name
         self.bases = bases                  # UserClass and host classes (engine module classes)
-        self.scope = scope
         self.attrs: dict[str, Any] | None = None    # class-body namespace, built lazily
         self.fields: list[str] = []                 # dataclass / NamedTuple fields, in order (with attrs)
         self.py_class = None                # the InterpretedModule subclass for module classes
@@ -169,10 +165,9 @@ class SuperProxy:
 class Builtin:
     """A Python builtin the interpreter implements itself (len, isinstance, getattr ...)."""
 
-    def __init__(self, name: str, fn, node_aware: bool = False):
+    def __init__(self, name: str, fn):
         self.name = name
         self.fn = fn                       # fn(interp, node, args, kwargs)
-        self.node_aware = node_aware
 
     def __repr__(self) -> str:
         return f"<builtin {self.name}>"

@@ -1,7 +1,6 @@
 """Grad mode and the backward engine (dependency counting, ready queue, accumulation, release)."""
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import sys
@@ -87,6 +86,10 @@ def _accumulate(buffer: list, pos: int, var) -> None:
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     from .graph import edge_of
     from . import ops
+    if create_graph:
+        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported yet")
+    if inputs is not None:
+        raise NotImplementedError("backward(inputs=...) is not supported yet")
     if retain_graph is None:
         retain_graph = create_graph
     grad_tensors = grad_tensors or [None] * len(tensors)
@@ -162,7 +165,5 @@ def _execute(roots, retain_graph: bool, create_graph: bool) -> None:
 
 
 def _num_inputs(node) -> int:
-    from .graph import AccumulateGrad
-    if isinstance(node, AccumulateGrad):
-        return 1
+    """Gradient slots of a node: one per output of its forward."""
     return node.num_outputs

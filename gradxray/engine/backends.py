@@ -38,11 +38,14 @@ def backend(name: str):
         _default = prev
 
 
-def set_default(name: str) -> None:
-    global _default
-    if name not in ("shape", "torch"):
-        raise ValueError(f"unknown backend {name!r}; expected 'shape' or 'torch'")
-    _default = name
+class _MemoryFormat:
+    """torch.contiguous_format without importing torch (mapped when a torch kernel runs)."""
+
+    def __repr__(self):
+        return "gx.contiguous_format"
+
+
+CONTIGUOUS = _MemoryFormat()
 
 
 def torch():
@@ -72,6 +75,8 @@ def _unwrap(x):
         return torch_dtype(x)
     if isinstance(x, device):
         return str(x)
+    if x is CONTIGUOUS:
+        return torch().contiguous_format
     if isinstance(x, (list, tuple)):
         return type(x)(_unwrap(v) for v in x)
     return x

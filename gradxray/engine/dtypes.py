@@ -80,35 +80,29 @@ default_int = int64
 
 
 def result_type(*operands) -> dtype:
-    """torch.result_type over tensors and Python scalars (dimensioned > zero-dim > scalar)."""
+    """torch.result_type over tensors and Python scalars.
+
+    Operands fall into three categories: dimensioned tensors, zero-dim tensors and Python
+    scalars.  Within a category dtypes promote; a lower category only matters when it is of a
+    higher kind (bool < integer < floating), e.g. ``int_tensor * 2.5`` is float32."""
     from .tensor import Tensor
-    dims, zero, scalars = None, None, None
-
-    def join(cur, d):
-        return d if cur is None else promote_types(cur, d)
-
+    categories: list[dtype | None] = [None, None, None]
     for op in operands:
         if isinstance(op, Tensor):
-            if op.dim() > 0:
-                dims = join(dims, op.dtype)
-            else:
-                zero = join(zero, op.dtype)
+            slot, d = (0 if op.dim() > 0 else 1), op.dtype
         elif isinstance(op, bool):
-            scalars = join(scalars, bool_)
+            slot, d = 2, bool_
         elif isinstance(op, int):
-            scalars = join(scalars, int64)
+            slot, d = 2, default_int
         elif isinstance(op, float):
-            scalars = join(scalars, default_float)
-    out = dims
-    for lower in (zero, scalars):
-        if lower is None:
+            slot, d = 2, default_float
+        else:
             continue
-        if out is None:
-            out = lower if lower is not scalars or not (lower is float32 and False) else lower
-            continue
-        # a lower category only wins if it is a higher *kind* (bool < int < float)
-        if _kind(lower) > _kind(out):
-            out = lower if lower is not scalars else (default_float if lower.is_floating_point else lower)
+        categories[slot] = d if categories[slot] is None else promote_types(categories[slot], d)
+    out = None
+    for d in categories:
+        if d is not None and (out is None or _kind(d) > _kind(out)):
+            out = d
     return out
 
 

@@ -12,7 +12,7 @@ def _n(shape) -> int:
     return int(sym_prod(shape))
 
 
-def _conv_fwd(out_shape, w_shape, groups=1) -> int:
+def _conv_fwd(out_shape, w_shape) -> int:
     # every output element: Cin/groups * prod(kernel) multiply-adds
     return 2 * _n(out_shape) * _n(w_shape[1:])
 
@@ -28,7 +28,7 @@ def kernel_flops(name: str, args, outs) -> int:
     if name == "convolution":
         return _conv_fwd(outs[0].shape, t[1].shape)
     if name == "convolution_backward":
-        grad, x, w = t[0], t[1], t[2]
+        grad, w = t[0], t[2]
         mask = args[-1]
         per = _conv_fwd(grad.shape, w.shape)
         return per * (int(bool(mask[0])) + int(bool(mask[1])))

@@ -105,7 +105,3 @@ class Function:
         ctx._dirty = []
         return out
 
-
-def once_differentiable(fn):
-    """Marks a backward as not differentiable twice (kept for API compatibility)."""
-    return fn

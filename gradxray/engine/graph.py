@@ -56,6 +56,7 @@ class Node:
         self.sequence_nr = next(_sequence)
         self.saved: list[SavedTensor | None] = []
         self.released = False
+        self.num_outputs = 0        # set when the forward's outputs are known
         self.location = None        # forward source location (file, line), for attribution
         self.module = ""
 
@@ -128,17 +129,10 @@ class AccumulateGrad(Node):
     """Accumulates the incoming gradient into a leaf's ``.grad`` (torch's AccumulateGrad)."""
 
     def __init__(self, variable):
+        super().__init__(None, None, [], [], [])
         self.variable = variable
-        self.next_edges = []
-        self.input_metas = []
-        self.arg_layout = []
         self.sequence_nr = sys.maxsize       # runs as soon as it is ready, like torch
-        self.saved = []
-        self.released = False
-        self.fn = None
         self.num_outputs = 1
-        self.location = None
-        self.module = ""
 
     def name(self) -> str:
         return "AccumulateGrad"

@@ -65,9 +65,9 @@ def phase(name: str):
         _phase = prev
 
 
-def module_output(path: str, cls: str, output) -> None:
+def module_output(path: str, output) -> None:
     for t in _trackers:
-        t.on_module_output(path, cls, output)
+        t.on_module_output(path, output)
 
 
 def flops(n: int) -> None:
@@ -120,7 +120,7 @@ class MemoryTracker:
     saved: list[SavedRecord] = field(default_factory=list)
     _saved_uids: set[int] = field(default_factory=set)
     keep_timeline: bool = True
-    module_outputs: dict[str, tuple[str, tuple[int, ...] | None]] = field(default_factory=dict)  # path -> (class, shape)
+    module_outputs: dict[str, tuple[int, ...] | None] = field(default_factory=dict)   # path -> first output shape
     flops: dict[str, int] = field(default_factory=dict)                      # phase -> FLOPs
     flops_by_location: dict[tuple[str, int], list[int]] = field(default_factory=dict)   # loc -> [fwd, bwd]
     flops_by_module: dict[str, int] = field(default_factory=dict)             # forward FLOPs per module path
@@ -177,16 +177,14 @@ class MemoryTracker:
                                       self._size(st.nbytes), st.uid, new, st.category, _location,
                                       current_module()))
 
-    def on_module_output(self, path: str, cls: str, output) -> None:
+    def on_module_output(self, path: str, output) -> None:
         if path in self.module_outputs:
             return
-        shape = None
         first = output
         while isinstance(first, (tuple, list)) and first:
             first = first[0]
-        if hasattr(first, "shape") and hasattr(first, "dtype"):
-            shape = tuple(int(s) for s in first.shape)
-        self.module_outputs[path] = (cls, shape)
+        is_tensor = hasattr(first, "shape") and hasattr(first, "dtype")
+        self.module_outputs[path] = tuple(int(s) for s in first.shape) if is_tensor else None
 
     def on_flops(self, n: int) -> None:
         self.flops[_phase] = self.flops.get(_phase, 0) + n
@@ -207,6 +205,3 @@ class MemoryTracker:
     def saved_activation_bytes(self) -> int:
         """Bytes of distinct storages saved for backward, excluding parameters and buffers."""
         return sum(r.nbytes for r in self.saved if r.new_storage and r.category not in ("param", "buffer"))
-
-    def live_bytes(self, category: str | None = None) -> int:
-        return sum(a.nbytes for a in self.live.values() if category is None or a.category == category)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import itertools
 
-from . import dtypes as _dt
 from . import memory
-from .symbolic import SymInt, sym_prod, sym_text
+from .symbolic import sym_prod, sym_text
 
 _uids = itertools.count(1)
 
@@ -101,8 +100,6 @@ def default_category() -> str:
 class Tensor:
     """An n-dimensional tensor on the engine's autograd graph."""
 
-    __array_priority__ = 1000
-
     def __init__(self, shape, dtype, dev, storage: Storage, stride=None, offset=0, data=None):
         self._shape = Size(shape)
         self.dtype = dtype
@@ -145,12 +142,12 @@ class Tensor:
     def size(self, dim=None):
         if dim is None:
             return self._shape
-        return self._shape[_wrap_dim(dim, self.dim())]
+        return self._shape[wrap_dim(dim, self.dim())]
 
     def stride(self, dim=None):
         if dim is None:
             return self._stride
-        return self._stride[_wrap_dim(dim, self.dim())]
+        return self._stride[wrap_dim(dim, self.dim())]
 
     def storage_offset(self):
         return self._offset
@@ -273,6 +270,7 @@ class Tensor:
         return hook
 
     def detach(self):
+        """A history-free tensor on the same storage (a view of this one, as in torch)."""
         t = self._alias()
         t._base = self._base if self._base is not None else self
         return t
@@ -290,14 +288,11 @@ class Tensor:
         return self.data_.detach().cpu().numpy()
 
 
-def _wrap_dim(dim: int, ndim: int) -> int:
+def wrap_dim(dim: int, ndim: int) -> int:
     n = max(ndim, 1)
     if not -n <= dim < n:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
     return dim % n
-
-
-wrap_dim = _wrap_dim
 
 
 class Parameter(Tensor):

@@ -4,6 +4,7 @@ Handlers only render :class:`gradxray.analyzer.results.Analysis`; they never
 compute.  One analysis per document version, run in a single worker thread
 (so the event loop keeps answering), cached; hover, inlay hints, code lens and
 code actions for that version reuse it (and wait for it when it is running).
+A save analyses the same version again only when its configuration changed.
 
 * diagnostics: published on didOpen / didSave at once, on didChange after a
   short debounce; ``source = "gradxray"``, ``code`` = rule code.  A document
@@ -24,14 +25,13 @@ code actions for that version reuse it (and wait for it when it is running).
   line, and ``source.fixAll.gradxray`` for the safe fixes.
 
 Settings: ``initializationOptions`` (``batch``/``batch-size``, ``dims``,
-``device``, ``dtype``, ``optimizer``, ``select``, ``ignore``) are the defaults;
+``device``, ``dtype``, ``optimizer``, ``loss``, ``select``, ``ignore``) are the defaults;
 the nearest ``[tool.gradxray]`` applies over them.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,8 +39,10 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from gradxray import __version__, render
-from gradxray.analyzer.positions import byte_col_to_char, line_text, split_lines
-from gradxray.analyzer.results import Analysis
+from gradxray.analyzer.config import CHOICE_KEYS, Config, ConfigError, settings_for_file
+from gradxray.analyzer.positions import byte_col_to_char, line_text, span_chars, split_lines
+from gradxray.analyzer.results import Analysis, LineFact
+from gradxray.analyzer.rules import noqa_insertion
 from gradxray.analyzer.settings import Settings
 
 log = logging.getLogger("gradxray.lsp")
@@ -78,25 +80,25 @@ def _analyze(source: str, path: str, settings: Settings) -> Analysis:
 
 
 def _settings_from_options(options) -> Settings:
-    s = Settings()
-    if not isinstance(options, dict):
-        return s
-    try:
-        batch = options.get("batch", options.get("batch-size", options.get("batchSize")))
-        if isinstance(batch, int) and batch > 0:
-            s.batch = batch
-        dims = options.get("dims")
-        if isinstance(dims, dict):
-            s.dims.update({str(k): int(v) for k, v in dims.items() if int(v) > 0})
-        for key in ("device", "dtype", "optimizer", "loss"):
-            if isinstance(options.get(key), str):
-                setattr(s, key, options[key])
-        for key in ("select", "ignore"):
-            if isinstance(options.get(key), list):
-                setattr(s, key, [str(c).upper() for c in options[key]])
-    except (TypeError, ValueError):
-        log.warning("ignoring malformed initializationOptions: %r", options)
-    return s
+    """The defaults given as ``initializationOptions``; what is malformed is left out."""
+    overrides = Config()
+    if isinstance(options, dict):
+        try:
+            batch = options.get("batch", options.get("batch-size", options.get("batchSize")))
+            if isinstance(batch, int) and batch > 0:
+                overrides.batch = batch
+            dims = options.get("dims")
+            if isinstance(dims, dict):
+                overrides.dims = {str(k): int(v) for k, v in dims.items() if int(v) > 0}
+            for key in CHOICE_KEYS:
+                if isinstance(options.get(key), str):
+                    setattr(overrides, key, options[key])
+            for key in ("select", "ignore"):
+                if isinstance(options.get(key), list):
+                    setattr(overrides, key, [str(c).upper() for c in options[key]])
+        except (TypeError, ValueError):
+            log.warning("ignoring malformed initializationOptions: %r", options)
+    return overrides.settings_for()
 
 
 class GradxrayServer(LanguageServer):
@@ -112,8 +114,6 @@ class GradxrayServer(LanguageServer):
     # ----------------------------------------------------------------- settings
 
     def settings_for(self, path: str | None) -> Settings:
-        from gradxray.analyzer.config import ConfigError, settings_for_file
-
         if not path:
             return self.base_settings
         try:
@@ -142,8 +142,9 @@ class GradxrayServer(LanguageServer):
         run = self.running.get(uri)
         if run is not None and run[0] == version and version is not None:
             return await asyncio.shield(run[1])
-        # a pending debounce timer is left alone: it finds this run (or its result) and publishes
-        return await self._start(uri, source, version, doc.path)
+        # a pending debounce timer is left alone: it finds this run (or its result) and publishes.
+        # Shielded: a caller cancelled by a newer edit or a save must not cancel the analysis.
+        return await asyncio.shield(self._start(uri, source, version, doc.path))
 
     def _start(self, uri: str, source: str, version: int | None, path: str | None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -185,7 +186,8 @@ class GradxrayServer(LanguageServer):
         task.add_done_callback(lambda t: self.timers.pop(uri, None) if self.timers.get(uri) is t else None)
 
     def publish(self, entry: Entry) -> None:
-        diagnostics = [] if entry.analysis.error else [self.lsp_diagnostic(entry, d) for d in entry.analysis.diagnostics]
+        analysis = entry.analysis
+        diagnostics = [] if analysis.error else [self.lsp_diagnostic(entry, d) for d in analysis.diagnostics]
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
             uri=entry.uri, version=entry.version, diagnostics=diagnostics))
 
@@ -194,28 +196,29 @@ class GradxrayServer(LanguageServer):
         if timer is not None and not timer.done():
             timer.cancel()
         self.cache.pop(uri, None)
-        self.running.pop(uri, None)
+        run = self.running.pop(uri, None)
+        if run is not None:
+            run[1].cancel()  # its result must not be cached for a document that is gone
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     # ----------------------------------------------------------------- positions
 
-    def position(self, entry: Entry, line: int, col: int, *, end_of_line: bool = False) -> types.Position:
-        """An analyzer position (1-based line, byte column) in the client's units."""
+    def client_position(self, entry: Entry, line: int, char: int) -> types.Position:
+        """A 1-based line and a character column in the client's units."""
+        return self.workspace.position_codec.position_to_client_units(
+            entry.lines, types.Position(line=line - 1, character=char))
+
+    def position(self, entry: Entry, line: int, col: int | None) -> types.Position:
+        """An analyzer position (1-based line, byte column; None: the end of the line's text)
+        in the client's units."""
         text = line_text(entry.lines, line)
-        char = len(text.rstrip()) if end_of_line else byte_col_to_char(text, col)
-        doc = self.workspace.get_text_document(entry.uri)
-        return doc.position_codec.position_to_client_units(
-            entry.lines, types.Position(line=max(line - 1, 0), character=min(char, len(text))))
+        char = len(text.rstrip()) if col is None else byte_col_to_char(text, col)
+        return self.client_position(entry, line, char)
 
     def span_range(self, entry: Entry, span) -> types.Range:
-        start = self.position(entry, span.line, span.col)
-        if span.end_line is not None and span.end_col is not None:
-            end = self.position(entry, span.end_line, span.end_col)
-        else:
-            end = self.position(entry, span.line, 0, end_of_line=True)
-            if end.character < start.character:
-                end = start
-        return types.Range(start=start, end=end)
+        line, char, end_line, end_char = span_chars(entry.lines, span)
+        return types.Range(start=self.client_position(entry, line, char),
+                           end=self.client_position(entry, end_line, end_char))
 
     def lsp_diagnostic(self, entry: Entry, d) -> types.Diagnostic:
         return types.Diagnostic(
@@ -234,29 +237,15 @@ def _overlaps(a: types.Range, b: types.Range) -> bool:
     return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
 
 
-def _fact_for_line(analysis: Analysis, line: int):
+def _fact_for_line(analysis: Analysis, line: int) -> LineFact | None:
     """The LineFact covering 1-based ``line`` (a statement may span lines when ``end_line`` is known)."""
     fact = analysis.lines.get(line)
     if fact is not None:
         return fact
     for f in analysis.lines.values():
-        end_line = getattr(f, "end_line", None)
-        if end_line is not None and f.line <= line <= end_line:
+        if f.end_line is not None and f.line <= line <= f.end_line:
             return f
     return None
-
-
-def _noqa_edit(entry: Entry, line: int, code: str) -> tuple[types.Position, str] | None:
-    text = line_text(entry.lines, line)
-    m = re.search(r"#\s*noqa(?P<colon>\s*:\s*(?P<codes>[A-Za-z]+[0-9]+(?:\s*,?\s*[A-Za-z]+[0-9]+)*))?", text, re.I)
-    if m and not m.group("colon"):
-        return None  # a bare noqa already suppresses everything
-    if m:
-        if code in {c.upper() for c in re.findall(r"[A-Za-z]+[0-9]+", m.group("codes"))}:
-            return None
-        return types.Position(line=line - 1, character=m.end("codes")), f", {code}"
-    end = len(text.rstrip())
-    return types.Position(line=line - 1, character=end), f"  # noqa: {code}"
 
 
 def create_server() -> GradxrayServer:
@@ -277,7 +266,9 @@ def create_server() -> GradxrayServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: GradxrayServer, params: types.DidSaveTextDocumentParams) -> None:
         uri = params.text_document.uri
-        ls.cache.pop(uri, None)  # the configuration may have changed with the save
+        cached = ls.cache.get(uri)
+        if cached is not None and cached.settings != ls.settings_for(ls.workspace.get_text_document(uri).path):
+            del ls.cache[uri]  # the configuration changed: analyse this version again
         ls.schedule(uri, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -294,13 +285,10 @@ def create_server() -> GradxrayServer:
         for fact in sorted(entry.analysis.lines.values(), key=lambda f: f.line):
             if not fact.tensors:
                 continue
-            hint_line = getattr(fact, "end_line", None) or fact.line
+            hint_line = fact.end_line or fact.line
             if not (first <= hint_line <= last):
                 continue
-            if fact.end_col:
-                pos = ls.position(entry, hint_line, fact.end_col)
-            else:
-                pos = ls.position(entry, hint_line, 0, end_of_line=True)
+            pos = ls.position(entry, hint_line, fact.end_col or None)
             shape = render.inlay_shape_label(fact)
             memory = render.inlay_memory_label(fact)
             label: str | list[types.InlayHintLabelPart]
@@ -378,10 +366,10 @@ def create_server() -> GradxrayServer:
                     title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
                     is_preferred=d.fix.applicability == "safe",
                     edit=types.WorkspaceEdit(changes={uri: fix_edits})))
-            noqa = _noqa_edit(entry, d.span.line, d.code) if d.code else None
+            noqa = noqa_insertion(line_text(entry.lines, d.span.line), d.code) if d.code else None
             if noqa is not None:
-                pos, text = noqa
-                pos = ls.workspace.get_text_document(uri).position_codec.position_to_client_units(entry.lines, pos)
+                char, text = noqa
+                pos = ls.client_position(entry, d.span.line, char)
                 actions.append(types.CodeAction(
                     title=f"Suppress {d.code} on this line (# noqa)", kind=types.CodeActionKind.QuickFix,
                     diagnostics=[diag],

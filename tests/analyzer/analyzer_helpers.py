@@ -17,5 +17,32 @@ def line_of(src: str, needle: str) -> int:
     raise AssertionError(f"{needle!r} not in source")
 
 
+def source_line(src: str, line: int) -> str:
+    """The text of 1-based ``line`` of dedented ``src``."""
+    return textwrap.dedent(src).splitlines()[line - 1]
+
+
 def reasons(analysis) -> list[str]:
     return [u.reason for u in analysis.unresolved]
+
+
+_FC_NET = """\
+import torch
+import torch.nn as nn
+{imports}
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear({fc})
+
+    def forward(self, x):{pragma}
+{body}"""
+
+
+def fc_net(forward: str, *, fc: str = "4, 4", pragma: str | None = "x=[B, 4]", imports: str = "") -> str:
+    """Source of a file (``torch`` and ``torch.nn as nn`` imported, then ``imports``) defining one
+    module ``Net``: ``self.fc = nn.Linear(<fc>)``, and ``forward(self, x)`` with the input pragma
+    ``# gradxray: <pragma>`` (none when None) and the body ``forward``."""
+    return _FC_NET.format(imports=imports, fc=fc, pragma=f"  # gradxray: {pragma}" if pragma is not None else "",
+                          body=textwrap.indent(textwrap.dedent(forward), " " * 8))

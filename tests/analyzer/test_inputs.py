@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from analyzer_helpers import facts, line_of
+from analyzer_helpers import fc_net, facts, line_of
 
 from gradxray.analyzer.inputs import InputSpec, InputSpecError, bind_dims, parse_pragma, parse_shape
 from gradxray.engine.symbolic import SymInt
@@ -65,23 +65,13 @@ def test_bind_dims_symbolic_and_unknown():
     assert "unknown dim `C`" in str(e.value) and "--dim C=" in str(e.value)
 
 
-NET = """\
-    import torch
-    import torch.nn as nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(16, 4)
-
-        def forward(self, x):{pragma}
-            y = self.fc(x)
-            return y
-"""
+def net(pragma: str | None = None) -> str:
+    """``Net`` with ``self.fc = nn.Linear(16, 4)``; ``forward(self, x)`` is ``y = self.fc(x); return y``."""
+    return fc_net("y = self.fc(x)\nreturn y\n", fc="16, 4", pragma=pragma)
 
 
 def test_pragma_drives_shapes(analyze):
-    src = NET.format(pragma="  # gradxray: x=[B, T, 16] float32")
+    src = net("x=[B, T, 16] float32")
     a = analyze(src)
     assert a.diagnostics == [] and a.unresolved == []
     assert facts(a, line_of(src, "y = self.fc")) == [("y", ("B", "T", "4"), "float32")]
@@ -89,7 +79,7 @@ def test_pragma_drives_shapes(analyze):
 
 
 def test_settings_inputs_override_pragma(analyze):
-    src = NET.format(pragma="  # gradxray: x=[B, T, 16] float32")
+    src = net("x=[B, T, 16] float32")
     a = analyze(src, inputs={"x": "[B, 16]:float32"})
     assert facts(a, line_of(src, "y = self.fc")) == [("y", ("B", "4"), "float32")]
     # a float64 input into float32 weights fails in torch ("same dtype"): Unknown, recorded
@@ -99,7 +89,7 @@ def test_settings_inputs_override_pragma(analyze):
 
 
 def test_no_shape_single_gx901_and_inference_from_first_consumer(analyze):
-    src = NET.format(pragma="")
+    src = net()
     a = analyze(src)
     [d] = a.diagnostics
     assert d.code == "GX901" and d.severity == "information"
@@ -128,7 +118,7 @@ def test_no_shape_and_nothing_to_infer(analyze):
 
 
 def test_bad_pragma_is_a_note_not_a_crash(analyze):
-    src = NET.format(pragma="  # gradxray: x=[B, 16 float32")
+    src = net("x=[B, 16 float32")
     a = analyze(src)
     [d] = a.diagnostics
     assert d.code == "GX901" and "invalid input-shape pragma" in d.message
@@ -137,7 +127,7 @@ def test_bad_pragma_is_a_note_not_a_crash(analyze):
 
 
 def test_unknown_dim_name_is_a_note(analyze):
-    src = NET.format(pragma="  # gradxray: x=[B, C, 16] float32")
+    src = net("x=[B, C, 16] float32")
     a = analyze(src)
     [d] = a.diagnostics
     assert "unknown dim `C`" in d.message
@@ -187,3 +177,26 @@ def test_example_call_in_file(analyze):
     a = analyze(src)
     assert a.diagnostics == []
     assert facts(a, line_of(src, "y = self.conv")) == [("y", ("2", "8", "32", "32"), "float32")]
+
+
+def test_assumed_pragma_goes_on_the_last_line_of_a_multiline_signature(analyze):
+    src = """\
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(8, 2)
+
+            def forward(
+                self, x,
+            ):
+                \"\"\"Docstring.\"\"\"
+                return self.fc(x)
+    """
+    a = analyze(src)
+    [d] = a.diagnostics
+    [edit] = d.fix.edits
+    ln = line_of(src, "    ):")
+    assert (edit.span.line, edit.span.col) == (ln, len("    ):"))
+    assert edit.content == "  # gradxray: x=[B, 8] float32"

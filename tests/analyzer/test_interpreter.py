@@ -4,7 +4,7 @@ Expected shapes follow torch semantics for the ops involved (Linear maps the las
 dim, view/transpose/split as in torch, Conv2d with padding=1/stride=1 keeps H, W)."""
 from __future__ import annotations
 
-from analyzer_helpers import facts, line_of, reasons
+from analyzer_helpers import fc_net, facts, line_of, reasons, source_line
 
 ATTN = """\
     import math
@@ -90,8 +90,7 @@ def test_loop_lines_count_calls_and_facts_carry_positions(analyze):
     lf = a.lines[ln]
     assert lf.calls == 3                              # one per Block of the ModuleList
     assert lf.line == ln and lf.end_line == ln and lf.file == "model.py"
-    text = __import__("textwrap").dedent(ATTN).splitlines()[ln - 1]
-    assert lf.end_col == len(text)
+    assert lf.end_col == len(source_line(ATTN, ln))
     assert a.lines[line_of(ATTN, "x = block(x)")].calls == 3
     assert a.lines[line_of(ATTN, "logits = self.head(x)")].calls == 1
     t = lf.tensors[0]
@@ -216,22 +215,13 @@ def test_if_else_folding(analyze):
 
 
 def test_unknown_condition_takes_if_branch_and_is_recorded(analyze):
-    src = """\
-        import torch.nn as nn
-        import somewhere
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(4, 4)
-
-            def forward(self, x):  # gradxray: x=[B, 4]
-                if somewhere.FLAG:
-                    y = self.fc(x)
-                else:
-                    y = x
-                return y
-    """
+    src = fc_net("""\
+        if somewhere.FLAG:
+            y = self.fc(x)
+        else:
+            y = x
+        return y
+    """, imports="import somewhere")
     a = analyze(src)
     ln = line_of(src, "if somewhere.FLAG")
     assert ("model.py", ln) in {(u.file, u.line) for u in a.unresolved}
@@ -242,21 +232,12 @@ def test_unknown_condition_takes_if_branch_and_is_recorded(analyze):
 
 
 def test_unknown_is_contagious_not_fatal(analyze):
-    src = """\
-        import torch
-        import torch.nn as nn
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(8, 8)
-
-            def forward(self, x):  # gradxray: x=[B, 8]
-                z = torch.frobnicate(x)
-                w = self.fc(z) + 1
-                v = self.fc(x)
-                return v
-    """
+    src = fc_net("""\
+        z = torch.frobnicate(x)
+        w = self.fc(z) + 1
+        v = self.fc(x)
+        return v
+    """, fc="8, 8", pragma="x=[B, 8]")
     a = analyze(src)
     assert a.error is None
     [u] = a.unresolved
@@ -267,18 +248,10 @@ def test_unknown_is_contagious_not_fatal(analyze):
 
 
 def test_engine_error_becomes_unknown(analyze):
-    src = """\
-        import torch.nn as nn
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(8, 8)
-
-            def forward(self, x):  # gradxray: x=[B, 5]
-                y = self.fc(x)
-                return y
-    """
+    src = fc_net("""\
+        y = self.fc(x)
+        return y
+    """, fc="8, 8", pragma="x=[B, 5]")
     a = analyze(src)
     [u] = a.unresolved
     assert u.line == line_of(src, "y = self.fc(x)") and "failed" in u.reason
@@ -495,24 +468,15 @@ def test_properties_static_and_class_methods(analyze):
 
 
 def test_sandbox_refuses_dunders_and_unsafe_builtins(analyze):
-    src = """\
-        import os
-        import torch.nn as nn
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(4, 4)
-
-            def forward(self, x):  # gradxray: x=[B, 4]
-                a = x.__class__.__mro__
-                b = getattr(x, "__class__")
-                c = open("/etc/passwd")
-                d = os.system("true")
-                e = ().__class__
-                y = self.fc(x)
-                return y
-    """
+    src = fc_net("""\
+        a = x.__class__.__mro__
+        b = getattr(x, "__class__")
+        c = open("/etc/passwd")
+        d = os.system("true")
+        e = ().__class__
+        y = self.fc(x)
+        return y
+    """, imports="import os")
     a = analyze(src)
     lines = {u.line for u in a.unresolved}
     for needle in ("a = x.__class__", "b = getattr", "c = open", "d = os.system", "e = ().__class__"):
@@ -541,7 +505,7 @@ def test_detach_cuts_gradient(analyze):
     assert a.unresolved == []
     [cut] = a.grad_cuts                          # side's parameters still get a gradient through `s`
     ln = line_of(src, "h = self.body(x).detach()")
-    text = __import__("textwrap").dedent(src).splitlines()[ln - 1]
+    text = source_line(src, ln)
     assert cut.kind == "detach" and cut.cut_params == ["body.weight", "body.bias"]
     assert (cut.span.line, cut.span.col, cut.span.end_line, cut.span.end_col) == (
         ln, text.index("self.body"), ln, len(text))
@@ -638,22 +602,13 @@ def test_common_boilerplate_is_understood(analyze):
 
 
 def test_engine_internals_are_not_reachable(analyze):
-    src = """\
-        import torch
-        import torch.nn as nn
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(4, 4)
-
-            def forward(self, x):  # gradxray: x=[B, 4]
-                with torch.backend("torch"):
-                    t = torch.zeros(2)
-                m = torch.memory
-                y = self.fc(x)
-                return y
-    """
+    src = fc_net("""\
+        with torch.backend("torch"):
+            t = torch.zeros(2)
+        m = torch.memory
+        y = self.fc(x)
+        return y
+    """)
     a = analyze(src)
     assert {u.line for u in a.unresolved} >= {line_of(src, 'torch.backend("torch")'), line_of(src, "m = torch.memory")}
     assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", "4"), "float32")]
@@ -762,3 +717,62 @@ def test_user_callables_and_context_managers(analyze):
     a = analyze(src)
     assert a.unresolved == []
     assert facts(a, line_of(src, "y = self.scale")) == [("y", ("B", "2"), "float32")]
+
+
+def test_dataclasses_module_form_and_imports_inside_functions(analyze):
+    src = """\
+        import dataclasses
+        import torch.nn as nn
+
+        @dataclasses.dataclass
+        class Cfg:
+            width: int = 4
+            sizes: list = dataclasses.field(default_factory=list)
+            depth: int = dataclasses.field(default=2)
+
+        class Net(nn.Module):
+            def __init__(self, cfg: Cfg):
+                super().__init__()
+                from torch.nn import Linear
+                import torch.nn.functional as F
+                import torch.nn.functional
+                self.layers = nn.ModuleList(Linear(cfg.width, cfg.width) for _ in range(cfg.depth + len(cfg.sizes)))
+                self.act = F.relu
+                self.act2 = torch.nn.functional.gelu
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                for layer in self.layers:
+                    x = self.act2(self.act(layer(x)))
+                return x
+    """
+    a = analyze(src)
+    assert a.unresolved == []
+    assert a.classes[0].params == 2 * (4 * 4 + 4)
+    assert facts(a, line_of(src, "x = self.act2")) == [("x", ("B", "4"), "float32")]
+    assert a.lines[line_of(src, "x = self.act2")].calls == 2
+
+
+def test_closures_keep_their_free_variables_after_the_call_returns(analyze):
+    src = """\
+        import torch.nn as nn
+
+        def scaler(k):
+            unused = k + 1
+            def f(t):
+                return t * k
+            return f
+
+        class Net(nn.Module):
+            def __init__(self, width=4):
+                super().__init__()
+                self.fc = nn.Linear(width, 2 * width)
+                self.scale = scaler(3)
+                self.shift = lambda t: t + width
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                y = self.shift(self.scale(self.fc(x)))
+                return y
+    """
+    a = analyze(src)
+    assert a.unresolved == []
+    assert facts(a, line_of(src, "y = self.shift")) == [("y", ("B", "8"), "float32")]

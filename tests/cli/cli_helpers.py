@@ -37,7 +37,7 @@ def fake_gradxray():
 
 def assert_clean_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert "Traceback" not in proc.stderr and not proc.stdout, proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("gradxray: error: ") and needle in lines[0], lines[0]

@@ -1,9 +1,10 @@
 """Run the real CLI with stand-ins for the analyzer and the memory report.
 
-The stand-in analyzer marks every ``<expr>.detach()`` call as a gradient cut of
-two parameters and then runs the real rules; the stand-in memory report returns
-a fixed dict.  This tests everything the CLI renders independently of what the
-analyzer infers.  Usage: ``python tests/cli/fake_cli.py check ...``.
+The stand-in analyzer (``tests/support/fake_analyzer.py``) marks every
+``<expr>.detach()`` call as a gradient cut of two parameters and then runs the
+real rules; the stand-in memory report returns a fixed dict.  This tests
+everything the CLI renders independently of what the analyzer infers.
+Usage: ``python tests/cli/fake_cli.py check ...``.
 """
 from __future__ import annotations
 
@@ -14,26 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import gradxray.analyzer as analyzer  # noqa: E402
-from gradxray.analyzer.results import Analysis, Diagnostic, GradCut, Span  # noqa: E402
-from gradxray.analyzer.rules import run_rules  # noqa: E402
+from gradxray.analyzer.results import Analysis, Diagnostic, Span  # noqa: E402
 from gradxray.cli import main  # noqa: E402
+from tests.support.fake_analyzer import install  # noqa: E402
 
 
-def fake_analyze_source(source: str, path: str, settings=None) -> Analysis:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        return Analysis(path=path, error=f"SyntaxError: {exc.msg}")
-    a = Analysis(path=path)
+def describe(a: Analysis, tree: ast.Module, source: str) -> None:
+    """A GX901 note on each ``def forward_unknown``."""
     for n in ast.walk(tree):
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "detach":
-            a.grad_cuts.append(GradCut("detach", Span(path, n.lineno, n.col_offset, n.end_lineno, n.end_col_offset),
-                                       ["head.weight", "head.bias"]))
         if isinstance(n, ast.FunctionDef) and n.name == "forward_unknown":
             a.diagnostics.append(Diagnostic("GX901", "No input shape known for `x` of `M.forward`",
-                                            "information", Span(path, n.lineno, n.col_offset)))
-    return run_rules(a, source, settings)
+                                            "information", Span(a.path, n.lineno, n.col_offset)))
 
 
 FAKE_REPORT = {
@@ -61,7 +53,7 @@ def fake_memory_report(target: str, settings) -> dict:
     return report
 
 
-analyzer.analyze_source = fake_analyze_source
+install(["head.weight", "head.bias"], describe)
 mod = types.ModuleType("gradxray.analyzer.memory_report")
 mod.memory_report = fake_memory_report
 sys.modules["gradxray.analyzer.memory_report"] = mod

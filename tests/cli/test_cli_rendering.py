@@ -138,6 +138,26 @@ def test_memory_text_and_json_rendering(fake_gradxray):
     assert "forward fully traced." in out
 
 
+def test_memory_flags_over_pyproject(tmp_path, fake_gradxray):
+    _write(tmp_path, "pyproject.toml", '[tool.gradxray]\nbatch-size = 4\ndims = { T = 128, H = 64 }\n'
+                                       'device = "cuda"\ninputs = { x = "[B, T] int64" }\n')
+    _write(tmp_path, "net.py", "class Net:\n    pass\n")
+
+    def settings(*flags):
+        proc = fake_gradxray("memory", "net.py:Net", "--format", "json", *flags, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        return data["batch"], data["settings"]
+
+    batch, s = settings()
+    assert batch == 4 and s["dims"] == {"T": 128, "H": 64, "W": 224} and s["device"] == "cuda"
+    assert s["inputs"] == {"x": "[B, T]:int64"} and s["args"] == {} and s["optimizer"] == "none"
+    batch, s = settings("--dim", "T=32", "--dim", "B=6", "--device", "cpu", "--input", "y=[B]:bool")
+    assert batch == 6 and s["dims"] == {"T": 32, "H": 64, "W": 224} and s["device"] == "cpu"
+    assert s["inputs"] == {"x": "[B, T]:int64", "y": "[B]:bool"}
+    assert settings("--dim", "B=6", "--batch", "3")[0] == 3      # --batch wins over --dim B=
+
+
 def test_memory_errors(fake_gradxray, tmp_path):
     assert_clean_error(fake_gradxray("memory", "examples/resnet.py:Nope"), "no class or function named 'Nope'")
     assert_clean_error(fake_gradxray("memory", "missing.py:Net"), "missing.py: No such file")
@@ -148,4 +168,8 @@ def test_memory_errors(fake_gradxray, tmp_path):
     assert_clean_error(fake_gradxray("memory", "examples/resnet.py:ResNet", "--input", "x=3,4"), "--input")
     _write(tmp_path, "boom.py", "class Boom:\n    pass\n")
     # an exception from the memory report becomes one line, exit 2
-    assert_clean_error(fake_gradxray("memory", "boom.py:Boom", cwd=tmp_path), "missing argument 'dim'")
+    assert_clean_error(fake_gradxray("memory", "boom.py:Boom", cwd=tmp_path),
+                       "gradxray: error: boom.py:Boom: cannot construct Boom: missing argument 'dim'")
+    assert_clean_error(fake_gradxray("memory", "boom.py:Boom", "--batch", "0", cwd=tmp_path), "--batch 0")
+    _write(tmp_path, "pyproject.toml", "[tool.gradxray]\nbatch-size = -1\n")
+    assert_clean_error(fake_gradxray("memory", "boom.py:Boom", cwd=tmp_path), "batch-size")

@@ -5,7 +5,7 @@ import pytest
 
 from gradxray.analyzer.results import Analysis, Diagnostic, GradCut, Span
 from gradxray.analyzer.rules import (
-    all_rules, get_rule, is_enabled, parse_suppressions, registry, run_rules,
+    all_rules, get_rule, is_enabled, noqa_insertion, parse_suppressions, registry, run_rules,
 )
 from gradxray.analyzer.rules import gx101_detach_cuts_gradient as gx101
 from gradxray.analyzer.settings import Settings
@@ -127,6 +127,14 @@ def test_suppressions_parse():
     assert s.file == {"GX901"}
     assert s.suppressed("GX901", 10) and s.suppressed("GX101", 1) and not s.suppressed("GX301", 1)
     assert s.suppressed("GX301", 2)
+
+
+def test_noqa_insertion():
+    assert noqa_insertion("h = x.detach()   ", "GX101") == (14, "  # noqa: GX101")
+    line = "h = x.detach()  # noqa: GX901"
+    assert noqa_insertion(line, "GX101") == (len(line), ", GX101")
+    assert noqa_insertion("h = x  # NOQA:gx101 trailing", "GX101") is None
+    assert noqa_insertion("h = x  # noqa", "GX101") is None        # a bare noqa covers every code
 
 
 def test_select_ignore_prefixes():

@@ -55,6 +55,7 @@ CASES = {
               lambda x: x.view(4, 6).t().contiguous().view(2, 12).transpose(0, 1).reshape(3, 8), [(2, 12)]),
     "split_one_used": (lambda x: x.split(2, dim=1)[1], lambda x: x.split(2, dim=1)[1], [(3, 6)]),
     "slicing": (lambda x: x[1:, None, ::2], lambda x: x[1:, None, ::2], [(4, 6)]),
+    "select": (lambda x: x[1] * x[:, 2].sum(), lambda x: x[1] * x[:, 2].sum(), [(4, 6)]),
     "permute_flatten": (lambda x: x.permute(2, 0, 1).flatten(1), lambda x: x.permute(2, 0, 1).flatten(1), [(2, 3, 4)]),
     "sum_mean": (lambda x: x.sum(1) + x.mean(1), lambda x: x.sum(1) + x.mean(1), [(3, 4)]),
     "softmax": (lambda x: TF.softmax(x, -1), lambda x: F.softmax(x, -1), [(3, 7)]),
@@ -78,9 +79,10 @@ def _torch_saved(fn, inputs):
 
 
 def _storage_multiset(tensors, exclude):
+    """(shape, dtype, new bytes) of torch's saved tensors, each storage counted once."""
     seen, out = set(), []
     for t in tensors:
-        key = t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage") else t._storage.uid
+        key = t.untyped_storage().data_ptr()
         new = key not in seen and key not in exclude
         seen.add(key)
         out.append((tuple(int(s) for s in t.shape), str(t.dtype).replace("torch.", "").replace("gx.", ""),
@@ -128,3 +130,23 @@ def test_op_matches_torch(name):
         sout = gfn(*sin)
     assert tuple(int(s) for s in sout.shape) == tuple(tout.shape)
     assert sout.data_ is None
+
+
+@pytest.mark.parametrize("operands", [
+    ("f32", "i64"), ("i64", 2.5), ("f32", "f64_0d"), ("i64", "f64_0d"), ("bool", 3), ("f16", "bf16"), ("i32", True),
+    ("u8", "i8"), ("f64", 2), ("i64_0d", 1.5),
+])
+def test_result_type_matches_torch(operands):
+    names = {"f32": "float32", "f64": "float64", "f16": "float16", "bf16": "bfloat16", "i64": "int64", "i32": "int32",
+             "u8": "uint8", "i8": "int8", "bool": "bool"}
+
+    def make(spec, lib, empty):
+        if not isinstance(spec, str):
+            return spec
+        name, zero_dim = spec.split("_")[0], spec.endswith("_0d")
+        dtype = getattr(lib, "bool" if names[name] == "bool" else names[name])
+        return empty(() if zero_dim else (2,), dtype=dtype)
+
+    ours = gx.result_type(*(make(s, gx, gx.empty) for s in operands))
+    theirs = torch.result_type(*(make(s, torch, torch.empty) for s in operands))
+    assert ours.name == str(theirs).replace("torch.", "")

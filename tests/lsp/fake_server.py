@@ -3,29 +3,33 @@
 Every assignment in a ``forward`` becomes a LineFact: one tensor per assigned
 name, shape ``[B, T, 384]`` float32, run twice, and 2 x 4096 bytes saved by an
 ``Addmm`` when the value calls ``self.``; every ``.detach()`` is a gradient cut
-of ``head.weight``; every class gets a ClassSummary.  The rules are real.
+of ``head.weight`` (``tests/support/fake_analyzer.py``); every class gets a
+ClassSummary; a line ending in ``# needs-pragma`` gets a GX901 note with a safe
+fix.  The rules are real.  A source holding ``# slow`` takes a second to analyse;
+one holding ``# count-analyses`` adds a line to ``<file>.analyses`` per analysis.
 """
 from __future__ import annotations
 
 import ast
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import gradxray.analyzer as analyzer  # noqa: E402
 from gradxray.analyzer.results import (  # noqa: E402
-    Analysis, ClassSummary, Diagnostic, Edit, Fix, GradCut, LineFact, SavedFact, Span, TensorFact,
+    Analysis, ClassSummary, Diagnostic, Edit, Fix, LineFact, SavedFact, Span, TensorFact,
 )
-from gradxray.analyzer.rules import run_rules  # noqa: E402
+from tests.support.fake_analyzer import install  # noqa: E402
 
 
-def fake_analyze_source(source: str, path: str, settings=None) -> Analysis:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        return Analysis(path=path, error=f"SyntaxError: {exc.msg}")
-    a = Analysis(path=path)
+def describe(a: Analysis, tree: ast.Module, source: str) -> None:
+    path = a.path
+    if "# slow" in source:
+        time.sleep(1.0)
+    if "# count-analyses" in source:
+        with open(Path(path).with_suffix(".analyses"), "a") as f:
+            f.write("analysed\n")
     for i, text in enumerate(source.splitlines(), 1):
         if text.rstrip().endswith("# needs-pragma"):
             end = len(text.rstrip()) - len("# needs-pragma")
@@ -37,9 +41,6 @@ def fake_analyze_source(source: str, path: str, settings=None) -> Analysis:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             a.classes.append(ClassSummary(node.name, node.lineno, 12_400_000, 49_600_000, 3 * 2**30, 2**30))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "detach":
-            a.grad_cuts.append(GradCut("detach", Span(path, node.lineno, node.col_offset, node.end_lineno,
-                                                      node.end_col_offset), ["head.weight"]))
         if isinstance(node, ast.FunctionDef) and node.name == "forward":
             for stmt in ast.walk(node):
                 if not isinstance(stmt, ast.Assign):
@@ -53,10 +54,9 @@ def fake_analyze_source(source: str, path: str, settings=None) -> Analysis:
                     calls=2, saved_bytes=2 * 4096 if uses_module else 0,
                     saved=[SavedFact("Addmm", "input", (2048, 384), "float32", 4096)] if uses_module else [],
                     flops_forward=1000, flops_backward=2000, grad_params=["proj.weight"])
-    return run_rules(a, source, settings)
 
 
-analyzer.analyze_source = fake_analyze_source
+install(["head.weight"], describe)
 
 if __name__ == "__main__":
     from gradxray.cli import main

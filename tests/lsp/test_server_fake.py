@@ -1,6 +1,7 @@
 """The real server over stdio with a stand-in analyzer: what each handler renders."""
 from __future__ import annotations
 
+import asyncio
 import sys
 import textwrap
 from pathlib import Path
@@ -132,3 +133,64 @@ async def test_fix_all_safe(client: LanguageClient, tmp_path):
     quick = await actions([types.CodeActionKind.QuickFix])
     assert [a.title for a in quick] == ["Insert the input-shape pragma (GX901)", "Suppress GX901 on this line (# noqa)"]
     assert quick[0].is_preferred
+
+
+def _analyses(path: Path) -> int:
+    log = path.with_suffix(".analyses")
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+async def test_one_analysis_per_version(client: LanguageClient, tmp_path):
+    path = tmp_path / "attn.py"
+    src = SRC + "# count-analyses\n"
+    uri = open_doc(client, path, src)
+    await diagnostics_for(client, uri)
+    doc = types.TextDocumentIdentifier(uri=uri)
+    hints = await client.text_document_inlay_hint_async(types.InlayHintParams(text_document=doc, range=whole(src)))
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=doc, position=types.Position(line=5, character=10)))
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc))
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=doc, range=whole(src), context=types.CodeActionContext(diagnostics=[])))
+    assert hints and hover and lenses and actions
+    assert _analyses(path) == 1                     # the handlers render the cached analysis
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=doc))
+    assert (await diagnostics_for(client, uri)).version == 1
+    assert _analyses(path) == 1                     # a save does not analyse the same version again...
+    (tmp_path / "pyproject.toml").write_text("[tool.gradxray]\nbatch-size = 4\n")
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=doc))
+    await diagnostics_for(client, uri)
+    assert _analyses(path) == 2                     # ...unless its configuration changed
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc))
+    assert [lens.command.title for lens in lenses] == ["12.4M params · peak 3.0 GiB @ B=4 (fp32, AdamW)"]
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=src.replace(".detach()", ""))]))
+    await client.text_document_hover_async(types.HoverParams(
+        text_document=doc, position=types.Position(line=5, character=10)))
+    assert (await diagnostics_for(client, uri)).version == 2
+    assert _analyses(path) == 3
+
+
+async def test_save_while_analysing_still_publishes(client: LanguageClient, tmp_path):
+    src = SRC + "# slow\n"
+    uri = open_doc(client, tmp_path / "attn.py", src)
+    await asyncio.sleep(0.2)                        # the analysis of version 1 is running
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    params = await diagnostics_for(client, uri, timeout=20)
+    assert params.version == 1 and [d.code for d in params.diagnostics] == ["GX101"]
+
+
+async def test_close_while_analysing_caches_nothing(client: LanguageClient, tmp_path):
+    path = tmp_path / "attn.py"
+    uri = open_doc(client, path, SRC + "# slow\n")
+    await asyncio.sleep(0.2)                        # the analysis of version 1 is running
+    client.text_document_did_close(types.DidCloseTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert not (await diagnostics_for(client, uri)).diagnostics
+    await asyncio.sleep(1.5)                        # it has finished
+    fixed = SRC.replace(".detach()", "")
+    open_doc(client, path, fixed)                   # the same uri and version, other text
+    params = await diagnostics_for(client, uri, timeout=20)
+    assert params.version == 1 and not params.diagnostics

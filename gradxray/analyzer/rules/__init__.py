@@ -29,6 +29,7 @@ the selected rules and then filters *all* diagnostics (the analyzer's too) by
 from __future__ import annotations
 
 import importlib
+import inspect
 import io
 import pkgutil
 import re
@@ -86,15 +87,9 @@ def _load_rule(modname: str) -> Rule:
         raise RuleError(f"rule {code}: bad severity {severity!r}")
     if fix not in FIX_SAFETY:
         raise RuleError(f"rule {code}: bad fix safety {fix!r}")
-    docs = _dedent_doc(mod.__doc__ or "")
+    docs = inspect.cleandoc(mod.__doc__ or "")
     return Rule(code=code, name=name, message=message, severity=severity, fix=fix,
                 docs=docs, module=mod.__name__, check=getattr(mod, "check", None))
-
-
-def _dedent_doc(doc: str) -> str:
-    import inspect
-
-    return inspect.cleandoc(doc)
 
 
 def registry() -> dict[str, Rule]:
@@ -149,8 +144,6 @@ def is_enabled(code: str | None, select: Iterable[str] = (), ignore: Iterable[st
 _CODES = r"[A-Za-z]+[0-9]+(?:\s*,?\s*[A-Za-z]+[0-9]+)*"
 _LINE_NOQA = re.compile(r"#\s*noqa(?:\s*:\s*(?P<codes>" + _CODES + r"))?", re.I)
 _FILE_NOQA = re.compile(r"#\s*gradxray\s*:\s*noqa(?:\s*:\s*(?P<codes>" + _CODES + r"))?", re.I)
-
-ALL_CODES = None  # marker in Suppressions: every code
 
 
 @dataclass
@@ -215,6 +208,18 @@ def parse_suppressions(source: str) -> Suppressions:
     return Suppressions(file=file_codes, lines=lines)
 
 
+def noqa_insertion(text: str, code: str) -> tuple[int, str] | None:
+    """What to insert into a line's ``text``, and at which character, so that its ``# noqa``
+    covers ``code``; None when it already does."""
+    m = _LINE_NOQA.search(text)
+    if m is None:
+        return len(text.rstrip()), f"  # noqa: {code}"
+    codes = _codes(m.group("codes"))
+    if codes is None or code in codes:
+        return None  # a bare noqa, or one that names the code
+    return m.end("codes"), f", {code}"
+
+
 # --------------------------------------------------------------------------- running
 
 def run_rules(analysis: "Analysis", source: str, settings: "Settings | None" = None) -> "Analysis":
@@ -227,8 +232,8 @@ def run_rules(analysis: "Analysis", source: str, settings: "Settings | None" = N
 
     if analysis.error:
         return analysis
-    select = list(getattr(settings, "select", None) or [])
-    ignore = list(getattr(settings, "ignore", None) or [])
+    select = list(settings.select) if settings is not None else []
+    ignore = list(settings.ignore) if settings is not None else []
     diagnostics = list(analysis.diagnostics)
     for rule in registry().values():
         if rule.check is None or not is_enabled(rule.code, select, ignore):
@@ -258,4 +263,4 @@ def run_rules(analysis: "Analysis", source: str, settings: "Settings | None" = N
 
 
 __all__ = ["Rule", "RuleError", "registry", "get_rule", "all_rules", "is_enabled",
-           "parse_suppressions", "Suppressions", "run_rules"]
+           "parse_suppressions", "Suppressions", "noqa_insertion", "run_rules"]

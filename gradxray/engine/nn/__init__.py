@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from .. import backends, memory
+from .. import memory
 from .. import dtypes as _dt
 from ..creation import empty, ones, zeros
-from ..tensor import Parameter, Tensor
+from ..tensor import Parameter
 from . import functional
 from . import functional as F
 
@@ -73,6 +73,9 @@ class Module:
         self._buffers[name] = tensor
 
     def register_parameter(self, name, param):
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
+                            "(torch.nn.Parameter or None required)")
         self._parameters[name] = param
 
     def add_module(self, name, module):
@@ -91,7 +94,7 @@ class Module:
         with memory.module_scope(self._gx_path):
             out = self.forward(*args, **kwargs)
         if memory.active_trackers():
-            memory.module_output(self._gx_path, type(self).__name__, out)
+            memory.module_output(self._gx_path, out)
         return out
 
     def forward(self, *args, **kwargs):

@@ -1,7 +1,6 @@
 """torch.nn.functional on the engine, decomposed the way torch decomposes each call on the target device."""
 from __future__ import annotations
 
-from .. import autograd
 from .. import dtypes as _dt
 from ..ops import nn as _nn
 from ..ops import linear as _linear
@@ -104,11 +103,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     k = _pair(kernel_size)
     s = _pair(stride) if stride not in (None, []) else k
     out, idx = _nn.MaxPool2dWithIndices.apply(input, k, s, _pair(padding), _pair(dilation), ceil_mode)
-    if return_indices:
-        return out, idx
-    if not (autograd.is_grad_enabled() and input.requires_grad):
-        del idx
-    return out
+    return (out, idx) if return_indices else out
 
 
 def adaptive_avg_pool2d(input, output_size):

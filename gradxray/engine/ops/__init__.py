@@ -1,22 +1,20 @@
-"""Engine ops (one Function class per op) and the Tensor methods built on them."""
+"""Engine ops (one Function class per op, in the family modules) and the Tensor methods built on them.
+
+This package exports the functional entry points (``add``, ``linear``, ``reshape`` ...)."""
 from __future__ import annotations
 
-from ..creation import ones_like, zeros_like, full_like  # noqa: F401  (used by autograd)
-from ..tensor import Tensor
-from .linalg import Addmm, Mm, addmm, linear, matmul, mm  # noqa: F401
-from .misc import ToCopy, clone_like_param, to_dtype  # noqa: F401
-from .pointwise import (Add, AddInplace, Div, Gelu, Mul, MulInplace, Neg, Relu, ReluInplace, Sub,  # noqa: F401
-                        add, div, gelu, mul, neg, relu, sub)
-from .reduce import Mean, Sum, mean, sum  # noqa: F401
-from .views import (Cat, Clone, Expand, Permute, Select, Slice, Split, T, Transpose, UnsafeView, View,  # noqa: F401
-                    cat, chunk, contiguous, expand, flatten, getitem, narrow, permute, reshape, split,
-                    squeeze, sum_to, t, transpose, unsqueeze)
-from . import views as _views
+from .. import dtypes as _dt
+from ..creation import ones_like  # noqa: F401  (the implicit gradient of backward())
+from ..tensor import Tensor, device as _device
+from .linalg import addmm, linear, matmul, mm  # noqa: F401
+from .misc import clone_like_param, to_dtype  # noqa: F401
+from .pointwise import AddInplace, MulInplace, add, div, mul, neg, relu, sub  # noqa: F401
+from .reduce import mean, sum  # noqa: F401
+from .views import (Clone, cat, chunk, contiguous, expand, flatten, getitem, narrow, permute,  # noqa: F401
+                    reshape, split, squeeze, sum_to, t, transpose, unsqueeze, view_)
 
 
 def _to(self, *args, **kwargs):
-    from .. import dtypes as _dt
-    from ..tensor import device as _device
     dtype = kwargs.get("dtype")
     for a in args:
         if isinstance(a, _dt.dtype):
@@ -24,10 +22,6 @@ def _to(self, *args, **kwargs):
         elif isinstance(a, (str, _device)) and _device(a) != self.device and _device(a).type != "meta":
             raise NotImplementedError("moving tensors between devices is not supported yet")
     return to_dtype(self, dtype)
-
-
-def _size_args(shape):
-    return shape[0] if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else shape
 
 
 _METHODS = {
@@ -57,7 +51,7 @@ _METHODS = {
     "mm": lambda a, b: mm(a, b),
     "sum": lambda a, dim=None, keepdim=False, dtype=None: sum(a, dim, keepdim, dtype),
     "mean": lambda a, dim=None, keepdim=False, dtype=None: mean(a, dim, keepdim, dtype),
-    "view": lambda a, *shape: _views.view_(a, *shape),
+    "view": lambda a, *shape: view_(a, *shape),
     "reshape": lambda a, *shape: reshape(a, *shape),
     "transpose": lambda a, d0, d1: transpose(a, d0, d1),
     "t": lambda a: t(a),
@@ -72,13 +66,13 @@ _METHODS = {
     "clone": lambda a, memory_format=None: Clone.apply(a),
     "narrow": lambda a, dim, start, length: narrow(a, dim, start, length),
     "to": _to,
-    "float": lambda a: _to(a, _dt_name("float32")),
-    "double": lambda a: _to(a, _dt_name("float64")),
-    "half": lambda a: _to(a, _dt_name("float16")),
-    "bfloat16": lambda a: _to(a, _dt_name("bfloat16")),
-    "long": lambda a: _to(a, _dt_name("int64")),
-    "int": lambda a: _to(a, _dt_name("int32")),
-    "bool": lambda a: _to(a, _dt_name("bool")),
+    "float": lambda a: _to(a, _dt.float32),
+    "double": lambda a: _to(a, _dt.float64),
+    "half": lambda a: _to(a, _dt.float16),
+    "bfloat16": lambda a: _to(a, _dt.bfloat16),
+    "long": lambda a: _to(a, _dt.int64),
+    "int": lambda a: _to(a, _dt.int32),
+    "bool": lambda a: _to(a, _dt.bool_),
     "type_as": lambda a, b: _to(a, b.dtype),
 }
 
@@ -86,11 +80,6 @@ _METHODS = {
 @property
 def _T(self):
     return permute(self, list(reversed(range(self.dim()))))
-
-
-def _dt_name(name):
-    from .. import dtypes as _dt
-    return _dt.from_name(name)
 
 
 for _name, _fn in _METHODS.items():

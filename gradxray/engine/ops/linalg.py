@@ -1,7 +1,6 @@
 """Matrix products: mm, addmm, and the composites torch builds from them (matmul, linear)."""
 from __future__ import annotations
 
-from .. import dtypes as _dt
 from ..function import Function
 from ..symbolic import sym_prod
 from ._kernel import kernel
@@ -19,21 +18,38 @@ def _check_mm(a, b):
 
 
 def _column_major(x) -> bool:
-    return int(x.stride()[0]) == 1 and int(x.stride()[1]) == max(int(x.shape[0]), 1)
+    """torch's test for a column-major operand (``W.t()``): strides (1, rows), and not also row-major."""
+    rows = int(x.shape[0])
+    return int(x.stride()[0]) == 1 and int(x.stride()[1]) == max(rows, 1) and not x.is_contiguous()
 
 
-def mm_mat1_backward(grad, mat2, mat1):
-    """torch's mm_mat1_backward: keeps a column-major mat1's layout for its gradient."""
-    if _column_major(mat1) and not mat1.is_contiguous():
+def mm_mat1_backward(grad, mat2, mat1_column_major: bool):
+    """torch's mm_mat1_backward: a column-major mat1 gets a column-major gradient."""
+    if mat1_column_major:
         return views.t(mm(mat2, views.t(grad)))
     return mm(grad, views.t(mat2))
 
 
-def mm_mat2_backward(grad, mat1, mat2):
+def mm_mat2_backward(grad, mat1, mat2_column_major: bool):
     """torch's mm_mat2_backward: a column-major mat2 (``W.t()``) gets a column-major gradient."""
-    if _column_major(mat2) and not mat2.is_contiguous():
+    if mat2_column_major:
         return views.t(mm(views.t(grad), mat1))
     return mm(views.t(mat1), grad)
+
+
+def _save_operands(ctx, a, b, need_a: bool, need_b: bool) -> None:
+    """mm's guarded saving: a only if b needs grad, b only if a needs grad (layouts as flags)."""
+    _check_mm(a, b)
+    ctx.save_for_backward(a if need_b else None, b if need_a else None)
+    ctx.column_major = (_column_major(a), _column_major(b))
+    ctx.need = (need_a, need_b)
+
+
+def _operand_grads(ctx, grad):
+    a, b = ctx.saved_tensors
+    ga = mm_mat1_backward(grad, b, ctx.column_major[0]) if ctx.need[0] else None
+    gb = mm_mat2_backward(grad, a, ctx.column_major[1]) if ctx.need[1] else None
+    return ga, gb
 
 
 class Mm(Function):
@@ -43,21 +59,12 @@ class Mm(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        _check_mm(a, b)
-        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
-        ctx.a_geom = (a.shape, a.stride())
-        ctx.b_geom = (b.shape, b.stride())
+        _save_operands(ctx, a, b, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return kernel("mm", ((a.shape[0], b.shape[1]), a.dtype), a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = mm_mat1_backward(grad, b, _Geom(*ctx.a_geom))
-        if ctx.needs_input_grad[1]:
-            gb = mm_mat2_backward(grad, a, _Geom(*ctx.b_geom))
-        return ga, gb
+        return _operand_grads(ctx, grad)
 
 
 class Addmm(Function):
@@ -67,39 +74,13 @@ class Addmm(Function):
 
     @staticmethod
     def forward(ctx, bias, a, b):
-        _check_mm(a, b)
-        ctx.save_for_backward(a if ctx.needs_input_grad[2] else None, b if ctx.needs_input_grad[1] else None)
-        ctx.a_geom = (a.shape, a.stride())
-        ctx.b_geom = (b.shape, b.stride())
+        _save_operands(ctx, a, b, ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        ctx.need_bias = ctx.needs_input_grad[0]
         return kernel("addmm", ((a.shape[0], b.shape[1]), a.dtype), bias, a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        ga = gb = None
-        if ctx.needs_input_grad[1]:
-            ga = mm_mat1_backward(grad, b, _Geom(*ctx.a_geom))
-        if ctx.needs_input_grad[2]:
-            gb = mm_mat2_backward(grad, a, _Geom(*ctx.b_geom))
-        return grad if ctx.needs_input_grad[0] else None, ga, gb
-
-
-class _Geom:
-    """Shape and strides of a saved-or-not operand (the layout rules need only these)."""
-
-    def __init__(self, shape, stride):
-        self.shape, self._stride = shape, stride
-
-    def stride(self):
-        return self._stride
-
-    def is_contiguous(self):
-        expected = 1
-        for s, st in zip(reversed(self.shape), reversed(self._stride)):
-            if int(s) != 1 and int(st) != expected:
-                return False
-            expected *= int(s)
-        return True
+        return (grad if ctx.need_bias else None, *_operand_grads(ctx, grad))
 
 
 def mm(a, b):

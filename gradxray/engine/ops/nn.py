@@ -1,12 +1,9 @@
 """Neural-network ops: embedding, normalisation, softmax, dropout, attention, convolution, pooling."""
 from __future__ import annotations
 
-import math
-
 from .. import backends
 from .. import dtypes as _dt
 from ..function import Function
-from ..symbolic import sym_prod
 from ..tensor import Tensor, wrap_dim
 from ._kernel import inplace, kernel, strides_like
 from .shapes import conv_out
@@ -89,42 +86,36 @@ def _dev(args):
     return None
 
 
-class LogSoftmax(Function):
+class _SoftmaxFamily(Function):
+    """Both softmaxes save their result and run a ``*_backward_data`` kernel on it."""
+
+    saves = ("result",)
+    forward_kernel = backward_kernel = ""
+
+    @classmethod
+    def forward(cls, ctx, x, dim):
+        dim = wrap_dim(dim, x.dim())
+        ctx.dim, ctx.in_dtype = dim, x.dtype
+        y = kernel(cls.forward_kernel, (x.shape, x.dtype), x, dim, False)
+        ctx.save_for_backward(y)
+        return y
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        (y,) = ctx.saved_tensors
+        return kernel(cls.backward_kernel, (grad.shape, grad.dtype), grad, y, ctx.dim, ctx.in_dtype), None
+
+
+class LogSoftmax(_SoftmaxFamily):
     """y = log_softmax(x, dim).  Saves: result."""
 
-    saves = ("result",)
-
-    @staticmethod
-    def forward(ctx, x, dim):
-        dim = wrap_dim(dim, x.dim())
-        ctx.dim, ctx.in_dtype = dim, x.dtype
-        y = kernel("_log_softmax", (x.shape, x.dtype), x, dim, False)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return kernel("_log_softmax_backward_data", (grad.shape, grad.dtype), grad, y, ctx.dim, ctx.in_dtype), None
+    forward_kernel, backward_kernel = "_log_softmax", "_log_softmax_backward_data"
 
 
-class Softmax(Function):
+class Softmax(_SoftmaxFamily):
     """y = softmax(x, dim).  Saves: result."""
 
-    saves = ("result",)
-
-    @staticmethod
-    def forward(ctx, x, dim):
-        dim = wrap_dim(dim, x.dim())
-        ctx.dim, ctx.in_dtype = dim, x.dtype
-        y = kernel("_softmax", (x.shape, x.dtype), x, dim, False)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return kernel("_softmax_backward_data", (grad.shape, grad.dtype), grad, y, ctx.dim, ctx.in_dtype), None
+    forward_kernel, backward_kernel = "_softmax", "_softmax_backward_data"
 
 
 class BernoulliMaskDropout(Function):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ..function import Function
-from ..symbolic import sym_prod
-from ..tensor import Tensor, contiguous_strides, wrap_dim
+from ..symbolic import SymInt, sym_prod
+from ..tensor import contiguous_strides, wrap_dim
+from ..backends import CONTIGUOUS
+from ..creation import new_zeros
 from ._kernel import kernel, view
 from .shapes import infer_view_shape, view_strides
 
@@ -46,16 +48,11 @@ class Clone(Function):
 
     @staticmethod
     def forward(ctx, x):
-        return kernel("clone", (x.shape, x.dtype), x, memory_format=_contiguous_format())
+        return kernel("clone", (x.shape, x.dtype), x, memory_format=CONTIGUOUS)
 
     @staticmethod
     def backward(ctx, grad):
         return grad
-
-
-def _contiguous_format():
-    from .. import backends
-    return backends.torch().contiguous_format if backends._torch is not None else None
 
 
 class Transpose(Function):
@@ -128,7 +125,7 @@ class Expand(Function):
             if int(s) == -1:
                 s = xs
             if int(xs) == int(s):
-                out_shape.append(xs if int(s) == int(xs) and not hasattr(s, "expr") else s)
+                out_shape.append(s if isinstance(s, SymInt) else xs)     # keep the symbolic spelling
                 out_stride.append(xst)
             elif int(xs) == 1:
                 out_shape.append(s)
@@ -171,7 +168,7 @@ class Squeeze(Function):
         keep = [i for i in range(x.dim()) if not (i in dims and int(x.shape[i]) == 1)]
         args = () if d is None else (wrap_dim(d, x.dim()),)
         return view(x, [x.shape[i] for i in keep], [x.stride()[i] for i in keep], x.storage_offset(),
-                    "squeeze" if d is None else "squeeze", *args)
+                    "squeeze", *args)
 
     @staticmethod
     def backward(ctx, grad):
@@ -209,7 +206,6 @@ class Split(Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        from ..creation import new_zeros
         filled = []
         for g, s in zip(grads, ctx.sizes):
             if g is None:
@@ -267,11 +263,9 @@ class Slice(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from ..creation import new_zeros
-        g = new_zeros(grad, ctx.in_shape)
-        sl = Slice.apply(g, ctx.dim, ctx.start, ctx.start + int(grad.shape[ctx.dim]) * ctx.step, ctx.step)
-        from ._kernel import inplace
-        inplace("copy_", sl, grad)
+        end = ctx.start + int(grad.shape[ctx.dim]) * ctx.step
+        g = kernel("slice_backward", (ctx.in_shape, grad.dtype), grad, [int(s) for s in ctx.in_shape], ctx.dim,
+                   ctx.start, end, ctx.step)
         return g, None, None, None, None
 
 
@@ -293,10 +287,8 @@ class Select(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from ..creation import new_zeros
-        g = new_zeros(grad, ctx.in_shape)
-        from ._kernel import inplace
-        inplace("copy_", Select.apply(g, ctx.dim, ctx.index), grad)
+        g = kernel("select_backward", (ctx.in_shape, grad.dtype), grad, [int(s) for s in ctx.in_shape], ctx.dim,
+                   ctx.index)
         return g, None, None
 
 
