@@ -6,7 +6,7 @@ kernels, never torch.autograd); see ``backends``.
 from __future__ import annotations
 
 from . import autograd, backends, memory  # noqa: F401
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .autograd import enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled  # noqa: F401,E501
 from .backends import backend  # noqa: F401
 from .creation import (arange, empty, empty_like, from_torch, full, full_like, ones, ones_like, rand,  # noqa: F401
                        randint, randn, randn_like, tensor, zeros, zeros_like)
@@ -19,6 +19,11 @@ from . import ops  # noqa: F401  (installs Tensor methods)
 from .ops import (add, addmm, cat, chunk, div, flatten, linear, matmul, mean, mm, mul, neg, permute, relu,  # noqa: F401
                   reshape, split, squeeze, sub, sum, t, transpose, unsqueeze)
 from . import nn  # noqa: F401
+
+for _name, _fn in ops.TORCH_FUNCTIONS.items():      # the op families' torch-namespace functions
+    if _name in globals():
+        raise RuntimeError(f"gx.{_name} is registered by an op family but already defined")
+    globals()[_name] = _fn
 
 long = int64
 float = float32

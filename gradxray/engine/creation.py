@@ -115,8 +115,20 @@ def from_torch(t, requires_grad=None) -> Tensor:
     return _wrap_torch(data, t.requires_grad if requires_grad is None else requires_grad)
 
 
+def _non_overlapping_and_dense(shape, stride) -> bool:
+    expected = 1
+    for st, n in sorted((st, n) for n, st in zip(shape, stride) if n != 1):
+        if st != expected:
+            return False
+        expected *= n
+    return True
+
+
 def _wrap_torch(data, requires_grad: bool) -> Tensor:
-    out = Tensor._new(tuple(data.shape), backends.from_torch_dtype(data.dtype), _device(str(data.device)), data=data)
+    if not _non_overlapping_and_dense(data.shape, data.stride()):
+        data = data.contiguous()
+    out = Tensor._new(tuple(data.shape), backends.from_torch_dtype(data.dtype), _device(str(data.device)), data=data,
+                      stride=data.stride())
     if requires_grad:
         out.requires_grad_(True)
     return out

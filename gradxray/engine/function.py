@@ -1,25 +1,39 @@
-"""Function and its context: the unit every op is written as (forward saves, backward uses)."""
+"""Function and its context: the unit every op is written as (forward saves, backward uses).
+
+The same class is torch.autograd.Function for users: ``forward(ctx, ...)`` / ``backward(ctx, ...)``
+staticmethods, ``save_for_backward``, ``needs_input_grad``, ``mark_dirty``,
+``mark_non_differentiable``, ``set_materialize_grads`` and ``once_differentiable``.
+"""
 from __future__ import annotations
 
+import functools
 import weakref
 
 from . import autograd, memory
 from .graph import Node, edge_of
 from .tensor import Tensor
 
+INFERENCE_SAVE = ("Inference tensors cannot be saved for backward. To work around you can make a clone to get a "
+                  "normal tensor and use it in autograd.")
+
 
 class Context:
     """``ctx`` of a Function: what forward leaves for backward."""
 
-    def __init__(self):
+    def __init__(self, materialize_grads: bool):
         self.needs_input_grad: tuple[bool, ...] = ()
         self._to_save: tuple = ()
         self._node = None            # weakref to the Node, once recorded
         self._non_differentiable: list[Tensor] = []
         self._dirty: list[Tensor] = []
+        self._materialize_grads = materialize_grads
 
     def save_for_backward(self, *tensors) -> None:
         """Save tensors (None allowed for a conditionally skipped one)."""
+        for t in tensors:
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError("save_for_backward can only save variables, but argument "
+                                f"{tensors.index(t)} is of type {type(t).__name__}")
         self._to_save = tensors
 
     @property
@@ -34,6 +48,9 @@ class Context:
 
     def mark_dirty(self, *tensors) -> None:
         self._dirty.extend(tensors)
+
+    def set_materialize_grads(self, value: bool) -> None:
+        self._materialize_grads = bool(value)
 
 
 def _layout(args):
@@ -55,6 +72,13 @@ class Function:
     returns one gradient per positional argument (None for non-tensors, a tuple for a tensor list)."""
 
     saves: tuple[str, ...] = ()        # names of what forward saves, in save_for_backward order
+    # torch passes undefined gradients to its built-in formulas but zeros to Python Functions;
+    # the engine's own ops (defined in this package) take the built-in convention.
+    _materialize_default = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._materialize_default = not cls.__module__.startswith(__package__ + ".")
 
     @staticmethod
     def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
@@ -68,7 +92,7 @@ class Function:
     def apply(cls, *args, **kwargs):
         layout, inputs = _layout(args)
         record = autograd.is_grad_enabled() and any(t.requires_grad for t in inputs)
-        ctx = Context()
+        ctx = Context(cls._materialize_default)
         if record:
             ctx.needs_input_grad = tuple(
                 (isinstance(a, Tensor) and a.requires_grad) or
@@ -79,16 +103,32 @@ class Function:
             ctx.needs_input_grad = tuple(False for _ in args)
         with autograd.no_grad():
             out = cls.forward(ctx, *args, **kwargs)
-        outputs = out if isinstance(out, tuple) else (out,)
+        if autograd.is_inference_mode_enabled():
+            for o in (out if isinstance(out, tuple) else (out,)):
+                if isinstance(o, Tensor):
+                    o._inference = True
         for t in ctx._dirty:
             if record and t.is_leaf and t.requires_grad:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if t._inference and not autograd.is_inference_mode_enabled():
+                raise RuntimeError("Inplace update to inference tensor outside InferenceMode is not allowed.You can "
+                                   "make a clone to get a normal tensor before doing inplace update.See "
+                                   "https://github.com/pytorch/rfcs/pull/17 for more details.")
             t._storage.version += 1
         if not record:
             return out
+        outputs = list(out) if isinstance(out, tuple) else [out]
+        # an input returned unchanged becomes a fresh view of it (it must not take this node as grad_fn)
+        for i, o in enumerate(outputs):
+            if isinstance(o, Tensor) and any(o is t for t in inputs) and not any(o is d for d in ctx._dirty):
+                outputs[i] = o._view(o.shape, o._stride, o._offset, o.data_)
+        if any(t is not None and t._inference for t in ctx._to_save):
+            raise RuntimeError(INFERENCE_SAVE)
         node = Node(cls, ctx, edges, [(t.shape, t.dtype) for t in inputs], layout)
         ctx._node = weakref.ref(node)        # weak: node -> ctx -> node would be a reference cycle
         node.num_outputs = len(outputs)
+        node.output_metas = [(o.shape, o.dtype, o.device) if isinstance(o, Tensor) else ((), None, None)
+                             for o in outputs]
         node.location = memory.current_location()      # backward work is attributed to the forward line
         node.module = memory.current_module()
         for i, o in enumerate(outputs):
@@ -103,5 +143,38 @@ class Function:
         ctx._to_save = ()
         ctx._non_differentiable = []
         ctx._dirty = []
-        return out
+        return tuple(outputs) if isinstance(out, tuple) else outputs[0]
 
+
+class _DelayedError(Function):
+    """Identity whose backward raises: what once_differentiable leaves for a second differentiation."""
+
+    @staticmethod
+    def forward(ctx, message, *grads):
+        ctx.message = message
+        return tuple(g._view(g.shape, g._stride, g._offset, g.data_) for g in grads)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(ctx.message)
+
+
+def once_differentiable(backward):
+    """Run ``backward`` without recording; differentiating its result again raises, as in torch."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        with autograd.no_grad():
+            result = backward(ctx, *grads)
+        if not autograd.is_grad_enabled() or not any(isinstance(g, Tensor) and g.requires_grad for g in grads):
+            return result
+        results = result if isinstance(result, tuple) else (result,)
+        tensors = [r for r in results if isinstance(r, Tensor)]
+        if not tensors:
+            return result
+        wrapped = iter(_DelayedError.apply("trying to differentiate twice a function that was marked with "
+                                           "@once_differentiable", *tensors))
+        results = tuple(next(wrapped) if isinstance(r, Tensor) else r for r in results)
+        return results if isinstance(result, tuple) else results[0]
+
+    return wrapper

@@ -16,22 +16,82 @@ SECOND_BACKWARD = (
     "or if you need to access saved tensors after calling backward.")
 
 
+_saved_hooks_stack: list = []          # (pack, unpack) pairs of the open saved_tensors_hooks blocks
+_saved_hooks_disabled: list = []       # error messages of open disable_saved_tensors_hooks blocks
+
+
+class saved_tensors_hooks:
+    """torch.autograd.graph.saved_tensors_hooks: ``pack`` runs when an op saves a tensor for backward,
+    ``unpack`` when backward needs it back."""
+
+    def __init__(self, pack_hook, unpack_hook):
+        self.pack_hook, self.unpack_hook = pack_hook, unpack_hook
+
+    def __enter__(self):
+        if _saved_hooks_disabled:
+            raise RuntimeError(_saved_hooks_disabled[-1])
+        _saved_hooks_stack.append((self.pack_hook, self.unpack_hook))
+        return self
+
+    def __exit__(self, *exc):
+        _saved_hooks_stack.pop()
+        return False
+
+
+class disable_saved_tensors_hooks:
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+
+    def __enter__(self):
+        _saved_hooks_disabled.append(self.error_message)
+        return self
+
+    def __exit__(self, *exc):
+        _saved_hooks_disabled.pop()
+        return False
+
+
+class save_on_cpu(saved_tensors_hooks):
+    """Saved tensors are kept where they are here (the engine has a single memory space per device);
+    the block exists so code using it runs."""
+
+    def __init__(self, pin_memory=False, device_type="cuda"):
+        super().__init__(lambda t: t, lambda t: t)
+
+
 class SavedTensor:
     """A tensor saved for backward, with the version it had when saved.
 
     An output of the node itself is stored as a history-free alias (torch does the
-    same to avoid a reference cycle node -> saved output -> node).
+    same to avoid a reference cycle node -> saved output -> node) and gets the node
+    back as its grad_fn when unpacked.  Under ``saved_tensors_hooks`` the packed
+    object is stored instead, and the version is not checked (as in torch).
     """
 
-    __slots__ = ("tensor", "version", "is_output", "name")
+    __slots__ = ("tensor", "version", "is_output", "name", "packed", "unpack_hook", "requires_grad", "grad_fn",
+                 "output_nr", "accumulator")
 
     def __init__(self, tensor, is_output: bool, name: str):
-        self.tensor = tensor._alias() if is_output else tensor
         self.version = tensor._version
         self.is_output = is_output
         self.name = name
+        self.requires_grad = tensor.requires_grad
+        self.output_nr = tensor._output_nr
+        self.grad_fn = None if is_output else tensor.grad_fn
+        self.accumulator = tensor._grad_accumulator
+        self.packed = self.unpack_hook = None
+        if _saved_hooks_stack:
+            pack, self.unpack_hook = _saved_hooks_stack[-1]
+            self.tensor = None
+            self.packed = pack(tensor)
+        else:
+            self.tensor = tensor._alias() if is_output else tensor
 
     def unpack(self, node: "Node"):
+        if self.unpack_hook is not None:
+            if self.packed is None:
+                raise RuntimeError(SECOND_BACKWARD)
+            return self._with_history(self.unpack_hook(self.packed), node)
         t = self.tensor
         if t is None:
             raise RuntimeError(SECOND_BACKWARD)
@@ -40,8 +100,30 @@ class SavedTensor:
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace "
                 f"operation: [{t.dtype.name} [{dims}]], which is {'output' if self.is_output else 'an input'} "
-                f"of {node.name()}, is at version {t._version}; expected version {self.version} instead.")
+                f"of {node.name()}, is at version {t._version}; expected version {self.version} instead. "
+                "Hint: enable anomaly detection to find the operation that failed to compute its gradient, "
+                "with torch.autograd.set_detect_anomaly(True).")
+        if self.is_output and self.requires_grad:
+            return self._with_history(t, node)
         return t
+
+    def _with_history(self, t, node):
+        """The unpacked tensor with the autograd history the saved one had (needed by create_graph)."""
+        if not self.requires_grad or (not self.is_output and t.grad_fn is self.grad_fn and t.requires_grad):
+            return t
+        t = t._alias()
+        t.requires_grad = True
+        if self.is_output:
+            t.grad_fn, t._output_nr = node, self.output_nr
+        elif self.grad_fn is not None:
+            t.grad_fn, t._output_nr = self.grad_fn, self.output_nr
+        else:
+            t._grad_accumulator = self.accumulator
+        return t
+
+    def release(self) -> None:
+        self.tensor = self.packed = None
+        self.grad_fn = None
 
 
 class Node:
@@ -57,8 +139,19 @@ class Node:
         self.saved: list[SavedTensor | None] = []
         self.released = False
         self.num_outputs = 0        # set when the forward's outputs are known
+        self.output_metas = []      # (shape, dtype, device) per forward output, to materialize missing grads
         self.location = None        # forward source location (file, line), for attribution
         self.module = ""
+        self.tensor_pre_hooks: dict = {}    # output_nr -> {handle id: hook} (Tensor.register_hook)
+        self.retains_grad: dict = {}        # output_nr -> weakref of a tensor that called retain_grad()
+        self.pre_hooks: dict = {}           # Node.register_prehook: fn(grad_outputs) -> grad_outputs | None
+        self.post_hooks: dict = {}          # Node.register_hook: fn(grad_inputs, grad_outputs) -> grad_inputs | None
+
+    def register_prehook(self, fn):
+        return _add_hook(self.pre_hooks, fn)
+
+    def register_hook(self, fn):
+        return _add_hook(self.post_hooks, fn)
 
     def name(self) -> str:
         return getattr(self.fn, "node_name", None) or self.fn.__name__ + "Backward0"
@@ -91,14 +184,19 @@ class Node:
         self.released = True
         for s in self.saved:
             if s is not None:
-                s.tensor = None
+                s.release()
         self.saved = []
 
     def apply(self, grads, create_graph: bool):
         from .autograd import set_grad_enabled
         from . import ops
+        for hook in list(self.pre_hooks.values()):
+            out = hook(tuple(grads))
+            if out is not None:
+                grads[:] = list(out)
         if all(g is None for g in grads):
             return [None] * len(self.next_edges)
+        grads = self._materialized(grads)
         with set_grad_enabled(create_graph):
             result = self.fn.backward(self.ctx, *grads)
             if not isinstance(result, tuple):
@@ -122,7 +220,19 @@ class Node:
                     flat[i] = g = ops.sum_to(g, shape)
                 if g.dtype is not dtype:
                     flat[i] = g.to(dtype)
+        for hook in list(self.post_hooks.values()):
+            out = hook(tuple(flat), tuple(grads))
+            if out is not None:
+                flat = list(out)
         return flat
+
+    def _materialized(self, grads):
+        """Undefined output gradients become zeros (torch's materialize_grads, on by default)."""
+        if all(g is not None for g in grads) or not self.ctx._materialize_grads:
+            return grads
+        from .creation import zeros
+        return [g if g is not None else zeros(*shape, dtype=dtype, device=dev)
+                for g, (shape, dtype, dev) in zip(grads, self.output_metas)]
 
 
 class AccumulateGrad(Node):
@@ -142,10 +252,6 @@ class AccumulateGrad(Node):
         (new_grad,) = grads
         grads.clear()                         # drop the buffer's reference: we may steal the tensor
         var = self.variable
-        for hook in var._hooks:
-            out = hook(new_grad)
-            if out is not None:
-                new_grad = out
         if var.grad is None:
             # refs: this frame's local + getrefcount's argument
             sole = sys.getrefcount(new_grad) <= 2 and _storage_uses(new_grad) <= 1
@@ -159,6 +265,8 @@ class AccumulateGrad(Node):
             var.grad = var.grad + new_grad
         else:
             var.grad.add_(new_grad)
+        for hook in list(var._post_accumulate_hooks.values()):
+            hook(var)
         return []
 
     def release_variables(self) -> None:
@@ -192,3 +300,20 @@ def edge_of(t):
     if t.grad_fn is not None:
         return (t.grad_fn, t._output_nr)
     return (accumulate_grad_of(t), 0)
+
+
+class RemovableHandle:
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self.id = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
+_hook_ids = itertools.count()
+
+
+def _add_hook(hooks: dict, fn) -> RemovableHandle:
+    key = next(_hook_ids)
+    hooks[key] = fn
+    return RemovableHandle(hooks, key)

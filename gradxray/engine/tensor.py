@@ -114,7 +114,9 @@ class Tensor:
         self._output_nr = 0
         self._base = None
         self._grad_accumulator = None      # weakref to the AccumulateGrad node of a leaf
-        self._hooks = []
+        self._hooks = {}                   # leaf tensor hooks, run before accumulation (non-leaf: on grad_fn)
+        self._post_accumulate_hooks = {}
+        self._inference = False            # made under inference_mode
 
     # -- construction helpers (used by kernels) -------------------------
     @staticmethod
@@ -256,6 +258,8 @@ class Tensor:
             raise RuntimeError("you can only change requires_grad flags of leaf variables.")
         if requires_grad and not self.dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if requires_grad and self._inference:
+            raise RuntimeError("Setting requires_grad=True on inference tensor outside InferenceMode is not allowed.")
         self.requires_grad = requires_grad
         return self
 
@@ -264,10 +268,34 @@ class Tensor:
         backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     def register_hook(self, hook):
+        """``hook(grad) -> grad | None`` runs on this tensor's gradient before it is used."""
+        from .graph import _add_hook
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-        self._hooks.append(hook)
-        return hook
+        if self.grad_fn is None:
+            return _add_hook(self._hooks, hook)
+        return _add_hook(self.grad_fn.tensor_pre_hooks.setdefault(self._output_nr, {}), hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        from .graph import _add_hook
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return _add_hook(self._post_accumulate_hooks, hook)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` (a copy, as torch makes)."""
+        import weakref
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None:
+            self.grad_fn.retains_grad[self._output_nr] = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self.grad_fn is not None and self._output_nr in self.grad_fn.retains_grad
+
+    def is_inference(self) -> bool:
+        return self._inference
 
     def detach(self):
         """A history-free tensor on the same storage (a view of this one, as in torch)."""

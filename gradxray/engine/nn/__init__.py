@@ -454,3 +454,5 @@ class ModuleDict(Module):
 __all__ = ["Module", "Parameter", "Identity", "Linear", "Embedding", "LayerNorm", "GELU", "ReLU", "Dropout",
            "Conv2d", "BatchNorm2d", "MaxPool2d", "AdaptiveAvgPool2d", "Flatten", "Sequential", "ModuleList",
            "ModuleDict", "functional"]
+
+from .activation import *  # noqa: E402,F401,F403  (activation modules live in their own file)

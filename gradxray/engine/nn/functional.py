@@ -112,3 +112,15 @@ def adaptive_avg_pool2d(input, output_size):
         return _mean(input, (-1, -2), keepdim=True)      # torch's composite for a 1x1 output
     size = tuple(input.shape[-2 + i] if s is None else s for i, s in enumerate(size))
     return _nn.AdaptiveAvgPool2d.apply(input, size)
+
+
+def _install_family_functions() -> None:
+    """The op families' ``FUNCTIONAL`` entries (losses, activations ...) become names of this module."""
+    from .. import ops
+    for name, fn in ops.FUNCTIONAL.items():
+        if name in globals():
+            raise RuntimeError(f"nn.functional.{name} is registered by an op family but already defined")
+        globals()[name] = fn
+
+
+_install_family_functions()

@@ -1,6 +1,9 @@
 """Engine ops (one Function class per op, in the family modules) and the Tensor methods built on them.
 
-This package exports the functional entry points (``add``, ``linear``, ``reshape`` ...)."""
+This package exports the functional entry points (``add``, ``linear``, ``reshape`` ...).  A family
+module may declare ``TENSOR_METHODS`` (installed on Tensor), ``TORCH_FUNCTIONS`` (``gx.<name>``,
+torch's namespace) and ``FUNCTIONAL`` (``gx.nn.functional.<name>``); a name registered twice is an
+error, so families never shadow each other silently."""
 from __future__ import annotations
 
 from .. import dtypes as _dt
@@ -82,7 +85,26 @@ def _T(self):
     return permute(self, list(reversed(range(self.dim()))))
 
 
-for _name, _fn in _METHODS.items():
+from . import activations, conv_pool, elementwise, indexing, losses, norms  # noqa: E402
+
+FAMILIES = (elementwise, activations, losses, indexing, conv_pool, norms)
+
+
+def _merged(attr: str, base: dict) -> dict:
+    merged = dict(base)
+    for family in FAMILIES:
+        for name, fn in getattr(family, attr, {}).items():
+            if name in merged:
+                raise RuntimeError(f"{family.__name__}.{attr} registers {name!r}, which is already registered")
+            merged[name] = fn
+    return merged
+
+
+TENSOR_METHODS = _merged("TENSOR_METHODS", _METHODS)
+TORCH_FUNCTIONS = _merged("TORCH_FUNCTIONS", {})
+FUNCTIONAL = _merged("FUNCTIONAL", {})
+
+for _name, _fn in TENSOR_METHODS.items():
     setattr(Tensor, _name, _fn)
 Tensor.T = _T
 Tensor.mT = property(lambda self: transpose(self, -2, -1))
