@@ -146,12 +146,12 @@ def _make_roots(tensors, grad_tensors, create_graph):
     return roots
 
 
-def _input_edges(inputs, what: str):
+def _input_edges(inputs):
     from .graph import edge_of
     edges = []
     for t in inputs:
         if not t.requires_grad:
-            raise RuntimeError(f"One of the differentiated Tensors does not require grad")
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
         edges.append(edge_of(t))
     return edges
 
@@ -169,7 +169,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     roots = _make_roots(tensors, grad_tensors, create_graph)
     targets = None
     if inputs is not None:
-        edges = _input_edges(inputs, "backward")
+        edges = _input_edges(inputs)
         for t in inputs:
             if t.grad_fn is not None:
                 t.retain_grad()           # torch accumulates into a non-leaf input through retain_grad
@@ -192,7 +192,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if retain_graph is None:
         retain_graph = create_graph
     roots = _make_roots(outputs, grad_outputs, create_graph)
-    edges = _input_edges(inputs, "grad")
+    edges = _input_edges(inputs)
     captured = [None] * len(edges)
     _execute(roots, retain_graph, create_graph, capture=(edges, captured))
     del roots
@@ -349,6 +349,8 @@ def __getattr__(name):
     if name == "Function":
         from .function import Function
         return Function
-    if name in ("graph", "function", "functional"):
+    if name in ("graph", "function"):
         return importlib.import_module(f"{__package__}.{name}")
+    if name == "functional":
+        return importlib.import_module(f"{__package__}.autograd_functional")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,9 +12,26 @@ def _n(shape) -> int:
     return int(sym_prod(shape))
 
 
-def _conv_fwd(out_shape, w_shape) -> int:
-    # every output element: Cin/groups * prod(kernel) multiply-adds
-    return 2 * _n(out_shape) * _n(w_shape[1:])
+def _conv_count(x_shape, w_shape, out_shape, transposed: bool) -> int:
+    """torch's FlopCounterMode rule: per spatial point (of the output, or of the input when transposed),
+    kernel size x batch x weight.shape[0] x weight.shape[1] multiply-adds."""
+    spatial = (x_shape if transposed else out_shape)[2:]
+    return 2 * _n(spatial) * _n(w_shape[2:]) * int(x_shape[0]) * int(w_shape[0]) * int(w_shape[1])
+
+
+def _conv_backward_count(grad_shape, x_shape, w_shape, transposed: bool, mask) -> int:
+    """FlopCounterMode's convolution_backward: grad_input as the opposite (plain/transposed) convolution of
+    grad by the weight; grad_weight as a convolution of batch-channel-swapped operands (which, as in torch's
+    counter, does not divide by groups)."""
+    def swap(shape):
+        return [shape[1], shape[0], *shape[2:]]
+    flops = 0
+    if mask[0]:
+        flops += _conv_count(grad_shape, w_shape, x_shape, not transposed)
+    if mask[1]:
+        first, second = (grad_shape, x_shape) if transposed else (x_shape, grad_shape)
+        flops += _conv_count(swap(first), swap(second), swap(w_shape), False)
+    return flops
 
 
 def kernel_flops(name: str, args, outs) -> int:
@@ -26,12 +43,9 @@ def kernel_flops(name: str, args, outs) -> int:
     if name == "bmm":
         return 2 * _n(t[0].shape) * int(t[1].shape[-1])
     if name == "convolution":
-        return _conv_fwd(outs[0].shape, t[1].shape)
+        return _conv_count(t[0].shape, t[1].shape, outs[0].shape, transposed=args[6])
     if name == "convolution_backward":
-        grad, w = t[0], t[2]
-        mask = args[-1]
-        per = _conv_fwd(grad.shape, w.shape)
-        return per * (int(bool(mask[0])) + int(bool(mask[1])))
+        return _conv_backward_count(t[0].shape, t[1].shape, t[2].shape, transposed=args[7], mask=args[-1])
     if name == "_scaled_dot_product_flash_attention_for_cpu":
         q, k, v = t[0], t[1], t[2]
         return 2 * _n(q.shape) * int(k.shape[-2]) + 2 * _n(q.shape[:-1]) * int(k.shape[-2]) * int(v.shape[-1])

@@ -110,6 +110,9 @@ class Function:
         for t in ctx._dirty:
             if record and t.is_leaf and t.requires_grad:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if record and t._base is not None and t._base.is_leaf and t._base.requires_grad:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                                   "operation.")
             if t._inference and not autograd.is_inference_mode_enabled():
                 raise RuntimeError("Inplace update to inference tensor outside InferenceMode is not allowed.You can "
                                    "make a clone to get a normal tensor before doing inplace update.See "
@@ -136,6 +139,9 @@ class Function:
                 continue
             if any(o is nd for nd in ctx._non_differentiable):
                 continue
+            if o._base is not None and any(o is d for d in ctx._dirty):
+                _rebase_view_history(o, node)
+                continue
             o.grad_fn = node
             o._output_nr = i
             o.requires_grad = True
@@ -144,6 +150,19 @@ class Function:
         ctx._non_differentiable = []
         ctx._dirty = []
         return tuple(outputs) if isinstance(out, tuple) else outputs[0]
+
+
+def _rebase_view_history(view, node) -> None:
+    """An in-place op on a view: the base's history becomes CopySlices(in-place node) and the view's
+    grad_fn a strided view of the base (torch's rebase_history)."""
+    from .graph import AsStridedView, CopySlices
+    base = view._base
+    base_geometry = (base.shape, base.dtype, base._stride, base._offset)
+    view_geometry = (view.shape, view._stride, view._offset)
+    copy_slices = CopySlices(edge_of(base), base_geometry, view_geometry, node)
+    base.grad_fn, base._output_nr, base.requires_grad = copy_slices, 0, True
+    view.grad_fn = AsStridedView((copy_slices, 0), base_geometry, view_geometry)
+    view._output_nr, view.requires_grad = 0, True
 
 
 class _DelayedError(Function):
@@ -172,8 +191,10 @@ def once_differentiable(backward):
         tensors = [r for r in results if isinstance(r, Tensor)]
         if not tensors:
             return result
+        # history-free aliases that require grad, so the error node gets recorded (as torch does)
+        leaves = [t.detach().requires_grad_(True) for t in tensors]
         wrapped = iter(_DelayedError.apply("trying to differentiate twice a function that was marked with "
-                                           "@once_differentiable", *tensors))
+                                           "@once_differentiable", *leaves))
         results = tuple(next(wrapped) if isinstance(r, Tensor) else r for r in results)
         return results if isinstance(result, tuple) else results[0]
 

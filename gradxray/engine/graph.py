@@ -273,6 +273,80 @@ class AccumulateGrad(Node):
         pass
 
 
+class CopySlices(Node):
+    """The base's node after an in-place op on one of its views (torch's CopySlices): the base's gradient
+    is copied, the view's part of it goes through the in-place op's node, and the result flows to the
+    base's previous history."""
+
+    def __init__(self, base_edge, base_geometry, view_geometry, fn_node):
+        super().__init__(None, None, [base_edge] + list(fn_node.next_edges[1:]),
+                         [base_geometry[:2]] + list(fn_node.input_metas[1:]), [])
+        self.base_geometry = base_geometry       # (shape, dtype, stride, offset)
+        self.view_geometry = view_geometry       # (shape, stride, offset) in the base's storage
+        self.fn = fn_node
+        self.num_outputs = 1
+        self.location, self.module = fn_node.location, fn_node.module
+
+    def name(self) -> str:
+        return "CopySlices"
+
+    def apply(self, grads, create_graph: bool):
+        from .ops._kernel import inplace, kernel, view
+        if create_graph:
+            raise NotImplementedError("double backward through an in-place op on a view (CopySlices) is not "
+                                      "supported yet")
+        (grad,) = grads
+        grads.clear()
+        shape, dtype, stride, offset = self.base_geometry
+        result = kernel("new_empty_strided", (shape, dtype, stride), grad, [int(s) for s in shape],
+                        [int(s) for s in stride])
+        inplace("copy_", result, grad)
+        del grad
+        vshape, vstride, voffset = self.view_geometry
+        rel = int(voffset) - int(offset)
+        sizes, strides = [int(s) for s in vshape], [int(s) for s in vstride]
+        grad_slice = view(result, vshape, vstride, rel, "as_strided", sizes, strides, rel)
+        slice_copy = kernel("clone", (vshape, grad_slice.dtype), grad_slice)
+        res = self.fn.apply([slice_copy], create_graph)
+        del slice_copy
+        if res[0] is not None:
+            inplace("copy_", grad_slice, res[0])
+        else:
+            inplace("zero_", grad_slice)
+        return [result] + list(res[1:])
+
+    def release_variables(self) -> None:
+        self.fn.release_variables()
+
+
+class AsStridedView(Node):
+    """grad_fn of a view after an in-place op on it: its gradient is scattered into the base's shape
+    (torch's AsStridedBackward0) and flows to the base's CopySlices."""
+
+    def __init__(self, base_edge, base_geometry, view_geometry):
+        super().__init__(None, None, [base_edge], [base_geometry[:2]], [])
+        self.base_geometry, self.view_geometry = base_geometry, view_geometry
+        self.num_outputs = 1
+
+    def name(self) -> str:
+        return "AsStridedBackward0"
+
+    def apply(self, grads, create_graph: bool):
+        from .ops._kernel import inplace, kernel, view
+        (grad,) = grads
+        shape, dtype, stride, offset = self.base_geometry
+        vshape, vstride, voffset = self.view_geometry
+        rel = int(voffset) - int(offset)
+        result = kernel("new_zeros", (shape, dtype, stride), grad, [int(s) for s in shape])
+        target = view(result, vshape, vstride, rel, "as_strided", [int(s) for s in vshape],
+                      [int(s) for s in vstride], rel)
+        inplace("copy_", target, grad)
+        return [result]
+
+    def release_variables(self) -> None:
+        pass
+
+
 def _obeys_layout_contract(grad, var) -> bool:
     """A gradient may be adopted as ``.grad`` only with the parameter's strides (size-1 dims aside)."""
     if var.is_non_overlapping_and_dense():

@@ -313,7 +313,8 @@ class Tensor:
             raise RuntimeError("numpy() needs data; this tensor lives on the shape backend")
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
-        return self.data_.detach().cpu().numpy()
+        from .backends import to_numpy
+        return to_numpy(self)
 
 
 def wrap_dim(dim: int, ndim: int) -> int:

@@ -41,7 +41,7 @@ class Arg:
     transposed: bool = False                 # a non-contiguous leaf (the transpose of a contiguous one)
     unit: bool = False                       # values in (0.05, 0.95): probabilities
 
-    def make(self, dtype, generator) -> torch.Tensor:
+    def make(self, dtype, generator, device="cpu") -> torch.Tensor:
         dtype = self.dtype or dtype
         shape = tuple(reversed(self.shape)) if self.transposed else tuple(self.shape)
         if dtype.is_floating_point:
@@ -53,6 +53,7 @@ class Arg:
             t = t.to(dtype)
         else:
             t = torch.randint(0, 5, shape, dtype=dtype, generator=generator)
+        t = t.to(device)
         if self.transposed:
             t = t.permute(*reversed(range(t.dim())))
         return t.requires_grad_(self.requires_grad and dtype.is_floating_point)
@@ -121,16 +122,18 @@ def _close(ours, theirs, what, rtol, atol):
 
 
 def check_op(torch_fn, gx_fn, args, *, dtype=torch.float64, second_order=True, saved=True, shape_backend=True,
-             backend="torch", seed=0, tolerances=None):
+             backend="torch", seed=0, tolerances=None, device="cpu"):
     """Compare ``gx_fn`` with ``torch_fn`` on the inputs described by ``args`` (see module doc).
 
     ``second_order``: also compare a vector-Hessian product (False for ops torch cannot
     differentiate twice).  ``saved``: compare saved tensors (off for the numpy backend's
     runs, whose kernels may save differently laid-out buffers).  ``shape_backend``: also
-    run on data-less tensors (off for data-dependent output shapes)."""
+    run on data-less tensors (off for data-dependent output shapes).  ``device``: where the inputs
+    live ("cuda" runs the same comparison on a GPU; concrete tensor arguments are moved there)."""
     rtol, atol = tolerances or TOLERANCES[dtype]
     gen = torch.Generator().manual_seed(seed)
-    tin = [a.make(dtype, gen) if isinstance(a, Arg) else a for a in args]
+    tin = [a.make(dtype, gen, device) if isinstance(a, Arg) else
+           (a.to(device) if isinstance(a, torch.Tensor) else a) for a in args]
     with gx.backend(backend):
         gin = [_from_torch(t, backend) if isinstance(t, torch.Tensor) else t for t in tin]
     tout, tsaved = _torch_saved(torch_fn, tin)
@@ -141,6 +144,8 @@ def check_op(torch_fn, gx_fn, args, *, dtype=torch.float64, second_order=True, s
     assert len(touts) == len(gouts), f"{len(gouts)} outputs, torch has {len(touts)}"
     for i, (t, g) in enumerate(zip(touts, gouts)):
         _close(g, t, f"output {i}", rtol, atol)
+        assert str(g.device) == str(t.device).replace(":0", "") or str(g.device) == str(t.device), \
+            f"output {i}: device {g.device} != torch {t.device}"
         assert bool(g.requires_grad) == bool(t.requires_grad), f"output {i}: requires_grad differs from torch"
     if saved:
         leaf_ptrs = {t.untyped_storage().data_ptr() for t in tin if isinstance(t, torch.Tensor)}
@@ -152,7 +157,8 @@ def check_op(torch_fn, gx_fn, args, *, dtype=torch.float64, second_order=True, s
     pairs = [(t, g) for t, g in zip(touts, gouts) if t.requires_grad]
     if not diff_t or not pairs:
         return
-    tgo = [torch.randn(t.shape, dtype=t.dtype, generator=gen).requires_grad_(second_order) for t, _ in pairs]
+    tgo = [torch.randn(t.shape, dtype=t.dtype, generator=gen).to(t.device).requires_grad_(second_order)
+           for t, _ in pairs]
     with gx.backend(backend):
         ggo = [_from_torch(t, backend) for t in tgo]
     tg = torch.autograd.grad([t for t, _ in pairs], diff_t, tgo, create_graph=second_order, allow_unused=True)
@@ -174,7 +180,7 @@ def _check_second_order(tg, gg, t_wrt, g_wrt, gen, backend, rtol, atol):
     for t, g in zip(tg, gg):
         if t is None or not t.requires_grad:
             continue
-        v = torch.randn(t.shape, dtype=t.dtype, generator=gen)
+        v = torch.randn(t.shape, dtype=t.dtype, generator=gen).to(t.device)
         with gx.backend(backend):
             gv = _from_torch(v, backend)
         terms_t.append((t * v).sum())
@@ -196,7 +202,7 @@ def _check_shape_backend(gx_fn, args, tin, touts, dtype):
         sin = []
         for a, t in zip(args, tin):
             if isinstance(t, torch.Tensor):
-                s = gx.empty(*t.shape, dtype=gx.dtypes.from_name(_dtype_name(t.dtype)))
+                s = gx.empty(*t.shape, dtype=gx.dtypes.from_name(_dtype_name(t.dtype)), device=str(t.device))
                 sin.append(s.requires_grad_(t.requires_grad))
             else:
                 sin.append(t)

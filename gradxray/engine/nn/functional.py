@@ -1,15 +1,10 @@
 """torch.nn.functional on the engine, decomposed the way torch decomposes each call on the target device."""
 from __future__ import annotations
 
-from .. import dtypes as _dt
+from ..ops import attention as _attention
 from ..ops import nn as _nn
 from ..ops import linear as _linear
-from ..ops import mean as _mean
 from ..ops.pointwise import gelu as _gelu, relu as _relu
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
 
 
 def linear(input, weight, bias=None):
@@ -63,55 +58,8 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False):
-    if query.device.type == "cpu" and dropout_p == 0.0 and attn_mask is None and query.dim() == 4 \
-            and query.dtype in (_dt.float32, _dt.float64, _dt.bfloat16, _dt.float16) and not enable_gqa:
-        return _nn.FlashAttentionCpu.apply(query, key, value, is_causal, scale)[0]
-    raise NotImplementedError("scaled_dot_product_attention: only the CPU flash kernel (no dropout, no mask) "
-                              "is modelled yet")
-
-
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
-    if label_smoothing != 0.0:
-        raise NotImplementedError("cross_entropy(label_smoothing>0) is not supported yet")
-    if input.dim() != 2:
-        raise NotImplementedError("cross_entropy is modelled for [N, C] inputs; flatten first")
-    if target.dtype.is_floating_point:
-        raise NotImplementedError("cross_entropy with class probabilities is not supported yet")
-    return nll_loss(log_softmax(input, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
-
-
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-
-
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
-    return _nn.NllLoss.apply(input, target, weight, _REDUCTIONS[reduction], ignore_index)[0]
-
-
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    if isinstance(padding, str):
-        raise NotImplementedError("string padding is not supported yet")
-    return _nn.Convolution.apply(input, weight, bias, _pair(stride), _pair(padding), _pair(dilation), groups)
-
-
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
-               eps=1e-5):
-    return _nn.NativeBatchNorm.apply(input, weight, bias, running_mean, running_var, training, momentum, eps)[0]
-
-
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    k = _pair(kernel_size)
-    s = _pair(stride) if stride not in (None, []) else k
-    out, idx = _nn.MaxPool2dWithIndices.apply(input, k, s, _pair(padding), _pair(dilation), ceil_mode)
-    return (out, idx) if return_indices else out
-
-
-def adaptive_avg_pool2d(input, output_size):
-    size = _pair(output_size)
-    if tuple(int(s) if s is not None else -1 for s in size) == (1, 1):
-        return _mean(input, (-1, -2), keepdim=True)      # torch's composite for a 1x1 output
-    size = tuple(input.shape[-2 + i] if s is None else s for i, s in enumerate(size))
-    return _nn.AdaptiveAvgPool2d.apply(input, size)
+    return _attention.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale,
+                                                   enable_gqa)
 
 
 def _install_family_functions() -> None:
@@ -124,3 +72,4 @@ def _install_family_functions() -> None:
 
 
 _install_family_functions()
+__import__("gradxray.engine.amp", fromlist=["_"]).wrap_policy_entries(globals())   # autocast's per-op policy

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import dtypes as _dt
 from ..creation import ones_like  # noqa: F401  (the implicit gradient of backward())
 from ..tensor import Tensor, device as _device
-from .linalg import addmm, linear, matmul, mm  # noqa: F401
+from .linalg import addmm, baddbmm, bmm, dot, einsum, linear, matmul, mm, mv  # noqa: F401
 from .misc import clone_like_param, to_dtype  # noqa: F401
 from .pointwise import AddInplace, MulInplace, add, div, mul, neg, relu, sub  # noqa: F401
 from .reduce import mean, sum  # noqa: F401
@@ -52,6 +52,11 @@ _METHODS = {
     "relu_": lambda a: relu(a, inplace=True),
     "matmul": lambda a, b: matmul(a, b),
     "mm": lambda a, b: mm(a, b),
+    "bmm": lambda a, b: bmm(a, b),
+    "mv": lambda a, b: mv(a, b),
+    "dot": lambda a, b: dot(a, b),
+    "baddbmm": lambda a, b1, b2, *, beta=1, alpha=1: baddbmm(a, b1, b2, beta=beta, alpha=alpha),
+    "__rmatmul__": lambda a, b: matmul(b, a),
     "sum": lambda a, dim=None, keepdim=False, dtype=None: sum(a, dim, keepdim, dtype),
     "mean": lambda a, dim=None, keepdim=False, dtype=None: mean(a, dim, keepdim, dtype),
     "view": lambda a, *shape: view_(a, *shape),
@@ -85,9 +90,9 @@ def _T(self):
     return permute(self, list(reversed(range(self.dim()))))
 
 
-from . import activations, conv_pool, elementwise, indexing, losses, norms  # noqa: E402
+from . import activations, conv_pool, elementwise, indexing, losses, norms, reduce  # noqa: E402
 
-FAMILIES = (elementwise, activations, losses, indexing, conv_pool, norms)
+FAMILIES = (elementwise, activations, losses, indexing, conv_pool, norms, reduce)
 
 
 def _merged(attr: str, base: dict) -> dict:
@@ -103,6 +108,8 @@ def _merged(attr: str, base: dict) -> dict:
 TENSOR_METHODS = _merged("TENSOR_METHODS", _METHODS)
 TORCH_FUNCTIONS = _merged("TORCH_FUNCTIONS", {})
 FUNCTIONAL = _merged("FUNCTIONAL", {})
+from ..amp import wrap_policy_entries  # noqa: E402  (autocast's per-op policy, at the entries users call)
+wrap_policy_entries(TENSOR_METHODS, TORCH_FUNCTIONS, FUNCTIONAL)
 
 for _name, _fn in TENSOR_METHODS.items():
     setattr(Tensor, _name, _fn)

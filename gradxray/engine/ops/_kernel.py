@@ -1,4 +1,4 @@
-"""Running a kernel: meta (shape/dtype) always, data when the inputs carry data."""
+"""Running a kernel: meta (shape/dtype) always, data when the inputs carry data (numpy or torch)."""
 from __future__ import annotations
 
 from .. import backends, memory
@@ -17,28 +17,58 @@ def first_device(args):
     return None
 
 
-def kernel(aten_name: str, metas, *args, **kwargs):
-    """Allocate the outputs described by ``metas`` ((shape, dtype) or a list of them).
+def _run_data(aten_name, metas, kind, args, kwargs):
+    """The kernel's outputs on the data backend ``kind``: (data, engine dtype, strides) or None where a
+    masked kernel leaves an output undefined.  Shapes are checked against the meta's."""
+    if kind == "numpy":
+        from ..backends import numpy_kernels
+        res = numpy_kernels.run(aten_name, metas, args, kwargs)
+        return [None if r is None else (r, m[1], numpy_kernels.element_strides(r)) for m, r in zip(metas, res)]
+    res = backends.aten(aten_name, *args, **kwargs)
+    res = res if isinstance(res, (tuple, list)) else (res,)
+    outs = []
+    for (shape, *_), r in zip(metas, res):
+        if r is None:
+            outs.append(None)
+            continue
+        if tuple(r.shape) != tuple(int(s) for s in shape):
+            raise AssertionError(f"shape inference for {aten_name}: {tuple(shape)} but torch gives {tuple(r.shape)}")
+        outs.append((r, backends.from_torch_dtype(r.dtype), r.stride()))
+    return outs
 
-    With data, ``torch.ops.aten.<aten_name>(*args, **kwargs)`` computes them and
-    the meta shapes are checked against the kernel's (shape inference is tested by
-    every run on the torch backend)."""
+
+def kernel(aten_name: str, metas, *args, **kwargs):
+    """Allocate the outputs described by ``metas`` ((shape, dtype[, strides]) or a list of them).
+
+    With data, the backend's kernel computes them (``torch.ops.aten.<aten_name>`` or the numpy kernel
+    registered under that name) and the meta shapes are checked against the kernel's (shape inference is
+    tested by every run on a data backend)."""
     single = not isinstance(metas, list)
     metas = [metas] if single else metas
     dev = first_device(args) or first_device(list(kwargs.values()))
-    if backends.any_data(*args, *kwargs.values()):
-        res = backends.aten(aten_name, *args, **kwargs)
-        res = res if isinstance(res, (tuple, list)) else (res,)
-        outs = []
-        for (shape, dtype, *_), r in zip(metas, res):
-            if tuple(r.shape) != tuple(int(s) for s in shape):
-                raise AssertionError(f"shape inference for {aten_name}: {tuple(shape)} but torch gives {tuple(r.shape)}")
-            outs.append(Tensor._new(shape, backends.from_torch_dtype(r.dtype), dev, data=r, stride=r.stride()))
+    kind = backends.data_kind(*args, *kwargs.values())
+    if kind is not None:
+        outs = [Tensor._new(shape, dtype, dev, data=data, stride=stride)
+                for (shape, *_), (data, dtype, stride) in zip(metas, _run_data(aten_name, metas, kind, args, kwargs))]
     else:
         outs = [Tensor._new(m[0], m[1], dev, stride=m[2] if len(m) > 2 else None) for m in metas]
     if memory.active_trackers():
         memory.flops(kernel_flops(aten_name, args, outs))
     return outs[0] if single else tuple(outs)
+
+
+def masked_kernel(aten_name: str, metas, mask, *args):
+    """A kernel whose outputs are only produced where ``mask`` is True (the others are None), e.g.
+    ``convolution_backward`` or ``native_layer_norm_backward`` with their ``output_mask``."""
+    if memory.active_trackers():
+        memory.flops(kernel_flops(aten_name, args, None))
+    dev = first_device(args)
+    kind = backends.data_kind(*args)
+    if kind is None:
+        return [Tensor._new(meta[0], meta[1], dev) if m else None for m, meta in zip(mask, metas)]
+    produced = _run_data(aten_name, list(metas), kind, args, {})
+    return [Tensor._new(meta[0], out[1], dev, data=out[0], stride=out[2]) if m and out is not None else None
+            for m, meta, out in zip(mask, metas, produced)]
 
 
 def strides_like(shape, ref) -> tuple:
@@ -54,13 +84,38 @@ def strides_like(shape, ref) -> tuple:
 
 def inplace(aten_name: str, target: Tensor, *args, **kwargs) -> Tensor:
     """Run an in-place kernel on ``target`` (its storage is reused; no allocation)."""
-    if target.data_ is not None:
+    kind = backends.data_kind(target, *args, *kwargs.values())
+    if kind == "numpy":
+        from ..backends import numpy_kernels
+        numpy_kernels.run_inplace(aten_name, target.data_, args, kwargs)
+    elif kind == "torch":
         backends.aten(aten_name, target, *args, **kwargs)
     return target
 
 
 def view(x: Tensor, shape, stride, offset, aten_name: str, *args, **kwargs) -> Tensor:
+    """A view of ``x`` with the engine's geometry (shape, strides, storage offset); on a data backend the
+    view kernel's data shares memory with ``x``'s (checked on numpy against the engine's geometry)."""
     data = None
-    if x.data_ is not None:
+    kind = backends.data_kind(x)
+    if kind == "numpy":
+        from ..backends import numpy_kernels
+        data = numpy_kernels.run_view(aten_name, x.data_, int(x.storage_offset()), args, kwargs)
+        _check_view_geometry(aten_name, x, data, shape, stride, offset)
+    elif kind == "torch":
         data = backends.aten(aten_name, x, *args, **kwargs)
     return x._view(shape, stride, offset, data)
+
+
+def _check_view_geometry(aten_name, x, data, shape, stride, offset) -> None:
+    """The numpy view must be the engine's view: same shape, same memory, same strides (size-1 dims aside)."""
+    from ..backends.numpy_kernels import element_strides
+    expected_shape = tuple(int(s) for s in shape)
+    start = data.__array_interface__["data"][0] - x.data_.__array_interface__["data"][0]
+    expected_start = (int(offset) - int(x.storage_offset())) * data.itemsize
+    strides = element_strides(data)
+    same_strides = all(n <= 1 or a == int(b) for n, a, b in zip(expected_shape, strides, stride))
+    if data.shape != expected_shape or (data.size and (start != expected_start or not same_strides)):
+        raise AssertionError(f"view inference for {aten_name}: engine shape {expected_shape} strides "
+                             f"{tuple(int(s) for s in stride)} offset {int(offset)}, numpy gives {data.shape} "
+                             f"strides {strides} offset {x.storage_offset() + start // data.itemsize}")

@@ -1,12 +1,10 @@
 """Neural-network ops: embedding, normalisation, softmax, dropout, attention, convolution, pooling."""
 from __future__ import annotations
 
-from .. import backends
 from .. import dtypes as _dt
 from ..function import Function
 from ..tensor import Tensor, wrap_dim
-from ._kernel import inplace, kernel, strides_like
-from .shapes import conv_out
+from ._kernel import inplace, kernel
 
 
 class Embedding(Function):
@@ -27,9 +25,29 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx, grad):
         (indices,) = ctx.saved_tensors
-        gw = kernel("embedding_dense_backward", ((ctx.num_weights, grad.shape[-1]), grad.dtype), grad, indices,
-                    int(ctx.num_weights), ctx.padding_idx, ctx.scale)
-        return gw, None, None, None
+        return EmbeddingDenseBackward.apply(grad, indices, ctx.num_weights, ctx.padding_idx, ctx.scale), None, None, None
+
+
+class EmbeddingDenseBackward(Function):
+    """grad_weight = embedding_dense_backward(grad, indices, num_weights, ...): rows of grad summed into
+    the weight's rows.  Saves: indices."""
+
+    saves = ("indices",)
+
+    @staticmethod
+    def forward(ctx, grad, indices, num_weights, padding_idx, scale_grad_by_freq):
+        ctx.save_for_backward(indices)
+        ctx.padding_idx = padding_idx
+        return kernel("embedding_dense_backward", ((num_weights, grad.shape[-1]), grad.dtype), grad, indices,
+                      int(num_weights), padding_idx, scale_grad_by_freq)
+
+    @staticmethod
+    def backward(ctx, gg):
+        (indices,) = ctx.saved_tensors
+        if ctx.padding_idx >= 0:
+            raise NotImplementedError("double backward of embedding with padding_idx is not supported yet")
+        # torch's embedding_dense_double_backward: the rows of gg picked by the indices
+        return Embedding.apply(gg, indices, -1, False), None, None, None, None
 
 
 class NativeLayerNorm(Function):
@@ -49,34 +67,69 @@ class NativeLayerNorm(Function):
                                                        (stat_shape, stat_dtype)],
                                  x, list(normalized_shape), weight, bias, eps)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
-        ctx.normalized_shape = list(normalized_shape)
+        ctx.normalized_shape, ctx.eps = list(normalized_shape), eps
         return out, mean, rstd
 
     @staticmethod
     def backward(ctx, grad, _gm=None, _gr=None):
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[2],
-                bias is not None and ctx.needs_input_grad[3]]
-        metas = [(x.shape, x.dtype)] + [((weight.shape if weight is not None else (0,)), x.dtype)] * 2
-        gx, gw, gb = _masked_kernel("native_layer_norm_backward", metas, mask, grad, x, ctx.normalized_shape,
-                                    mean, rstd, weight, bias, mask)
+        mask = (ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[2],
+                bias is not None and ctx.needs_input_grad[3])
+        gx, gw, gb = NativeLayerNormBackward.apply(grad, x, ctx.normalized_shape, mean, rstd, weight, bias, mask,
+                                                   ctx.eps)
         return gx, None, gw, gb, None
+
+
+class NativeLayerNormBackward(Function):
+    """(grad_input, grad_weight, grad_bias) = native_layer_norm_backward(...), each only where the output mask
+    asks.  Saves: grad_out, input, mean, rstd, weight (for the double backward)."""
+
+    saves = ("grad_out", "input", "mean", "rstd", "weight")
+
+    @staticmethod
+    def forward(ctx, grad, x, normalized_shape, mean, rstd, weight, bias, mask, eps):
+        ctx.save_for_backward(grad, x, mean, rstd, weight)
+        ctx.normalized_shape, ctx.eps = normalized_shape, eps
+        metas = [(x.shape, x.dtype)] + [((weight.shape if weight is not None else (0,)), x.dtype)] * 2
+        outs = _masked_kernel("native_layer_norm_backward", metas, list(mask), grad, x, normalized_shape, mean,
+                              rstd, weight, bias, list(mask))
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, ggx, ggw=None, ggb=None):
+        from ._composite import composite_grads
+        grad, x, _mean, _rstd, weight = ctx.saved_tensors
+        k = len(ctx.normalized_shape)
+        dims = list(range(x.dim() - k, x.dim()))
+
+        def layer_norm_backward(grad_, x_, weight_):
+            from .elementwise import rsqrt
+            from .reduce import mean, sum as sum_
+            from .pointwise import add, mul, sub
+            centered = sub(x_, mean(x_, dims, True))
+            rstd = rsqrt(add(mean(mul(centered, centered), dims, True), ctx.eps))
+            xhat = mul(centered, rstd)
+            g = mul(grad_, weight_) if weight_ is not None else grad_
+            gx = mul(rstd, sub(sub(g, mean(g, dims, True)), mul(xhat, mean(mul(g, xhat), dims, True))))
+            lead = list(range(x_.dim() - k))
+            gw = sum_(mul(grad_, xhat), lead) if weight_ is not None else None
+            return gx, gw
+
+        g_grad, g_x, g_w = composite_grads(layer_norm_backward, [grad, x, weight],
+                                           [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                                            weight is not None and ctx.needs_input_grad[5]], [ggx, ggw])
+        if ggb is not None and ctx.needs_input_grad[0]:
+            from .views import expand
+            from .pointwise import add
+            gb_term = expand(ggb, tuple(grad.shape))        # d(grad_bias)/d(grad) broadcasts back
+            g_grad = gb_term if g_grad is None else add(g_grad, gb_term)
+        return g_grad, g_x, None, None, None, g_w, None, None, None
 
 
 def _masked_kernel(name, metas, mask, *args):
     """A kernel whose outputs are only produced where ``mask`` is True (others are None)."""
-    from .. import memory
-    from ..flops import kernel_flops
-    if memory.active_trackers():
-        memory.flops(kernel_flops(name, args, None))
-    if backends.any_data(*args):
-        res = backends.aten(name, *args)
-        outs = []
-        for m, r, meta in zip(mask, res, metas):
-            outs.append(Tensor._new(meta[0], backends.from_torch_dtype(r.dtype), _dev(args), data=r,
-                                    stride=r.stride()) if m else None)
-        return outs
-    return [Tensor._new(meta[0], meta[1], _dev(args)) if m else None for m, meta in zip(mask, metas)]
+    from ._kernel import masked_kernel
+    return masked_kernel(name, metas, mask, *args)
 
 
 def _dev(args):
@@ -90,7 +143,8 @@ class _SoftmaxFamily(Function):
     """Both softmaxes save their result and run a ``*_backward_data`` kernel on it."""
 
     saves = ("result",)
-    forward_kernel = backward_kernel = ""
+    forward_kernel = ""
+    backward_node = None
 
     @classmethod
     def forward(cls, ctx, x, dim):
@@ -103,19 +157,81 @@ class _SoftmaxFamily(Function):
     @classmethod
     def backward(cls, ctx, grad):
         (y,) = ctx.saved_tensors
-        return kernel(cls.backward_kernel, (grad.shape, grad.dtype), grad, y, ctx.dim, ctx.in_dtype), None
+        return cls.backward_node.apply(grad, y, ctx.dim, ctx.in_dtype), None
+
+
+class _SoftmaxBackwardFamily(Function):
+    """grad_input = _(log_)softmax_backward_data(grad, output, dim, input_dtype).
+    Saves: grad_output (for the output's gradient), output."""
+
+    saves = ("grad_output", "output")
+    kernel_name = ""
+
+    @classmethod
+    def forward(cls, ctx, grad, y, dim, in_dtype):
+        ctx.save_for_backward(grad if ctx.needs_input_grad[1] else None, y)
+        ctx.dim, ctx.in_dtype = dim, in_dtype
+        return kernel(cls.kernel_name, (grad.shape, in_dtype), grad, y, dim, in_dtype)
+
+    @classmethod
+    def backward(cls, ctx, gg):
+        from ._composite import composite_grads
+        grad, y = ctx.saved_tensors
+        g_grad = cls.grad_output_grad(gg, y, ctx.dim, ctx.in_dtype) if ctx.needs_input_grad[0] else None
+        g_y = None
+        if ctx.needs_input_grad[1]:
+            (g_y,) = composite_grads(lambda y_: cls.composite(grad, y_, ctx.dim), [y], [True], [gg])
+        return g_grad, g_y, None, None
+
+
+class SoftmaxBackwardData(_SoftmaxBackwardFamily):
+    """softmax's backward kernel: y * (g - sum(g * y, dim)).  Saves: grad_output, output."""
+
+    kernel_name = "_softmax_backward_data"
+
+    @classmethod
+    def grad_output_grad(cls, gg, y, dim, in_dtype):
+        """The kernel is linear in grad_output with a symmetric matrix: its own transpose."""
+        return cls.apply(gg, y, dim, in_dtype)
+
+    @staticmethod
+    def composite(grad, y, dim):
+        from .pointwise import mul, sub
+        from .reduce import sum as sum_
+        return mul(y, sub(grad, sum_(mul(grad, y), dim, True)))
+
+
+class LogSoftmaxBackwardData(_SoftmaxBackwardFamily):
+    """log_softmax's backward kernel: g - exp(y) * sum(g, dim).  Saves: grad_output, output."""
+
+    kernel_name = "_log_softmax_backward_data"
+
+    @staticmethod
+    def grad_output_grad(gg, y, dim, in_dtype):
+        """torch's formula: gg - sum(gg * exp(y), dim) (the transpose of the kernel's linear map)."""
+        from .elementwise import exp
+        from .pointwise import mul, sub
+        from .reduce import sum as sum_
+        return sub(gg, sum_(mul(gg, exp(y)), dim, True))
+
+    @staticmethod
+    def composite(grad, y, dim):
+        from .elementwise import exp
+        from .pointwise import mul, sub
+        from .reduce import sum as sum_
+        return sub(grad, mul(exp(y), sum_(grad, dim, True)))
 
 
 class LogSoftmax(_SoftmaxFamily):
     """y = log_softmax(x, dim).  Saves: result."""
 
-    forward_kernel, backward_kernel = "_log_softmax", "_log_softmax_backward_data"
+    forward_kernel, backward_node = "_log_softmax", LogSoftmaxBackwardData
 
 
 class Softmax(_SoftmaxFamily):
     """y = softmax(x, dim).  Saves: result."""
 
-    forward_kernel, backward_kernel = "_softmax", "_softmax_backward_data"
+    forward_kernel, backward_node = "_softmax", SoftmaxBackwardData
 
 
 class BernoulliMaskDropout(Function):
@@ -155,162 +271,21 @@ class NativeDropout(Function):
     @staticmethod
     def backward(ctx, grad, _gmask=None):
         (mask,) = ctx.saved_tensors
-        return kernel("native_dropout_backward", (grad.shape, grad.dtype), grad, mask, ctx.scale), None
+        return NativeDropoutBackward.apply(grad, mask, ctx.scale), None
 
 
-class FlashAttentionCpu(Function):
-    """CPU fused attention (torch picks it without dropout).  Saves: q, k, v, output, logsumexp
-    ([B, H, L] float32) — no L×S matrix."""
+class NativeDropoutBackward(Function):
+    """grad_input = native_dropout_backward(grad, mask, scale) = grad * mask * scale.  Saves: mask."""
 
-    node_name = "ScaledDotProductFlashAttentionForCpuBackward0"
-    saves = ("query", "key", "value", "output", "logsumexp")
+    saves = ("mask",)
 
     @staticmethod
-    def forward(ctx, q, k, v, is_causal=False, scale=None):
-        out_shape = tuple(q.shape[:-1]) + (v.shape[-1],)
-        lse_shape = tuple(q.shape[:-1])
-        out, lse = kernel("_scaled_dot_product_flash_attention_for_cpu",
-                          [(out_shape, q.dtype, strides_like(out_shape, q)), (lse_shape, _dt.float32)],
-                          q, k, v, 0.0, is_causal, scale=scale)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.is_causal, ctx.scale = is_causal, scale
-        return out, lse
+    def forward(ctx, grad, mask, scale):
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return kernel("native_dropout_backward", (grad.shape, grad.dtype), grad, mask, scale)
 
     @staticmethod
-    def backward(ctx, grad, _glse=None):
-        q, k, v, out, lse = ctx.saved_tensors
-        gq, gk, gv = kernel("_scaled_dot_product_flash_attention_for_cpu_backward",
-                            [(q.shape, q.dtype), (k.shape, k.dtype), (v.shape, v.dtype)],
-                            grad, q, k, v, out, lse, 0.0, ctx.is_causal, scale=ctx.scale)
-        return gq, gk, gv, None, None
-
-
-class Convolution(Function):
-    """y = conv(x, w, b).  Saves: input, weight (bias: sizes only)."""
-
-    saves = ("input", "weight")
-
-    @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups):
-        nd = x.dim() - 2
-        out_sp = [conv_out(x.shape[2 + i], int(w.shape[2 + i]), stride[i], padding[i], dilation[i])
-                  for i in range(nd)]
-        if any(int(s) <= 0 for s in out_sp):
-            raise RuntimeError("Calculated output size is too small")
-        if int(x.shape[1]) != int(w.shape[1]) * groups:
-            raise RuntimeError(f"Given groups={groups}, weight of size {[int(s) for s in w.shape]}, expected input"
-                               f"{[int(s) for s in x.shape]} to have {int(w.shape[1]) * groups} channels, but got "
-                               f"{int(x.shape[1])} channels instead")
-        ctx.save_for_backward(x, w)
-        ctx.args = (list(stride), list(padding), list(dilation), False, [0] * nd, groups)
-        ctx.bias_sizes = [int(b.shape[0])] if b is not None else None
-        return kernel("convolution", ((x.shape[0], w.shape[0], *out_sp), x.dtype), x, w, b, *ctx.args)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.bias_sizes is not None and ctx.needs_input_grad[2]]
-        metas = [(x.shape, x.dtype), (w.shape, w.dtype), ((ctx.bias_sizes or [0])[0:1], grad.dtype)]
-        gx, gw, gb = _masked_kernel("convolution_backward", metas, mask, grad, x, w, ctx.bias_sizes, *ctx.args, mask)
-        return gx, gw, gb, None, None, None, None
-
-
-class NativeBatchNorm(Function):
-    """Training-mode batch norm (updates running stats in place).  Saves: input, weight, running_mean,
-    running_var, save_mean, save_invstd ([C], float32 for float inputs)."""
-
-    saves = ("input", "weight", "running_mean", "running_var", "result1", "result2")
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
-        c = x.shape[1]
-        stat_dtype = _dt.float32 if x.dtype in (_dt.float16, _dt.bfloat16) else x.dtype
-        if not training:
-            stat_shape = (0,)
-        else:
-            stat_shape = (c,)
-        out, save_mean, save_invstd = kernel(
-            "native_batch_norm", [(x.shape, x.dtype), (stat_shape, stat_dtype), (stat_shape, stat_dtype)],
-            x, weight, bias, running_mean, running_var, training, momentum, eps)
-        if running_mean is not None and training:
-            running_mean._storage.version += 1
-            running_var._storage.version += 1
-        ctx.save_for_backward(x, weight, running_mean, running_var, save_mean, save_invstd)
-        ctx.training, ctx.eps = training, eps
-        return out, save_mean, save_invstd
-
-    @staticmethod
-    def backward(ctx, grad, _g1=None, _g2=None):
-        x, weight, rm, rv, save_mean, save_invstd = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
-                ctx.needs_input_grad[2]]
-        wshape = weight.shape if weight is not None else (x.shape[1],)
-        metas = [(x.shape, x.dtype), (wshape, x.dtype), (wshape, x.dtype)]
-        gx, gw, gb = _masked_kernel("native_batch_norm_backward", metas, mask, grad, x, weight, rm, rv,
-                                    save_mean, save_invstd, ctx.training, ctx.eps, mask)
-        return gx, gw, gb, None, None, None, None, None
-
-
-class MaxPool2dWithIndices(Function):
-    """y, idx = max_pool2d_with_indices(x).  Saves: input, indices (int64, output-shaped)."""
-
-    saves = ("self", "result1")
-
-    @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        if ceil_mode:
-            raise NotImplementedError("max_pool2d(ceil_mode=True) is not supported yet")
-        out_sp = [conv_out(x.shape[-2 + i], kernel_size[i], stride[i], padding[i], dilation[i]) for i in range(2)]
-        shape = tuple(x.shape[:-2]) + tuple(out_sp)
-        out, idx = kernel("max_pool2d_with_indices", [(shape, x.dtype), (shape, _dt.int64)], x, kernel_size,
-                          stride, padding, dilation, ceil_mode)
-        ctx.save_for_backward(x, idx)
-        ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
-        return out, idx
-
-    @staticmethod
-    def backward(ctx, grad, _gi=None):
-        x, idx = ctx.saved_tensors
-        return (kernel("max_pool2d_with_indices_backward", (x.shape, x.dtype), grad, x, *ctx.args, idx),
-                None, None, None, None, None)
-
-
-class AdaptiveAvgPool2d(Function):
-    """y = _adaptive_avg_pool2d(x, size).  Saves: input."""
-
-    node_name = "AdaptiveAvgPool2DBackward0"
-    saves = ("self",)
-
-    @staticmethod
-    def forward(ctx, x, output_size):
-        ctx.save_for_backward(x)
-        return kernel("_adaptive_avg_pool2d", (tuple(x.shape[:-2]) + tuple(output_size), x.dtype), x,
-                      list(output_size))
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return kernel("_adaptive_avg_pool2d_backward", (x.shape, x.dtype), grad, x), None
-
-
-class NllLoss(Function):
-    """loss = nll_loss(logp, target).  Saves: self, target, total_weight (0-dim)."""
-
-    node_name = "NllLossBackward0"
-    saves = ("self", "target", "total_weight")
-
-    @staticmethod
-    def forward(ctx, logp, target, weight=None, reduction=1, ignore_index=-100):
-        out_shape = () if reduction != 0 else tuple(target.shape)
-        out, total_weight = kernel("nll_loss_forward", [(out_shape, logp.dtype), ((), logp.dtype)], logp, target,
-                                   weight, reduction, ignore_index)
-        ctx.save_for_backward(logp, target, total_weight)
-        ctx.weight, ctx.reduction, ctx.ignore_index = weight, reduction, ignore_index
-        return out, total_weight
-
-    @staticmethod
-    def backward(ctx, grad, _gtw=None):
-        logp, target, total_weight = ctx.saved_tensors
-        g = kernel("nll_loss_backward", (logp.shape, logp.dtype), grad, logp, target, ctx.weight, ctx.reduction,
-                   ctx.ignore_index, total_weight)
-        return g, None, None, None, None
+    def backward(ctx, gg):
+        (mask,) = ctx.saved_tensors
+        return NativeDropoutBackward.apply(gg, mask, ctx.scale), None, None

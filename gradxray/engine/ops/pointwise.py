@@ -193,14 +193,73 @@ class Gelu(Function):
         return gelu_backward(grad, x, ctx.approximate), None
 
 
-# -- backward kernels (run under no_grad in first-order backward) ----------
+# -- backward kernels: engine ops themselves, so backward can be differentiated again ---------
+
+class ThresholdBackward(Function):
+    """grad_input = threshold_backward(grad, self, threshold): grad where self > threshold, else 0.
+    Saves: self."""
+
+    saves = ("self",)
+
+    @staticmethod
+    def forward(ctx, grad, x, threshold):
+        ctx.save_for_backward(x)
+        ctx.threshold = threshold
+        return kernel("threshold_backward", (grad.shape, grad.dtype), grad, x, threshold)
+
+    @staticmethod
+    def backward(ctx, gg):
+        from ..creation import zeros_like
+        (x,) = ctx.saved_tensors
+        return (threshold_backward(gg, x, ctx.threshold) if ctx.needs_input_grad[0] else None,
+                zeros_like(gg) if ctx.needs_input_grad[1] else None, None)
+
+
+class GeluBackward(Function):
+    """grad_input = gelu_backward(grad, self, approximate) = grad * gelu'(self).  Saves: grad_output, self."""
+
+    saves = ("grad_output", "self")
+
+    @staticmethod
+    def forward(ctx, grad, x, approximate):
+        ctx.save_for_backward(grad if ctx.needs_input_grad[1] else None, x)
+        ctx.approximate = approximate
+        return kernel("gelu_backward", (grad.shape, grad.dtype), grad, x, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, gg):
+        from ._composite import composite_grads
+        grad, x = ctx.saved_tensors
+        g_grad = gelu_backward(gg, x, ctx.approximate) if ctx.needs_input_grad[0] else None
+        g_x = None
+        if ctx.needs_input_grad[1]:
+            (g_x,) = composite_grads(lambda x_: mul(grad, gelu_derivative(x_, ctx.approximate)), [x], [True], [gg])
+        return g_grad, g_x, None
+
+
+def gelu_derivative(x, approximate):
+    """d gelu(x) / dx written with engine ops (what gelu_backward multiplies the gradient by)."""
+    import math
+    from .elementwise import erf, exp
+    if approximate == "tanh":
+        from .activations import tanh
+        k = math.sqrt(2.0 / math.pi)
+        x2 = mul(x, x)
+        inner = mul(add(x, mul(mul(x2, x), 0.044715)), k)
+        t = tanh(inner)
+        dinner = mul(add(mul(x2, 3 * 0.044715), 1.0), k)
+        return add(mul(add(t, 1.0), 0.5), mul(mul(mul(x, 0.5), sub(1.0, mul(t, t))), dinner))
+    cdf = mul(add(erf(mul(x, 1 / math.sqrt(2.0))), 1.0), 0.5)
+    pdf = mul(exp(mul(mul(x, x), -0.5)), 1 / math.sqrt(2 * math.pi))
+    return add(cdf, mul(x, pdf))
+
 
 def threshold_backward(grad, y, threshold):
-    return kernel("threshold_backward", (grad.shape, grad.dtype), grad, y, threshold)
+    return ThresholdBackward.apply(grad, y, threshold)
 
 
 def gelu_backward(grad, x, approximate):
-    return kernel("gelu_backward", (grad.shape, grad.dtype), grad, x, approximate=approximate)
+    return GeluBackward.apply(grad, x, approximate)
 
 
 # -- functional entry points ----------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..function import Function
 from ..symbolic import SymInt, sym_prod
 from ..tensor import contiguous_strides, wrap_dim
+from .. import backends
 from ..backends import CONTIGUOUS
 from ..creation import new_zeros
 from ._kernel import kernel, view
@@ -35,8 +36,10 @@ class UnsafeView(Function):
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
         shape = infer_view_shape(shape, x.numel())
-        return view(x, shape, contiguous_strides(shape), x.storage_offset(), "_unsafe_view",
-                    [int(s) for s in shape])
+        out = view(x, shape, contiguous_strides(shape), x.storage_offset(), "_unsafe_view",
+                   [int(s) for s in shape])
+        out._base = None        # not a view for autograd: in-place ops on it need no CopySlices (torch's contract)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -195,7 +198,7 @@ class Split(Function):
         outs, off = [], 0
         datas = None
         if x.data_ is not None:
-            datas = x.data_.split([int(s) for s in sizes], dim)
+            datas = backends.aten("split_with_sizes", x, [int(s) for s in sizes], dim)
         for i, s in enumerate(sizes):
             shape = list(x.shape)
             shape[dim] = s
@@ -264,9 +267,22 @@ class Slice(Function):
     @staticmethod
     def backward(ctx, grad):
         end = ctx.start + int(grad.shape[ctx.dim]) * ctx.step
-        g = kernel("slice_backward", (ctx.in_shape, grad.dtype), grad, [int(s) for s in ctx.in_shape], ctx.dim,
-                   ctx.start, end, ctx.step)
-        return g, None, None, None, None
+        return SliceBackward.apply(grad, ctx.in_shape, ctx.dim, ctx.start, end, ctx.step), None, None, None, None
+
+
+class SliceBackward(Function):
+    """grad_input = slice_backward(grad, sizes, dim, start, end, step): zeros with grad in the slice.
+    Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, grad, in_shape, dim, start, end, step):
+        ctx.args = (dim, start, end, step)
+        return kernel("slice_backward", (in_shape, grad.dtype), grad, [int(s) for s in in_shape], dim, start, end,
+                      step)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return (Slice.apply(gg, *ctx.args),) + (None,) * 5
 
 
 class Select(Function):
@@ -287,9 +303,20 @@ class Select(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        g = kernel("select_backward", (ctx.in_shape, grad.dtype), grad, [int(s) for s in ctx.in_shape], ctx.dim,
-                   ctx.index)
-        return g, None, None
+        return SelectBackward.apply(grad, ctx.in_shape, ctx.dim, ctx.index), None, None
+
+
+class SelectBackward(Function):
+    """grad_input = select_backward(grad, sizes, dim, index): zeros with grad at the index.  Saves: nothing."""
+
+    @staticmethod
+    def forward(ctx, grad, in_shape, dim, index):
+        ctx.dim, ctx.index = dim, index
+        return kernel("select_backward", (in_shape, grad.dtype), grad, [int(s) for s in in_shape], dim, index)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return Select.apply(gg, ctx.dim, ctx.index), None, None, None
 
 
 # -- functional entry points ----------------------------------------------
@@ -386,25 +413,13 @@ def sum_to(g, shape):
 
 
 def getitem(x, index):
-    """Basic indexing: ints, slices, None, Ellipsis (advanced indexing is not supported yet)."""
-    if not isinstance(index, tuple):
-        index = (index,)
-    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
-    out, dim = x, 0
-    for i in index:
-        if i is Ellipsis:
-            dim += x.dim() - n_real
-        elif i is None:
-            out = Unsqueeze.apply(out, dim)
-            dim += 1
-        elif isinstance(i, bool):
-            raise NotImplementedError("boolean indexing is not supported yet")
-        elif isinstance(i, int):
-            out = Select.apply(out, dim, i)
-        elif isinstance(i, slice):
-            if not (i.start is None and i.stop is None and i.step in (None, 1)):
-                out = Slice.apply(out, dim, i.start, i.stop, i.step or 1)
-            dim += 1
-        else:
-            raise NotImplementedError(f"advanced indexing with {type(i).__name__} is not supported yet")
-    return out
+    """``x[index]`` as torch evaluates it: ints, slices, None and Ellipsis as views, index tensors,
+    lists and masks through ``index`` (the logic lives with the indexing ops)."""
+    from .indexing import getitem as _getitem
+    return _getitem(x, index)
+
+
+def setitem(x, index, value):
+    """``x[index] = value`` as torch runs it (copy_/fill_ into a view, or index_put_)."""
+    from .indexing import setitem as _setitem
+    _setitem(x, index, value)
