@@ -28,7 +28,7 @@ _CPU_SUPPORTED = (_dt.bfloat16, _dt.float16)
 _state = {device_type: [False, dtype] for device_type, dtype in DEFAULT_DTYPES.items()}
 _nesting = 0                  # regions entered and not yet exited, all devices together (torch's counter)
 _cache_enabled = True
-_cast_cache: dict = {}        # (id(leaf), dtype) -> (weakref to the leaf, its cast copy)
+_cast_cache: dict = {}        # id(leaf) -> (weakref to the leaf, its cast copy)
 _policy_suspended = 0         # > 0 while a listed op runs: the ops it calls internally are not cast again
 
 BCE_BANNED = ("torch.nn.functional.binary_cross_entropy and torch.nn.BCELoss are unsafe to autocast.\n"
@@ -142,12 +142,13 @@ def _cached_cast(x, dtype, device_type: str):
                  and x.requires_grad and x.is_leaf and x._base is None)
     if not cacheable:
         return to_dtype(x, dtype)
-    key = (id(x), dtype)
-    hit = _cast_cache.get(key)
+    # keyed by the leaf alone, as torch keys it: a nested region of another lower dtype on the same device
+    # gets the copy cached by the outer one
+    hit = _cast_cache.get(id(x))
     if hit is not None and hit[0]() is x:
         return hit[1]
     cast = to_dtype(x, dtype)
-    _cast_cache[key] = (weakref.ref(x), cast)
+    _cast_cache[id(x)] = (weakref.ref(x), cast)
     return cast
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import weakref
 
@@ -59,6 +60,16 @@ class save_on_cpu(saved_tensors_hooks):
         super().__init__(lambda t: t, lambda t: t)
 
 
+_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16", "int64": "Long",
+               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+
+
+def _torch_type_name(t) -> str:
+    """torch's legacy type string of a tensor: torch.FloatTensor, torch.cuda.HalfTensor ..."""
+    where = "cuda." if t.device.type == "cuda" else ""
+    return f"torch.{where}{_TYPE_NAMES.get(t.dtype.name, t.dtype.name)}Tensor"
+
+
 class SavedTensor:
     """A tensor saved for backward, with the version it had when saved.
 
@@ -96,13 +107,16 @@ class SavedTensor:
         if t is None:
             raise RuntimeError(SECOND_BACKWARD)
         if t._version != self.version:
-            dims = ", ".join(str(int(s)) for s in t.shape)
+            # torch names the forward op: the saving node for an output, the tensor's current grad_fn otherwise
+            producer = node if self.is_output else t.grad_fn
+            op = re.sub(r"Backward\d*$", "", producer.name()) if producer is not None else ""
+            which = f", which is output {self.output_nr if self.is_output else t._output_nr} of {op}," if op else ""
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: [{t.dtype.name} [{dims}]], which is {'output' if self.is_output else 'an input'} "
-                f"of {node.name()}, is at version {t._version}; expected version {self.version} instead. "
-                "Hint: enable anomaly detection to find the operation that failed to compute its gradient, "
-                "with torch.autograd.set_detect_anomaly(True).")
+                f"operation: [{_torch_type_name(t)} [{', '.join(str(int(d)) for d in t.shape)}]]{which} is at "
+                f"version {t._version}; expected version {self.version} instead. Hint: enable anomaly detection "
+                "to find the operation that failed to compute its gradient, with "
+                "torch.autograd.set_detect_anomaly(True, check_nan=False).")
         if self.is_output and self.requires_grad:
             return self._with_history(t, node)
         return t
@@ -217,6 +231,12 @@ class Node:
                     continue
                 shape, dtype = self.input_metas[i]
                 if tuple(g.shape) != tuple(shape):
+                    if not _expandable_to(shape, g.shape):
+                        # torch numbers only the differentiable (floating-point) inputs
+                        index = sum(1 for _, d in self.input_metas[:i] if d.is_floating_point)
+                        raise RuntimeError(f"Function {self.name()} returned an invalid gradient at index {index} - got "
+                                           f"{[int(d) for d in g.shape]} but expected shape compatible with "
+                                           f"{[int(d) for d in shape]}")
                     flat[i] = g = ops.sum_to(g, shape)
                 if g.dtype is not dtype:
                     flat[i] = g.to(dtype)
@@ -345,6 +365,16 @@ class AsStridedView(Node):
 
     def release_variables(self) -> None:
         pass
+
+
+def _expandable_to(shape, desired) -> bool:
+    """torch's is_expandable_to: ``shape`` broadcasts to ``desired`` (so a gradient of ``desired`` sums back)."""
+    if len(shape) > len(desired):
+        return False
+    for s, d in zip(reversed(tuple(shape)), reversed(tuple(desired))):
+        if int(s) != int(d) and int(s) != 1:
+            return False
+    return True
 
 
 def _obeys_layout_contract(grad, var) -> bool:

@@ -191,6 +191,8 @@ class Tensor:
         return self.dtype.is_floating_point
 
     def is_contiguous(self, memory_format=None) -> bool:
+        if int(self.numel()) == 0:
+            return True
         expected = 1
         for s, st in zip(reversed(self._shape), reversed(self._stride)):
             if int(s) == 1:

@@ -32,20 +32,6 @@ SHAPES = [((3, 4), False), ((5,), False), ((2, 3, 4), True), ((), False)]
 STEPS = 3
 
 
-class StepTracker(LiveStorageTracker):
-    """LiveStorageTracker that also counts tensors made by ``torch.tensor(...)``.
-
-    ``torch.tensor`` builds its storage outside the dispatcher and only then runs ``lift_fresh``,
-    which returns the same storage, so the base tracker takes it for an alias of an existing
-    tensor.  Optimizers create their ``step`` tensors (and foreach Adam a temporary 1.0) that way."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = super().__torch_dispatch__(func, types, args, kwargs)
-        if func is torch.ops.aten.lift_fresh.default:
-            self.register(out, counted=True)
-        return out
-
-
 def _make_params(generator):
     params = []
     for shape, transposed in SHAPES:
@@ -71,7 +57,7 @@ def _unique_bytes(tensors) -> int:
 
 def _torch_step(opt, params):
     """torch's step under the live-storage tracker; (peak, final) bytes."""
-    tracker = StepTracker()
+    tracker = LiveStorageTracker()
     tracker.register(params)
     tracker.register([p.grad for p in params if p.grad is not None])
     tracker.register(_state_tensors(opt))

@@ -3,6 +3,8 @@
 A chain runs on torch, on the engine's shape backend (no data) and on its torch backend: after every
 step the shape, strides and storage offset must be torch's, and the values too where there is data.
 A reshape must copy exactly when torch's does (storage shared with the start or not)."""
+import re
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -83,7 +85,7 @@ def _draw_step(data, t):
     if kind == "select":
         d = data.draw(st.integers(0, n - 1))
         if t.shape[d] == 0:
-            return "contiguous()", lambda x: x.contiguous()
+            return "[...]", lambda x: x[...]
         i = data.draw(st.integers(-t.shape[d], t.shape[d] - 1))
         index = (slice(None),) * d + (i,)
         return f"[{d}: {i}]", lambda x: x[index]
@@ -243,7 +245,7 @@ def test_index_expressions_match_torch(shape, data):
         expected = x[index]
     except IndexError as e:        # e.g. index tensors that do not broadcast: the engine must agree
         with gx.backend("torch"):
-            with pytest.raises(IndexError, match=str(e).split(" (")[0][:40].replace("[", r"\[")):
+            with pytest.raises(IndexError, match=re.escape(str(e)[:30])):
                 gx.from_torch(x)[_engine_index(index, "torch")]
         return
     with gx.backend("torch"):

@@ -45,11 +45,11 @@ class Arg:
         dtype = self.dtype or dtype
         shape = tuple(reversed(self.shape)) if self.transposed else tuple(self.shape)
         if dtype.is_floating_point:
-            t = torch.randn(*shape, dtype=torch.float64, generator=generator)
+            t = torch.randn(shape, dtype=torch.float64, generator=generator)
             if self.positive:
                 t = t.abs() * 0.5 + 0.5
             if self.unit:
-                t = torch.rand(*shape, dtype=torch.float64, generator=generator) * 0.9 + 0.05
+                t = torch.rand(shape, dtype=torch.float64, generator=generator) * 0.9 + 0.05
             t = t.to(dtype)
         else:
             t = torch.randint(0, 5, shape, dtype=dtype, generator=generator)

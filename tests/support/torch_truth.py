@@ -198,6 +198,11 @@ class LiveStorageTracker(TorchDispatchMode):
             if st is None:
                 continue
             k = _key(st)
+            if func is torch.ops.aten.lift_fresh.default and k not in self._sizes:
+                # torch.tensor(...) fills its storage outside the dispatcher and then lifts it:
+                # the lift is the first time that (new) storage is seen
+                self._add(k, st, st.nbytes(), op)
+                continue
             if k in in_keys or k in self._sizes:
                 if k in self._sizes:
                     self._resize(k, st, op)

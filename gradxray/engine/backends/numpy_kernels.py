@@ -252,7 +252,9 @@ VIEWS: dict[str, object] = {}
 
 def register(*names, layout=CONTIGUOUS_LAYOUT):
     """Register ``fn(out, *args, **kwargs)`` as the numpy kernel of the aten ops ``names``.  ``out`` is an
-    ``Out`` (or None when called without metas); ``layout`` gives the output strides torch's kernel uses."""
+    ``Out`` (or None when called without metas); ``layout`` gives the output strides torch's kernel uses:
+    CONTIGUOUS_LAYOUT, POINTWISE (TensorIterator's rule), LIKE_FIRST (empty_like of the first input), or a
+    function of the output shape."""
     def deco(fn):
         for n in names:
             KERNELS[n] = Kernel(fn, layout)
@@ -338,6 +340,8 @@ def _kernel_of(name: str) -> Kernel:
 
 
 def _layout_strides(layout, shape, args):
+    if callable(layout):
+        return layout(shape)
     if layout == POINTWISE:
         return pointwise_strides(shape, _flat_arrays(args))
     if layout == LIKE_FIRST:

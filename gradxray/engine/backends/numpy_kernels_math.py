@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from . import CONTIGUOUS
 from .numpy_kernels import (LIKE_FIRST, POINTWISE, generator, is_floating, opmath, out_dtype, register,
                             register_inplace, register_view, shifted)
 
@@ -160,7 +159,7 @@ def where(out, condition, self, other):
     return np.where(condition, _cast(self, c), _cast(other, c))
 
 
-@register("masked_fill", layout=LIKE_FIRST)
+@register("masked_fill")
 def masked_fill(out, self, mask, value):
     return np.where(mask, np.asarray(_scalar(value) if np.ndim(value) == 0 else value).astype(self.dtype), self)
 
@@ -410,7 +409,9 @@ def hardsigmoid(out, self):
 def hardsigmoid_backward(out, grad_output, self):
     _, c = _float_compute(out, grad_output)
     x = _cast(self, c)
-    return np.where((x > -3) & (x < 3), _cast(grad_output, c) / 6, np.zeros((), c))
+    # torch multiplies by the float32 constant 1/6 whatever the dtype
+    return np.where((x > -3) & (x < 3), _cast(grad_output, c) * c.type(np.float32(1) / np.float32(6)),
+                    np.zeros((), c))
 
 
 @register("hardswish", layout=POINTWISE)
@@ -725,7 +726,7 @@ def repeat(out, self, repeats):
     return np.tile(self.reshape((1,) * lead + self.shape), tuple(repeats))
 
 
-@register("flip")
+@register("flip", layout=LIKE_FIRST)
 def flip(out, self, dims):
     return np.flip(self, axis=tuple(dims)).copy()
 
@@ -777,10 +778,14 @@ def index_select(out, self, dim, index):
 
 @register("gather")
 def gather(out, self, dim, index, sparse_grad=False):
+    if self.ndim == 0:                       # a 0-dim tensor gathers like a 1-element vector
+        return np.take_along_axis(self.reshape(1), index.reshape(1), 0).reshape(index.shape)
     return np.take_along_axis(self, index, axis=dim)
 
 
 def _scatter_target(self, dim, index):
+    if index.ndim == 0:
+        return (index,) if self.ndim else (Ellipsis,)
     idx = list(np.indices(index.shape, sparse=True))
     idx[dim] = index
     return tuple(idx)
@@ -853,7 +858,7 @@ def masked_select(out, self, mask):
     return np.broadcast_to(self, shape)[np.broadcast_to(mask, shape)]
 
 
-@register("nonzero")
+@register("nonzero", layout=lambda shape: (1, max(shape[0], 1)))      # torch fills it column by column
 def nonzero(out, self):
     return np.stack(np.nonzero(self), axis=1).astype(np.int64) if self.ndim else \
         np.zeros((int(bool(self)), 0), np.int64)
@@ -1033,15 +1038,17 @@ def celu(out, self, alpha=1.0):
 def log_sigmoid_forward(out, self):
     _, c = _float_compute(out, self)
     x = _cast(self, c)
-    # -softplus(-x), stably; torch's CPU kernel leaves its buffer empty
-    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))), np.zeros((0,), c)
+    # -softplus(-x), stably; the CPU kernel's buffer holds exp(-|x|) for the backward
+    buffer = np.exp(-np.abs(x))
+    return np.minimum(x, 0) - np.log1p(buffer), buffer
 
 
 @register("log_sigmoid_backward", layout=POINTWISE)
 def log_sigmoid_backward(out, grad_output, self, buffer):
     _, c = _float_compute(out, grad_output)
-    x = _cast(self, c)
-    return _cast(grad_output, c) * (1 / (1 + np.exp(x)))
+    x, z = _cast(self, c), _cast(buffer, c)
+    # d/dx log(sigmoid(x)) = 1 - sigmoid(x), from the buffer z = exp(-|x|) as torch's CPU kernel does
+    return _cast(grad_output, c) * np.where(x < 0, 1 / (1 + z), z / (1 + z))
 
 
 @register("logit", layout=POINTWISE)
@@ -1098,3 +1105,33 @@ def index_put_(self, indices, values, accumulate=False, unsafe=False):
         np.add.at(self, key, values)
     else:
         self[key] = values
+
+
+@register("gather_backward")
+def gather_backward(out, grad, self, dim, index, sparse_grad=False):
+    return scatter_add(out, np.zeros(self.shape, grad.dtype), dim, index, grad)
+
+
+# -- mixed precision (GradScaler) ---------------------------------------------------------------
+
+@register_inplace("_amp_foreach_non_finite_check_and_unscale_")
+def amp_non_finite_check_and_unscale_(self, found_inf, inv_scale):
+    """Unscale every gradient in place; found_inf becomes 1 if any value is inf or nan."""
+    for grad in self:
+        grad[...] = grad * inv_scale.astype(grad.dtype)
+        if not np.isfinite(grad.astype(opmath(grad.dtype))).all():
+            found_inf[...] = 1
+
+
+@register_inplace("_amp_update_scale_")
+def amp_update_scale_(self, growth_tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    """torch's scale update: back off after an overflow, grow after ``growth_interval`` clean steps."""
+    if found_inf.item():
+        self[...] = self * backoff_factor
+        growth_tracker[...] = 0
+        return
+    successful = growth_tracker.item() + 1
+    if successful == growth_interval:
+        self[...] = self * growth_factor
+        successful = 0
+    growth_tracker[...] = successful

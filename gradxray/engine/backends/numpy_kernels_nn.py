@@ -897,3 +897,16 @@ for _mode, _aten in (("reflect", "reflection_pad"), ("edge", "replication_pad"))
     for _k in (1, 2, 3):
         register(f"{_aten}{_k}d")(_fwd)
         register(f"{_aten}{_k}d_backward")(_bwd)
+
+
+@register("max_pool1d")
+def max_pool1d(out, self, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """max_pool2d_with_indices over an added trailing dim of size 1 (values only)."""
+    def first(v, default):
+        if isinstance(v, (list, tuple)):
+            return v[0] if len(v) else default
+        return v
+    k = first(kernel_size, None)
+    values, _ = max_pool2d_with_indices(None, self[..., None], (k, 1), (first(stride, k), 1),
+                                        (first(padding, 0), 0), (first(dilation, 1), 1), ceil_mode)
+    return values[..., 0]

@@ -8,6 +8,7 @@ from .. import dtypes as _dt
 from ..creation import new_zeros
 from ..function import Function
 from ._kernel import kernel
+from .indexing import ConstantPadNd, Gather
 from .nn import _masked_kernel
 from .pointwise import add
 from .reduce import mean
@@ -151,23 +152,6 @@ class ConvolutionBackward(Function):
         return g_grad, g_x, g_w, None, None, None, None, None, None, None, None
 
 
-class ConstantPadNd(Function):
-    """y = constant_pad_nd(x, pad, value) (torch's padding for an odd-sized padding='same').  Saves: nothing."""
-
-    @staticmethod
-    def forward(ctx, x, pad, value=0.0):
-        shape = list(x.shape)
-        for i in range(len(pad) // 2):
-            d = x.dim() - 1 - i
-            shape[d] = shape[d] + pad[2 * i] + pad[2 * i + 1]
-        ctx.pad = list(pad)
-        return kernel("constant_pad_nd", (shape, x.dtype), x, list(pad), value)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ConstantPadNd.apply(grad, [-p for p in ctx.pad]), None, None
-
-
 def _convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, nd):
     """torch's conv{nd}d / conv_transpose{nd}d entry: argument expansion, unbatched input, string padding."""
     if input.dim() not in (nd + 1, nd + 2):
@@ -294,42 +278,6 @@ class MaxPool2dWithIndicesBackward(Function):
         g_grad = max_pool_double_backward(gg, idx) if ctx.needs_input_grad[0] else None
         g_x = new_zeros(gg, *ctx.x_meta) if ctx.needs_input_grad[1] else None
         return g_grad, g_x, None, None, None, None, None, None
-
-
-class Gather(Function):
-    """y = gather(x, dim, index).  Saves: self, index (torch keeps self for its gather_backward)."""
-
-    saves = ("self", "index")
-
-    @staticmethod
-    def forward(ctx, x, dim, index):
-        ctx.save_for_backward(x, index)
-        ctx.dim = dim
-        return kernel("gather", (index.shape, x.dtype), x, dim, index)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, index = ctx.saved_tensors
-        return GatherBackward.apply(grad, x, ctx.dim, index), None, None
-
-
-class GatherBackward(Function):
-    """grad_self = gather_backward(grad, self, dim, index): grad scatter-added into self's shape.
-    Saves: index.  Derivative: a gather of the incoming gradient."""
-
-    node_name = "ScatterAddBackward0"
-    saves = ("index",)
-
-    @staticmethod
-    def forward(ctx, grad, x, dim, index):
-        ctx.save_for_backward(index)
-        ctx.dim = dim
-        return kernel("gather_backward", (x.shape, grad.dtype), grad, x, dim, index, False)
-
-    @staticmethod
-    def backward(ctx, gg):
-        (index,) = ctx.saved_tensors
-        return Gather.apply(gg, ctx.dim, index), None, None, None
 
 
 def max_pool_double_backward(gg, indices):

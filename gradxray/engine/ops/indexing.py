@@ -325,12 +325,16 @@ def _apply_slicing(x: Tensor, index: tuple):
         raise IndexError(f"too many indices for tensor of dimension {x.dim()}")
     result, dim = x, 0
     indices: list = []
+    mask_extra_dims = 0        # a k-dim mask is one entry of the index list but covers k dims
 
     def record(t):
-        nonlocal dim
-        indices.extend([None] * (dim + 1 - len(indices)))
-        indices[dim] = t
-        dim += t.dim() if t.dtype in _MASK_DTYPES else 1
+        nonlocal dim, mask_extra_dims
+        position = dim - mask_extra_dims
+        indices.extend([None] * (position + 1 - len(indices)))
+        indices[position] = t
+        covered = t.dim() if t.dtype in _MASK_DTYPES else 1
+        dim += covered
+        mask_extra_dims += covered - 1
 
     for obj in index:
         if obj is Ellipsis:

@@ -8,6 +8,7 @@ from ..function import Function
 from ..symbolic import sym_prod
 from ._composite import composite_grads
 from ._kernel import inplace, kernel
+from .indexing import Repeat
 from .misc import to_dtype
 from .nn import _masked_kernel
 from .pointwise import AddInplace, add, mul, sub
@@ -228,21 +229,6 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
 
 # -- instance norm ----------------------------------------------------------
 
-class Repeat(Function):
-    """y = x.repeat(b) for a 1-D x (instance_norm's per-sample copy of the channel parameters).
-    Saves: nothing (sizes)."""
-
-    @staticmethod
-    def forward(ctx, x, times):
-        ctx.in_shape, ctx.times = x.shape, times
-        return kernel("repeat", ((x.shape[0] * times,), x.dtype), x, [int(times)])
-
-    @staticmethod
-    def backward(ctx, grad):
-        # torch's repeat_backward: the copies summed back onto the original
-        return sum_(view_(grad, [ctx.times, ctx.in_shape[0]]), [0]), None
-
-
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
                   momentum=0.1, eps=1e-5):
     if use_input_stats:
@@ -257,7 +243,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     b, c = input.shape[0], input.shape[1]
 
     def repeated(t):
-        return Repeat.apply(t, b) if t is not None else None
+        return Repeat.apply(t, [b]) if t is not None else None
 
     weight_, bias_, mean_, var_ = repeated(weight), repeated(bias), repeated(running_mean), repeated(running_var)
     folded = view_(contiguous(input), [1, b * c] + list(input.shape[2:]))

@@ -284,8 +284,8 @@ def mul(a, b):
 
 def div(a, b):
     if not isinstance(a, Tensor):
-        from .creation import full_like
-        a = full_like(b, a)
+        from .elementwise import reciprocal
+        return mul(reciprocal(b), a)        # torch's Tensor.__rtruediv__: reciprocal() * number
     return Div.apply(a, b)
 
 

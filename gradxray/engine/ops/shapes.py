@@ -5,24 +5,33 @@ from ..symbolic import SymInt, sym_prod
 
 
 def broadcast_shapes(*shapes):
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for i in range(ndim):
-        dim = 1
-        for s in shapes:
-            j = i - (ndim - len(s))
-            if j < 0:
-                continue
-            d = s[j]
-            if int(d) == 1:
-                continue
-            if int(dim) != 1 and int(dim) != int(d):
-                raise RuntimeError(
-                    f"The size of tensor a ({int(dim)}) must match the size of tensor b ({int(d)}) "
-                    f"at non-singleton dimension {i}")
-            # prefer the symbolic spelling of a dim
-            dim = d if (int(dim) == 1 or isinstance(d, SymInt)) else dim
-        out.append(dim)
+    """The broadcast of ``shapes``, folded pairwise in order as torch's TensorIterator does (so a
+    mismatch names the same operands and dimension as torch's error)."""
+    if not shapes:
+        return ()
+    out = tuple(shapes[0])
+    for s in shapes[1:]:
+        out = _infer_size(out, tuple(s))
+    return out
+
+
+def _infer_size(a, b):
+    """torch's infer_size: align from the last dimension; a size-1 dim stretches."""
+    ndim = max(len(a), len(b))
+    out = [None] * ndim
+    for i in range(ndim - 1, -1, -1):
+        offset = ndim - 1 - i
+        da = a[len(a) - 1 - offset] if offset < len(a) else 1
+        db = b[len(b) - 1 - offset] if offset < len(b) else 1
+        if int(da) != int(db) and int(da) != 1 and int(db) != 1:
+            raise RuntimeError(f"The size of tensor a ({int(da)}) must match the size of tensor b ({int(db)}) "
+                               f"at non-singleton dimension {i}")
+        if int(da) == 1:
+            out[i] = db
+        elif int(db) == 1:
+            out[i] = da
+        else:
+            out[i] = db if isinstance(db, SymInt) and not isinstance(da, SymInt) else da   # keep a symbol
     return tuple(out)
 
 
@@ -52,6 +61,8 @@ def view_strides(old_shape, old_stride, new_shape):
         numel *= s
     if numel == 0:
         return tuple(_contig(new))
+    if not old_shape:                       # a 0-dim tensor views as any all-ones shape with unit strides
+        return tuple(1 for _ in new)
     new_stride = [0] * len(new)
     view_d = len(new) - 1
     chunk_base_stride = old_stride[-1] if old_stride else 1

@@ -118,24 +118,35 @@ class Expand(Function):
         ctx.in_shape = x.shape
         shape = list(shape)
         lead = len(shape) - x.dim()
-        out_shape, out_stride = [], []
-        for i, s in enumerate(shape):
+        if lead < 0:
+            from ..graph import _torch_type_name
+            raise RuntimeError(f"expand({_torch_type_name(x)}{{{[int(d) for d in x.shape]}}}, size={[int(d) for d in shape]}): "
+                               "the number of sizes provided (%d) must be greater or equal to the number of "
+                               "dimensions in the tensor (%d)" % (len(shape), x.dim()))
+        out_shape, out_stride = [None] * len(shape), [None] * len(shape)
+        # torch's inferExpandGeometry, from the last dim: a new leading dim of size 1 gets the
+        # stride it would have in a contiguous layout (next size * next stride), a broadcast dim 0
+        for i in range(len(shape) - 1, -1, -1):
+            s = shape[i]
             if i < lead:
-                out_shape.append(s)
-                out_stride.append(0)
+                if int(s) == -1:
+                    raise RuntimeError(f"The expanded size of the tensor (-1) isn't allowed in a leading, "
+                                       f"non-existing dimension {i}")
+                nxt = int(out_shape[i + 1]) * int(out_stride[i + 1]) if i + 1 < len(shape) else 0
+                out_shape[i], out_stride[i] = s, (nxt if int(s) == 1 else 0)
                 continue
             xs, xst = x.shape[i - lead], x.stride()[i - lead]
             if int(s) == -1:
                 s = xs
             if int(xs) == int(s):
-                out_shape.append(s if isinstance(s, SymInt) else xs)     # keep the symbolic spelling
-                out_stride.append(xst)
+                out_shape[i] = s if isinstance(s, SymInt) else xs      # keep the symbolic spelling
+                out_stride[i] = xst
             elif int(xs) == 1:
-                out_shape.append(s)
-                out_stride.append(0)
+                out_shape[i], out_stride[i] = s, 0
             else:
                 raise RuntimeError(f"The expanded size of the tensor ({int(s)}) must match the existing size "
-                                   f"({int(xs)}) at non-singleton dimension {i}.")
+                                   f"({int(xs)}) at non-singleton dimension {i}.  Target sizes: "
+                                   f"{[int(d) for d in shape]}.  Tensor sizes: {[int(d) for d in x.shape]}")
         return view(x, out_shape, out_stride, x.storage_offset(), "expand", [int(s) for s in out_shape])
 
     @staticmethod
@@ -417,9 +428,3 @@ def getitem(x, index):
     lists and masks through ``index`` (the logic lives with the indexing ops)."""
     from .indexing import getitem as _getitem
     return _getitem(x, index)
-
-
-def setitem(x, index, value):
-    """``x[index] = value`` as torch runs it (copy_/fill_ into a view, or index_put_)."""
-    from .indexing import setitem as _setitem
-    _setitem(x, index, value)

@@ -226,6 +226,7 @@ class CheckpointFunction(Function):
     Backward recomputes the region with grad enabled and backpropagates through it."""
 
     saves = ("inputs",)
+    node_name = "CheckpointFunctionBackward"      # torch's name for a Python Function's node
 
     @staticmethod
     def forward(ctx, run_function, preserve_rng_state, *args):
@@ -372,13 +373,24 @@ class _CheckpointFrame:
                 f"than during the forward pass.\n{mismatched}.\n{_DEBUG_TIP}")
 
 
+def _forget_pending_saves(saved: Tensor) -> None:
+    """Called before the early-stop exception leaves ``Function.apply`` in the middle of saving: a node
+    saving its own output still lists it in ``ctx._to_save`` (output -> node -> ctx -> output), a cycle
+    that only the garbage collector would free, keeping the recomputed graph alive past the point where
+    torch frees it.  The list is cleared here, as a completed save clears it."""
+    node = saved.grad_fn
+    ctx = getattr(node, "ctx", None)
+    if ctx is not None and any(t is saved for t in ctx._to_save):
+        ctx._to_save = ()
+
+
 class _RecomputationHook(saved_tensors_hooks):
     """Active while a region is recomputed: each tensor the recomputed ops save is matched, in order,
     with the holder the original forward saved, and stored under this pass's handle."""
 
     def __init__(self, frame_ref, gid):
-        def pack_hook(x):
-            x = _detached(x) if x.requires_grad else x
+        def pack_hook(saved):
+            x = _detached(saved) if saved.requires_grad else saved
             frame = frame_ref()
             _internal_assert(frame is not None)
             recomp_idx = frame.recomp_counter[gid]
@@ -397,6 +409,7 @@ class _RecomputationHook(saved_tensors_hooks):
                 holder.handles[gid] = _Handle()
                 frame.recomputed[gid][holder.handles[gid]] = x
             if frame.early_stop and frame.recomp_counter[gid] == len(frame.weak_holders):
+                _forget_pending_saves(saved)
                 raise _StopRecomputation
             return x
 
