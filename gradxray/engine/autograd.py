@@ -272,6 +272,24 @@ def _run_pre_hooks(node, buffer) -> None:
                 t.grad = buffer[nr].clone() if t.grad is None else t.grad + buffer[nr]
 
 
+class GraphTask:
+    """One running backward pass (torch's graph task): its identity, and whether it runs only towards
+    given inputs (``grad()`` / ``backward(inputs=...)``), which reentrant checkpointing refuses."""
+
+    __slots__ = ("towards_inputs", "__weakref__")
+
+    def __init__(self, towards_inputs: bool):
+        self.towards_inputs = towards_inputs
+
+
+_graph_tasks: list = []
+
+
+def current_graph_task():
+    """The innermost backward pass running now, or None outside backward."""
+    return _graph_tasks[-1] if _graph_tasks else None
+
+
 def _execute(roots, retain_graph: bool, create_graph: bool, targets=None, capture=None) -> None:
     """Run the backward graph from ``roots``.
 
@@ -298,6 +316,18 @@ def _execute(roots, retain_graph: bool, create_graph: bool, targets=None, captur
         if deps.get(node, 0) == 0 and not any(node is n for _, _, n in ready):
             heapq.heappush(ready, (-node.sequence_nr, next(tie), node))
     del roots
+    node = buf = g = None          # this frame must not keep a root gradient alive (stealing, live memory)
+    _graph_tasks.append(GraphTask(towards_inputs=needed is not None))
+    try:
+        _run_ready(ready, buffers, deps, needed, captures, captured if capture is not None else None,
+                   retain_graph, create_graph, tie)
+    finally:
+        _graph_tasks.pop()
+
+
+def _run_ready(ready, buffers, deps, needed, captures, captured, retain_graph, create_graph, tie) -> None:
+    """The engine loop: pop the ready node with the highest sequence number, run it, pass its
+    gradients on, release what it saved."""
     with memory.phase("backward"), set_grad_enabled(create_graph):
         while ready:
             _, _, node = heapq.heappop(ready)

@@ -53,13 +53,13 @@ class Context:
         self._materialize_grads = bool(value)
 
 
-def _layout(args):
+def _layout(args, lists: bool = True):
     layout, flat = [], []
     for a in args:
         if isinstance(a, Tensor):
             layout.append(1)
             flat.append(a)
-        elif isinstance(a, (list, tuple)) and a and all(isinstance(x, Tensor) for x in a):
+        elif lists and isinstance(a, (list, tuple)) and a and all(isinstance(x, Tensor) for x in a):
             layout.append(len(a))
             flat.extend(a)
         else:
@@ -72,13 +72,15 @@ class Function:
     returns one gradient per positional argument (None for non-tensors, a tuple for a tensor list)."""
 
     saves: tuple[str, ...] = ()        # names of what forward saves, in save_for_backward order
+    _builtin = True                    # defined in the engine (set per subclass)
     # torch passes undefined gradients to its built-in formulas but zeros to Python Functions;
     # the engine's own ops (defined in this package) take the built-in convention.
     _materialize_default = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._materialize_default = not cls.__module__.startswith(__package__ + ".")
+        cls._builtin = cls.__module__.startswith(__package__ + ".")
+        cls._materialize_default = not cls._builtin
 
     @staticmethod
     def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
@@ -90,7 +92,9 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        layout, inputs = _layout(args)
+        # the engine's own ops take tensor lists (cat, stack); torch ignores tensors nested in the
+        # arguments of a Python Function
+        layout, inputs = _layout(args, lists=cls._builtin)
         record = autograd.is_grad_enabled() and any(t.requires_grad for t in inputs)
         ctx = Context(cls._materialize_default)
         if record:
@@ -145,10 +149,12 @@ class Function:
             o.grad_fn = node
             o._output_nr = i
             o.requires_grad = True
-        node.save(ctx._to_save, outputs, cls.saves)
-        ctx._to_save = ()
-        ctx._non_differentiable = []
-        ctx._dirty = []
+        try:
+            node.save(ctx._to_save, outputs, cls.saves)
+        finally:               # also when a pack hook raises: ctx must not keep the outputs (a cycle)
+            ctx._to_save = ()
+            ctx._non_differentiable = []
+            ctx._dirty = []
         return tuple(outputs) if isinstance(out, tuple) else outputs[0]
 
 

@@ -7,6 +7,7 @@ import sys
 import weakref
 
 from . import memory
+from .tensor import Tensor
 
 _sequence = itertools.count()
 
@@ -168,7 +169,11 @@ class Node:
         return _add_hook(self.post_hooks, fn)
 
     def name(self) -> str:
-        return getattr(self.fn, "node_name", None) or self.fn.__name__ + "Backward0"
+        # torch: "MulBackward0" for its own ops, "MyFunctionBackward" for a Python Function
+        explicit = getattr(self.fn, "node_name", None)
+        if explicit:
+            return explicit
+        return self.fn.__name__ + ("Backward0" if getattr(self.fn, "_builtin", True) else "Backward")
 
     def __repr__(self):
         return f"<{self.name()}>"
@@ -185,9 +190,13 @@ class Node:
                 continue
             is_output = any(t is o for o in outputs)
             name = names[i] if i < len(names) else f"saved{i}"
-            self.saved.append(SavedTensor(t, is_output, name))
-            for tr in trackers:
-                tr.on_saved(self.name(), name, t)
+            saved = SavedTensor(t, is_output, name)
+            self.saved.append(saved)
+            # what is kept: the tensor, or under saved-tensor hooks whatever the pack hook returned
+            kept = t if saved.unpack_hook is None else saved.packed
+            if isinstance(kept, Tensor):
+                for tr in trackers:
+                    tr.on_saved(self.name(), name, kept)
 
     def unpack_saved(self):
         if self.released:
@@ -247,12 +256,14 @@ class Node:
         return flat
 
     def _materialized(self, grads):
-        """Undefined output gradients become zeros (torch's materialize_grads, on by default)."""
+        """Undefined output gradients become zeros (torch's materialize_grads, on by default), on the
+        backend of the gradients that did arrive."""
         if all(g is not None for g in grads) or not self.ctx._materialize_grads:
             return grads
-        from .creation import zeros
-        return [g if g is not None else zeros(*shape, dtype=dtype, device=dev)
-                for g, (shape, dtype, dev) in zip(grads, self.output_metas)]
+        from .creation import new_zeros
+        ref = next(g for g in grads if g is not None)
+        return [g if g is not None else new_zeros(ref, shape, dtype=dtype)
+                for g, (shape, dtype, _dev) in zip(grads, self.output_metas)]
 
 
 class AccumulateGrad(Node):
@@ -273,8 +284,9 @@ class AccumulateGrad(Node):
         grads.clear()                         # drop the buffer's reference: we may steal the tensor
         var = self.variable
         if var.grad is None:
-            # refs: this frame's local + getrefcount's argument
-            sole = sys.getrefcount(new_grad) <= 2 and _storage_uses(new_grad) <= 1
+            # torch's is_tensor_stealable: nobody else holds this tensor object (its storage may be shared
+            # with a base, as for a transposed mm result); refs: this frame's local + getrefcount's argument
+            sole = sys.getrefcount(new_grad) <= 2
             if not create_graph and sole and _obeys_layout_contract(new_grad, var):
                 g = new_grad._alias()
                 g._base = None

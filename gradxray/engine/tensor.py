@@ -300,9 +300,10 @@ class Tensor:
         return self._inference
 
     def detach(self):
-        """A history-free tensor on the same storage (a view of this one, as in torch)."""
+        """A history-free tensor on the same storage and version counter.  Not a differentiable view:
+        in-place changes to it never rebase this tensor's history (torch's ``detach()._base`` is None)."""
         t = self._alias()
-        t._base = self._base if self._base is not None else self
+        t._base = None
         return t
 
     def detach_(self):

@@ -20,7 +20,6 @@ torch = pytest.importorskip("torch")
 from torch.utils import checkpoint as torch_ckpt  # noqa: E402
 
 import gradxray.engine as gx  # noqa: E402
-from gradxray.engine import graph  # noqa: E402
 from gradxray.engine.interop import load_torch_state  # noqa: E402
 from gradxray.engine.utils import checkpoint as gx_ckpt  # noqa: E402
 from tests.support.torch_truth import LiveStorageTracker  # noqa: E402
@@ -170,29 +169,9 @@ def test_checkpointed_gradients_match_torch_and_the_plain_run(model_name, mode):
     assert_same_grads(ours_plain, plain_grads)     # dropout replayed: checkpointing changes nothing
 
 
-@pytest.fixture
-def torch_gradient_stealing(monkeypatch):
-    """AccumulateGrad adopting a gradient by torch's rule (``is_tensor_stealable``: the gradient tensor's own
-    use count; the storage's is not looked at).  The engine's AccumulateGrad also requires the storage to
-    have no other user, so a gradient that is a view (a Linear's bias or weight gradient) is copied where
-    torch adopts it, and the backward peak gains that copy; reported to the core's owners.  Only the
-    AccumulateGrad check is changed, for the duration of each call."""
-    original = graph.AccumulateGrad.apply
-
-    def apply(self, grads, create_graph):
-        storage_uses = graph._storage_uses
-        monkeypatch.setattr(graph, "_storage_uses", lambda t: 1)
-        try:
-            return original(self, grads, create_graph)
-        finally:
-            monkeypatch.setattr(graph, "_storage_uses", storage_uses)
-
-    monkeypatch.setattr(graph.AccumulateGrad, "apply", apply)
-
-
 @pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_memory_matches_torch(model_name, mode, torch_gradient_stealing):
+def test_memory_matches_torch(model_name, mode):
     """After forward only the blocks' inputs and the output stay alive, as in torch, byte for byte; the
     peak over backward (recomputation included) is torch's."""
     t_model, g_model, x = _models(model_name)
@@ -204,7 +183,7 @@ def test_memory_matches_torch(model_name, mode, torch_gradient_stealing):
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_non_reentrant_without_early_stop_matches_torch_memory(model_name, torch_gradient_stealing):
+def test_non_reentrant_without_early_stop_matches_torch_memory(model_name):
     t_model, g_model, x = _models(model_name)
     t_full = run_torch(t_model, x, "non_reentrant", early_stop=False)
     g_full = run_engine(g_model, x, "non_reentrant", early_stop=False)
@@ -243,7 +222,7 @@ def test_recomputation_is_labelled_in_the_memory_timeline():
     assert gx_ckpt.RECOMPUTE_PHASE not in [p for p, _, _ in run_engine(g_model, x, "plain")[3].timeline]
 
 
-def test_shape_backend_sees_the_same_memory_as_the_torch_backend(torch_gradient_stealing):
+def test_shape_backend_sees_the_same_memory_as_the_torch_backend():
     """The analyzer runs checkpointed models on the shape backend: same live bytes, same peak."""
     _, g_model, x = _models("mlp")
     measured = run_engine(g_model, x, "non_reentrant")
@@ -583,7 +562,7 @@ def _sequential(lib):
 
 @pytest.mark.parametrize("use_reentrant", [True, False])
 @pytest.mark.parametrize("segments", [1, 2, 3])
-def test_checkpoint_sequential_matches_torch(segments, use_reentrant, torch_gradient_stealing):
+def test_checkpoint_sequential_matches_torch(segments, use_reentrant):
     torch.manual_seed(0)
     t_seq = _sequential(TORCH)
     with gx.backend("torch"):

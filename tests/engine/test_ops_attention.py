@@ -33,9 +33,14 @@ def _sdpa(**kwargs):
             if isinstance(a, torch.Tensor):
                 a = a.to(getattr(torch, q.dtype.name)) if a.is_floating_point() else a
                 a = a.to(str(q.device))
-                with gx.backend("torch" if q.data_ is not None else "shape"):
-                    a = gx.from_torch(a, requires_grad=False) if q.data_ is not None else gx.empty(
-                        *a.shape, dtype=gx.dtypes.from_name(str(a.dtype).replace("torch.", "")), device=str(q.device))
+                kind = gx.backends.data_kind(q)
+                if kind == "numpy":
+                    a = gx.from_numpy(a.numpy(), requires_grad=False)
+                elif kind == "torch":
+                    a = gx.from_torch(a, requires_grad=False)
+                else:
+                    a = gx.empty(*a.shape, dtype=gx.dtypes.from_name(str(a.dtype).replace("torch.", "")),
+                                 device=str(q.device))
             kw[n] = a
         return gx.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
     return tfn, gfn

@@ -169,22 +169,11 @@ def _require_backend(name):
         pytest.skip(f"engine backend {name!r} is not available yet: {e}")
 
 
-# (model, backend) pairs that fail for a known reason outside the optimizers; strict, so a fix shows up
-KNOWN_GAPS = {
-    ("transformer", "numpy"): "numpy backend: the float64 gradient of scaled_dot_product_attention is only "
-                              "float32-accurate (~5e-8 off torch's, whose kernel agrees with the math formula "
-                              "to 1e-15)",
-}
-
-
 def _cases():
     for model_name in sorted(MODELS):
         for optimizer in sorted(OPTIMIZERS):
             for backend in ("torch", "numpy"):
-                gap = KNOWN_GAPS.get((model_name, backend))
-                marks = [pytest.mark.xfail(reason=gap, strict=True, raises=AssertionError)] if gap else []
-                yield pytest.param(model_name, optimizer, backend, marks=marks,
-                                   id=f"{model_name}-{optimizer}-{backend}")
+                yield pytest.param(model_name, optimizer, backend, id=f"{model_name}-{optimizer}-{backend}")
 
 
 @pytest.mark.parametrize("model_name, optimizer, backend", list(_cases()))

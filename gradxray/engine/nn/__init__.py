@@ -365,8 +365,9 @@ class Module:
 
 def _init_uniform(t, bound):
     """torch.nn.init.uniform_(t, -bound, bound) (values differ from torch's; tests copy torch's)."""
-    if t is not None and t.data_ is not None and hasattr(t.data_, "uniform_"):
-        t.data_.uniform_(-bound, bound)
+    from ..ops._kernel import inplace
+    if t is not None and t.data_ is not None:
+        inplace("uniform_", t, -bound, bound)
 
 
 def _kaiming_uniform_bound(fan_in):
@@ -413,8 +414,9 @@ class Embedding(Module):
         self.padding_idx = padding_idx
         self.scale_grad_by_freq = scale_grad_by_freq
         self.weight = _param(num_embeddings, embedding_dim, dtype=dtype, device=device)
-        if self.weight.data_ is not None and hasattr(self.weight.data_, "normal_"):
-            self.weight.data_.normal_()
+        if self.weight.data_ is not None:
+            from ..ops._kernel import inplace
+            inplace("normal_", self.weight)
 
     def forward(self, input):
         return F.embedding(input, self.weight, self.padding_idx, scale_grad_by_freq=self.scale_grad_by_freq)

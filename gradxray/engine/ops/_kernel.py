@@ -27,13 +27,16 @@ def _run_data(aten_name, metas, kind, args, kwargs):
     res = backends.aten(aten_name, *args, **kwargs)
     res = res if isinstance(res, (tuple, list)) else (res,)
     outs = []
-    for (shape, *_), r in zip(metas, res):
+    for (shape, dtype, *_), r in zip(metas, res):
         if r is None:
             outs.append(None)
             continue
         if tuple(r.shape) != tuple(int(s) for s in shape):
             raise AssertionError(f"shape inference for {aten_name}: {tuple(shape)} but torch gives {tuple(r.shape)}")
-        outs.append((r, backends.from_torch_dtype(r.dtype), r.stride()))
+        got = backends.from_torch_dtype(r.dtype)
+        if got is not dtype:
+            raise AssertionError(f"dtype inference for {aten_name}: {dtype.name} but torch gives {got.name}")
+        outs.append((r, got, r.stride()))
     return outs
 
 
@@ -41,8 +44,8 @@ def kernel(aten_name: str, metas, *args, **kwargs):
     """Allocate the outputs described by ``metas`` ((shape, dtype[, strides]) or a list of them).
 
     With data, the backend's kernel computes them (``torch.ops.aten.<aten_name>`` or the numpy kernel
-    registered under that name) and the meta shapes are checked against the kernel's (shape inference is
-    tested by every run on a data backend)."""
+    registered under that name) and the meta shapes and dtypes are checked against torch's (shape and
+    dtype inference are tested by every run on the torch backend)."""
     single = not isinstance(metas, list)
     metas = [metas] if single else metas
     dev = first_device(args) or first_device(list(kwargs.values()))

@@ -512,7 +512,7 @@ class LogSigmoid(Function):
     @staticmethod
     def forward(ctx, x):
         buffer_shape = x.shape if x.device.type == "cpu" else (0,)
-        y, buffer = kernel("log_sigmoid_forward", [_unary_meta(x), (buffer_shape, x.dtype)], x)
+        y, buffer = kernel("log_sigmoid_forward", [(x.shape, x.dtype), (buffer_shape, x.dtype)], x)  # contiguous
         ctx.save_for_backward(x, buffer)
         ctx.mark_non_differentiable(buffer)
         return y, buffer

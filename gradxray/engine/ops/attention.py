@@ -28,7 +28,8 @@ _FLOATS = (_dt.float32, _dt.float64, _dt.bfloat16, _dt.float16)
 
 
 class FlashAttentionCpu(Function):
-    """CPU fused attention.  Saves: q, k, v, output, logsumexp ([B, H, L] float32), attn_mask (float)."""
+    """CPU fused attention.  Saves: q, k, v, output, logsumexp ([B, H, L], float32; float64 for float64
+    inputs), attn_mask (float)."""
 
     node_name = "ScaledDotProductFlashAttentionForCpuBackward0"
     saves = ("query", "key", "value", "output", "logsumexp", "attn_mask")
@@ -38,7 +39,8 @@ class FlashAttentionCpu(Function):
         out_shape = tuple(q.shape[:-1]) + (v.shape[-1],)
         lse_shape = tuple(q.shape[:-1])
         out, lse = kernel("_scaled_dot_product_flash_attention_for_cpu",
-                          [(out_shape, q.dtype, strides_like(out_shape, q)), (lse_shape, _dt.float32)],
+                          [(out_shape, q.dtype, strides_like(out_shape, q)),
+                           (lse_shape, _dt.float64 if q.dtype is _dt.float64 else _dt.float32)],
                           q, k, v, 0.0, is_causal, attn_mask=attn_mask, scale=scale)
         ctx.save_for_backward(q, k, v, out, lse, attn_mask)
         ctx.is_causal, ctx.scale = is_causal, scale

@@ -16,7 +16,7 @@ from ..creation import zeros_like
 from ..function import Function
 from ..tensor import Tensor
 from ._kernel import inplace, kernel, strides_like
-from .pointwise import Div, Sub, add, div, mul, neg, sub
+from .pointwise import Div, InplaceSavingOriginal, Sub, add, div, mul, neg, sub
 from .shapes import broadcast_shapes
 
 # torch's ScalarType names, as its casting errors spell them
@@ -63,23 +63,6 @@ def _check_inplace(self, out_dtype, *others):
     if not _can_cast(out_dtype, self.dtype):
         raise RuntimeError(f"result type {_TORCH_TYPE_NAMES[out_dtype.name]} can't be cast to the desired output "
                            f"type {_TORCH_TYPE_NAMES[self.dtype.name]}")
-
-
-class InplaceSavingOriginal(Function):
-    """Base of in-place ops whose formula reads the original input.  torch saves a clone taken just
-    before the kernel runs, itself recorded by autograd (double backward reaches the input's earlier
-    history through it); ``apply`` takes that clone and hands it to ``forward`` as ``original``."""
-
-    @staticmethod
-    def original_needed(needs_input_grad) -> bool:
-        return needs_input_grad[0]
-
-    @classmethod
-    def apply(cls, x, *args):
-        from .views import Clone
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in (x, *args))
-        original = Clone.apply(x) if autograd.is_grad_enabled() and cls.original_needed(needs) else None
-        return super().apply(x, *args, original=original)
 
 
 def _as_dtype(t, dtype):

@@ -51,8 +51,8 @@ class EmbeddingDenseBackward(Function):
 
 
 class NativeLayerNorm(Function):
-    """y = layer_norm(x).  Saves: input, weight, bias, mean, rstd (stats in the input dtype on CPU,
-    float32 for half inputs on CUDA)."""
+    """y = layer_norm(x).  Saves: input, weight, bias, mean, rstd (stats in the input dtype on CPU unless
+    half inputs meet float32 parameters, float32 for half inputs on CUDA)."""
 
     saves = ("input", "weight", "bias", "result1", "result2")
 
@@ -61,8 +61,10 @@ class NativeLayerNorm(Function):
         k = len(normalized_shape)
         stat_shape = tuple(x.shape[:x.dim() - k]) + (1,) * k
         stat_dtype = x.dtype
-        if x.device.type == "cuda" and x.dtype in (_dt.float16, _dt.bfloat16):
-            stat_dtype = _dt.float32
+        params = [p for p in (weight, bias) if p is not None]
+        if x.dtype in (_dt.float16, _dt.bfloat16) and (x.device.type == "cuda" or
+                                                      any(p.dtype is not x.dtype for p in params)):
+            stat_dtype = _dt.float32     # CUDA accumulates half in float; CPU does for mixed half/float params
         out, mean, rstd = kernel("native_layer_norm", [(x.shape, x.dtype), (stat_shape, stat_dtype),
                                                        (stat_shape, stat_dtype)],
                                  x, list(normalized_shape), weight, bias, eps)
@@ -90,7 +92,8 @@ class NativeLayerNormBackward(Function):
     def forward(ctx, grad, x, normalized_shape, mean, rstd, weight, bias, mask, eps):
         ctx.save_for_backward(grad, x, mean, rstd, weight)
         ctx.normalized_shape, ctx.eps = normalized_shape, eps
-        metas = [(x.shape, x.dtype)] + [((weight.shape if weight is not None else (0,)), x.dtype)] * 2
+        param_dtype = weight.dtype if weight is not None else (bias.dtype if bias is not None else x.dtype)
+        metas = [(x.shape, x.dtype)] + [((weight.shape if weight is not None else (0,)), param_dtype)] * 2
         outs = _masked_kernel("native_layer_norm_backward", metas, list(mask), grad, x, normalized_shape, mean,
                               rstd, weight, bias, list(mask))
         return tuple(outs)

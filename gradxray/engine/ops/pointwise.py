@@ -87,23 +87,47 @@ class Mul(Function):
         return ga, gb
 
 
-class MulInplace(Function):
-    """a *= b (in place).  Saves: b if a needs grad."""
-    node_name = "MulBackward0"
-    saves = ("other",)
+class InplaceSavingOriginal(Function):
+    """Base of in-place ops whose formula reads the original input.  torch saves a clone taken just
+    before the kernel runs, itself recorded by autograd (double backward reaches the input's earlier
+    history through it); ``apply`` takes that clone and hands it to ``forward`` as ``original``."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def original_needed(needs_input_grad) -> bool:
+        return needs_input_grad[0]
+
+    @classmethod
+    def apply(cls, x, *args):
+        from .. import autograd
+        from .views import Clone
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in (x, *args))
+        original = Clone.apply(x) if autograd.is_grad_enabled() and cls.original_needed(needs) else None
+        return super().apply(x, *args, original=original)
+
+
+class MulInplace(InplaceSavingOriginal):
+    """a *= b (in place).  Saves: b if a needs grad; a clone of the original a if b needs grad."""
+    node_name = "MulBackward0"
+    saves = ("other", "self")
+
+    @staticmethod
+    def original_needed(needs_input_grad) -> bool:
+        return len(needs_input_grad) > 1 and needs_input_grad[1]
+
+    @staticmethod
+    def forward(ctx, a, b, original=None):
         _check_inplace(a, b)
-        ctx.save_for_backward(b if isinstance(b, Tensor) else None)
+        ctx.save_for_backward(b if isinstance(b, Tensor) and ctx.needs_input_grad[0] else None, original)
         ctx.scalar_b = None if isinstance(b, Tensor) else b
         ctx.mark_dirty(a)
         return inplace("mul_", a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        (other,) = ctx.saved_tensors
-        return mul(grad, other if other is not None else ctx.scalar_b), None
+        other, original = ctx.saved_tensors
+        ga = mul(grad, other if other is not None else ctx.scalar_b) if ctx.needs_input_grad[0] else None
+        gb = mul(grad, original) if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1] else None
+        return ga, gb, None
 
 
 class Div(Function):

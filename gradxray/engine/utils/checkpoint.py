@@ -192,30 +192,13 @@ def _replaying_rng(forward_states: _RngStates | None, cuda_devices):
 
 
 def _running_graph_task():
-    """``(token, can_checkpoint)`` of the innermost backward pass running now, or None outside backward.
-
-    torch asks its engine for the current graph task (an id, and whether it runs towards given
-    inputs only: grad() or backward(inputs=)).  The engine's backward keeps that state in the locals
-    of ``autograd._execute``: ``tie`` is created once per pass (its identity is the pass's), and
-    ``needed`` is set only when the pass is restricted to inputs."""
-    code = autograd._execute.__code__
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code is not code:
-        frame = frame.f_back
-    if frame is None:
+    """``(token, can_checkpoint)`` of the innermost backward pass running now, or None outside backward:
+    the pass itself identifies it, and reentrant checkpointing refuses passes that run only towards
+    given inputs (grad() / backward(inputs=))."""
+    task = autograd.current_graph_task()
+    if task is None:
         return None
-    names = frame.f_locals
-    try:
-        return names["tie"], names["needed"] is None
-    except KeyError as e:
-        raise AssertionError("autograd._execute no longer keeps its pass state in `tie`/`needed`; update "
-                             "utils.checkpoint._running_graph_task") from e
-    finally:
-        if type(names) is dict:
-            # before Python 3.13 f_locals is a snapshot owned by the frame: left filled, it would keep
-            # the pass's gradient buffers alive until the pass ends
-            names.clear()
-        del frame, names
+    return task, not task.towards_inputs
 
 
 # -- reentrant variant ------------------------------------------------------------------------------------
