@@ -27,12 +27,13 @@ int8 = dtype("int8", 1, False, 2, "i8")
 int16 = dtype("int16", 2, False, 3, "i16")
 int32 = dtype("int32", 4, False, 4, "i32")
 int64 = dtype("int64", 8, False, 5, "i64")
+uint64 = dtype("uint64", 8, False, 6, "u64", is_signed=False)     # RNG state of CUDA attention kernels
 float16 = dtype("float16", 2, True, 10, "f16")
 bfloat16 = dtype("bfloat16", 2, True, 10, "bf16")
 float32 = dtype("float32", 4, True, 11, "f32")
 float64 = dtype("float64", 8, True, 12, "f64")
 
-ALL = [bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64]
+ALL = [bool_, uint8, int8, int16, int32, int64, uint64, float16, bfloat16, float32, float64]
 _BY_NAME = {d.name: d for d in ALL}
 ALIASES = {"long": int64, "int": int32, "short": int16, "half": float16, "float": float32,
            "double": float64, "bool": bool_}

@@ -13,8 +13,9 @@ from tests.support.opcheck import Arg, check_op  # noqa: E402
 def _stats(c, dtype):
     """Running stats made fresh on every call: the torch and the engine run each update their own copy."""
     gen = torch.Generator().manual_seed(1)
-    return torch.randn(c, dtype=torch.float64, generator=gen).to(dtype), \
-        (torch.rand(c, dtype=torch.float64, generator=gen) + 0.5).to(dtype)
+    where = torch.get_default_device()          # made on the GPU when a CUDA run sets it
+    return torch.randn(c, dtype=torch.float64, generator=gen, device="cpu").to(where, dtype), \
+        (torch.rand(c, dtype=torch.float64, generator=gen, device="cpu") + 0.5).to(where, dtype)
 
 
 def _gx(*tensors):

@@ -45,14 +45,14 @@ class Arg:
         dtype = self.dtype or dtype
         shape = tuple(reversed(self.shape)) if self.transposed else tuple(self.shape)
         if dtype.is_floating_point:
-            t = torch.randn(shape, dtype=torch.float64, generator=generator)
+            t = torch.randn(shape, dtype=torch.float64, generator=generator, device="cpu")
             if self.positive:
                 t = t.abs() * 0.5 + 0.5
             if self.unit:
-                t = torch.rand(shape, dtype=torch.float64, generator=generator) * 0.9 + 0.05
+                t = torch.rand(shape, dtype=torch.float64, generator=generator, device="cpu") * 0.9 + 0.05
             t = t.to(dtype)
         else:
-            t = torch.randint(0, 5, shape, dtype=dtype, generator=generator)
+            t = torch.randint(0, 5, shape, dtype=dtype, generator=generator, device="cpu")
         t = t.to(device)
         if self.transposed:
             t = t.permute(*reversed(range(t.dim())))
@@ -157,7 +157,7 @@ def check_op(torch_fn, gx_fn, args, *, dtype=torch.float64, second_order=True, s
     pairs = [(t, g) for t, g in zip(touts, gouts) if t.requires_grad]
     if not diff_t or not pairs:
         return
-    tgo = [torch.randn(t.shape, dtype=t.dtype, generator=gen).to(t.device).requires_grad_(second_order)
+    tgo = [torch.randn(t.shape, dtype=t.dtype, generator=gen, device="cpu").to(t.device).requires_grad_(second_order)
            for t, _ in pairs]
     with gx.backend(backend):
         ggo = [_from_torch(t, backend) for t in tgo]
@@ -180,7 +180,7 @@ def _check_second_order(tg, gg, t_wrt, g_wrt, gen, backend, rtol, atol):
     for t, g in zip(tg, gg):
         if t is None or not t.requires_grad:
             continue
-        v = torch.randn(t.shape, dtype=t.dtype, generator=gen).to(t.device)
+        v = torch.randn(t.shape, dtype=t.dtype, generator=gen, device="cpu").to(t.device)
         with gx.backend(backend):
             gv = _from_torch(v, backend)
         terms_t.append((t * v).sum())

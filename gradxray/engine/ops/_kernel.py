@@ -27,10 +27,11 @@ def _run_data(aten_name, metas, kind, args, kwargs):
     res = backends.aten(aten_name, *args, **kwargs)
     res = res if isinstance(res, (tuple, list)) else (res,)
     outs = []
-    for (shape, dtype, *_), r in zip(metas, res):
-        if r is None:
-            outs.append(None)
+    for meta, r in zip(metas, res):
+        if meta is None or r is None:          # a non-tensor output (e.g. a SymInt) or an undefined one
+            outs.append(None if r is None else (r, None, None))
             continue
+        shape, dtype = meta[0], meta[1]
         if tuple(r.shape) != tuple(int(s) for s in shape):
             raise AssertionError(f"shape inference for {aten_name}: {tuple(shape)} but torch gives {tuple(r.shape)}")
         got = backends.from_torch_dtype(r.dtype)
@@ -41,7 +42,8 @@ def _run_data(aten_name, metas, kind, args, kwargs):
 
 
 def kernel(aten_name: str, metas, *args, **kwargs):
-    """Allocate the outputs described by ``metas`` ((shape, dtype[, strides]) or a list of them).
+    """Allocate the outputs described by ``metas`` ((shape, dtype[, strides]) or a list of them; None for
+    a non-tensor output such as a SymInt, which is passed through with data and None without).
 
     With data, the backend's kernel computes them (``torch.ops.aten.<aten_name>`` or the numpy kernel
     registered under that name) and the meta shapes and dtypes are checked against torch's (shape and
@@ -51,16 +53,18 @@ def kernel(aten_name: str, metas, *args, **kwargs):
     dev = first_device(args) or first_device(list(kwargs.values()))
     kind = backends.data_kind(*args, *kwargs.values())
     if kind is not None:
-        outs = [Tensor._new(shape, dtype, dev, data=data, stride=stride)
-                for (shape, *_), (data, dtype, stride) in zip(metas, _run_data(aten_name, metas, kind, args, kwargs))]
+        outs = [None if out is None else out[0] if meta is None else
+                Tensor._new(meta[0], out[1], dev, data=out[0], stride=out[2])
+                for meta, out in zip(metas, _run_data(aten_name, metas, kind, args, kwargs))]
     else:
-        outs = [Tensor._new(m[0], m[1], dev, stride=m[2] if len(m) > 2 else None) for m in metas]
+        outs = [None if m is None else Tensor._new(m[0], m[1], dev, stride=m[2] if len(m) > 2 else None)
+                for m in metas]
     if memory.active_trackers():
         memory.flops(kernel_flops(aten_name, args, outs))
     return outs[0] if single else tuple(outs)
 
 
-def masked_kernel(aten_name: str, metas, mask, *args):
+def masked_kernel(aten_name: str, metas, mask, *args, **kwargs):
     """A kernel whose outputs are only produced where ``mask`` is True (the others are None), e.g.
     ``convolution_backward`` or ``native_layer_norm_backward`` with their ``output_mask``."""
     if memory.active_trackers():
@@ -69,7 +73,7 @@ def masked_kernel(aten_name: str, metas, mask, *args):
     kind = backends.data_kind(*args)
     if kind is None:
         return [Tensor._new(meta[0], meta[1], dev) if m else None for m, meta in zip(mask, metas)]
-    produced = _run_data(aten_name, list(metas), kind, args, {})
+    produced = _run_data(aten_name, list(metas), kind, args, kwargs)
     return [Tensor._new(meta[0], out[1], dev, data=out[0], stride=out[2]) if m and out is not None else None
             for m, meta, out in zip(mask, metas, produced)]
 

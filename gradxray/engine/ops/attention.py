@@ -1,5 +1,5 @@
 """scaled_dot_product_attention as torch runs it: the kernel torch's dispatcher would pick for the
-target device (CPU flash, CUDA flash, CUDA memory-efficient, or the math composite) and what that
+target device (CPU flash, CUDA cuDNN, CUDA memory-efficient, or the math composite) and what that
 kernel saves for backward.
 
 What each variant keeps for backward (per [B, H, L, S] attention, E head dim):
@@ -7,8 +7,8 @@ What each variant keeps for backward (per [B, H, L, S] attention, E head dim):
 * CPU flash (``_scaled_dot_product_flash_attention_for_cpu``): q, k, v, output, logsumexp [B, H, L]
   float32, and the float mask if one was given.  Picked on CPU for 4-D inputs without dropout whose
   last dims have stride 1 and equal head dims.
-* CUDA flash (``_scaled_dot_product_flash_attention``): q, k, v (padded to a multiple of 8 in E),
-  output, logsumexp [B, H, L] float32, the RNG state.  fp16/bf16, no mask, E <= 256.
+* CUDA cuDNN (``_scaled_dot_product_cudnn_attention``): q, k, v, output, logsumexp [B, H, L, 1] float32,
+  philox seed/offset, the mask as given.  What torch 2.11 picks on an H100 for fp16/bf16.
 * CUDA memory-efficient (``_scaled_dot_product_efficient_attention``): q, k, v, the additive mask,
   output, logsumexp [B, H, ceil(L/32)*32] float32, philox seed/offset.  fp32/fp16/bf16, masks allowed.
 * math (everything else): q*sqrt(scale) @ (k^T*sqrt(scale)) (+ mask), ``_safe_softmax``, optional
@@ -22,7 +22,7 @@ import math
 from .. import dtypes as _dt
 from ..function import Function
 from ..tensor import Tensor
-from ._kernel import kernel, strides_like
+from ._kernel import kernel, masked_kernel, strides_like
 
 _FLOATS = (_dt.float32, _dt.float64, _dt.bfloat16, _dt.float16)
 
@@ -70,39 +70,39 @@ class FlashAttentionCpuBackward(Function):
                            "implemented")
 
 
-class FlashAttentionCuda(Function):
-    """CUDA flash attention.  Saves: q, k, v, output, logsumexp ([B, H, L] float32), rng_state, unused."""
+class CudnnAttentionCuda(Function):
+    """cuDNN attention (what torch 2.11 picks on an H100 for fp16/bf16; masks, dropout and grouped-query
+    heads included).  Saves: q, k, v, output, logsumexp ([B, H, L, 1] float32), philox seed and offset,
+    the additive mask."""
 
-    node_name = "ScaledDotProductFlashAttentionBackward0"
-    saves = ("query", "key", "value", "output", "logsumexp", "rng_state", "unused")
+    node_name = "ScaledDotProductCudnnAttentionBackward0"
+    saves = ("query", "key", "value", "output", "logsumexp", "philox_seed", "philox_offset", "attn_bias")
 
     @staticmethod
-    def forward(ctx, q, k, v, dropout_p, is_causal, scale):
+    def forward(ctx, q, k, v, attn_bias, dropout_p, is_causal, scale):
         b, h, lq, _ = q.shape
-        lk = k.shape[-2]
+        compute_lse = any(t.requires_grad for t in (q, k, v))
         out_shape = (b, h, lq, v.shape[-1])
-        # the kernel works in [B, L, H, E]: its output is that layout, transposed back
-        out_strides = strides_like(out_shape, _Layout((b, h, lq, v.shape[-1]), order=(0, 2, 1, 3)))
-        metas = [(out_shape, q.dtype, out_strides), ((b, h, lq), _dt.float32), ((0,), _dt.int32), ((0,), _dt.int32),
-                 ((2,), _dt.uint64), ((), _dt.uint64), ((0,), q.dtype)]
-        res = kernel("_scaled_dot_product_flash_attention", metas, q, k, v, dropout_p, is_causal, False,
-                     scale=scale)
-        out, lse, _cq, _ck, rng, unused, _dbg = res
-        ctx.save_for_backward(q, k, v, out, lse, rng, unused)
-        ctx.args = (lq, lk, dropout_p, is_causal, scale)
+        out_strides = strides_like(out_shape, _Layout(out_shape, order=(0, 2, 1, 3)))
+        metas = [(out_shape, q.dtype, out_strides), ((b, h, lq, 1) if compute_lse else (0,), _dt.float32),
+                 None, None, None, None, ((), _dt.int64), ((), _dt.int64), None]
+        out, lse, cum_q, cum_k, max_q, max_k, seed, offset, _dbg = kernel(
+            "_scaled_dot_product_cudnn_attention", metas, q, k, v, attn_bias, compute_lse, dropout_p, is_causal,
+            False, scale=scale)
+        ctx.save_for_backward(q, k, v, out, lse, seed, offset, attn_bias)
+        ctx.args = (cum_q, cum_k, max_q, max_k, dropout_p, is_causal, scale)
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, grad, _glse=None):
-        q, k, v, out, lse, rng, unused = ctx.saved_tensors
-        lq, lk, p, causal, scale = ctx.args
-        empty = kernel("new_empty", ((0,), _dt.int32), q, [0], dtype=_dt.int32)
-        gq, gk, gv = kernel("_scaled_dot_product_flash_attention_backward",
+        q, k, v, out, lse, seed, offset, bias = ctx.saved_tensors
+        cum_q, cum_k, max_q, max_k, p, causal, scale = ctx.args
+        gq, gk, gv = kernel("_scaled_dot_product_cudnn_attention_backward",
                             [(q.shape, q.dtype), (k.shape, k.dtype), (v.shape, v.dtype)],
-                            grad, q, k, v, out, lse, empty, empty, int(lq), int(lk), p, causal, rng, unused,
+                            grad, q, k, v, out, lse, seed, offset, bias, cum_q, cum_k, max_q, max_k, p, causal,
                             scale=scale)
-        return gq, gk, gv, None, None, None
+        return gq, gk, gv, None, None, None, None
 
 
 class EfficientAttentionCuda(Function):
@@ -135,9 +135,9 @@ class EfficientAttentionCuda(Function):
                 bias is not None and ctx.needs_input_grad[3]]
         metas = [(q.shape, q.dtype), (k.shape, k.dtype), (v.shape, v.dtype),
                  ((bias.shape if bias is not None else (0,)), q.dtype)]
-        gq, gk, gv, gb = kernel("_scaled_dot_product_efficient_attention_backward", metas, grad, q, k, v, bias,
-                                out, lse, seed, offset, p, need, causal, scale=scale)
-        return gq, gk, gv, (gb if need[3] else None), None, None, None
+        gq, gk, gv, gb = masked_kernel("_scaled_dot_product_efficient_attention_backward", metas, need, grad, q, k,
+                                       v, bias, out, lse, seed, offset, p, need, causal, scale=scale)
+        return gq, gk, gv, gb, None, None, None
 
 
 class _Layout:
@@ -191,6 +191,21 @@ def _additive_mask(mask: Tensor, dtype) -> Tensor:
     return kernel("where", (mask.shape, dtype), keep_out, float("-inf"), zero)
 
 
+def _efficient_bias(mask, q, k):
+    """torch's preprocess_mask for the memory-efficient kernel: a mask whose rows are not 8-element aligned
+    is copied into a padded buffer (and sliced back), then expanded to [B, H, L, S] (measured on an H100:
+    a [5, 6] float32 mask is saved as a [5, 8]-strided buffer of 160 bytes)."""
+    from .indexing import ConstantPadNd
+    from .views import expand, narrow
+    alignment = 8
+    aligned = int(mask.stride()[-1]) == 1 and all(int(st) % alignment == 0 for st in mask.stride()[:-1])
+    if not aligned:
+        s = mask.shape[-1]
+        padded = ConstantPadNd.apply(mask, [0, alignment - int(s) % alignment], 0.0)
+        mask = narrow(padded, -1, 0, s)
+    return expand(mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
+
+
 def _last_dim_contiguous(t) -> bool:
     return int(t.shape[-1]) == 1 or int(t.stride()[-1]) == 1
 
@@ -212,13 +227,16 @@ def _cpu_flash_ok(q, k, v, mask, dropout_p, enable_gqa) -> bool:
     return all(_last_dim_contiguous(t) for t in tensors)
 
 
-def _cuda_choice(q, k, v, mask, dropout_p) -> str:
-    """torch's CUDA priority (flash, then memory-efficient, then math) on an sm80+ GPU."""
+def _cuda_choice(q, k, v, mask, dropout_p, enable_gqa=False) -> str:
+    """The kernel torch 2.11 picked on an H100 (measured): cuDNN attention for fp16/bf16 (masks, dropout,
+    grouped-query heads, head dims that are multiples of 8), memory-efficient for fp32, math otherwise."""
     head_dims_equal = int(q.shape[-1]) == int(k.shape[-1]) == int(v.shape[-1])
     if q.dim() != 4 or not head_dims_equal:
         return "math"
-    if mask is None and q.dtype in (_dt.float16, _dt.bfloat16) and int(q.shape[-1]) <= 256:
-        return "flash"
+    if q.dtype in (_dt.float16, _dt.bfloat16) and int(q.shape[-1]) % 8 == 0 and int(q.shape[-1]) <= 128:
+        return "cudnn"
+    if int(q.shape[1]) != int(k.shape[1]):          # grouped-query attention: not the efficient kernel
+        return "math"
     if q.dtype in (_dt.float16, _dt.bfloat16, _dt.float32):
         return "efficient"
     return "math"
@@ -233,20 +251,17 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                            f"{query.dtype.name} key.dtype: {key.dtype.name} and value.dtype: {value.dtype.name} "
                            "instead.")
     if query.device.type == "cuda":
-        choice = _cuda_choice(query, key, value, attn_mask, dropout_p)
+        choice = _cuda_choice(query, key, value, attn_mask, dropout_p, enable_gqa)
     else:
         choice = "flash_cpu" if _cpu_flash_ok(query, key, value, attn_mask, dropout_p, enable_gqa) else "math"
     mask = _additive_mask(attn_mask, query.dtype) if attn_mask is not None else None
     if choice == "flash_cpu":
         return FlashAttentionCpu.apply(query, key, value, is_causal, scale, mask)[0]
-    if choice == "flash":
-        e = int(query.shape[-1])
-        if e % 8:
-            raise NotImplementedError("CUDA flash attention with a head dim that is not a multiple of 8 (torch pads "
-                                      "it) is not modelled yet")
-        return FlashAttentionCuda.apply(query, key, value, dropout_p, is_causal,
-                                        scale if scale is not None else 1.0 / math.sqrt(e))[0]
+    if choice == "cudnn":
+        return CudnnAttentionCuda.apply(query, key, value, mask, dropout_p, is_causal, scale)[0]
     if choice == "efficient":
+        if mask is not None:
+            mask = _efficient_bias(mask, query, key)
         return EfficientAttentionCuda.apply(query, key, value, mask, dropout_p, is_causal, scale)[0]
     return _math(query, key, value, mask, dropout_p, is_causal, scale, enable_gqa)
 

@@ -37,6 +37,21 @@ def mm_mat2_backward(grad, mat1, mat2_column_major: bool):
     return mm(views.t(mat1), grad)
 
 
+def cublas_operand_scratch(*operands) -> None:
+    """cuBLAS takes a matrix only with unit stride in one dim (torch's prepare_matrix_for_cublas): any
+    other operand (an expanded gradient, a strided slice) is cloned contiguous for the duration of the
+    kernel.  Accounted as a transient allocation, after the output exists."""
+    from ..tensor import Storage
+    for t in operands:
+        if t.device.type != "cuda" or t.is_non_overlapping_and_dense():
+            continue
+        sizes, strides = [int(s) for s in t.shape[-2:]], [int(s) for s in t.stride()[-2:]]
+        if (strides[0] == 1 and strides[1] >= max(1, sizes[0])) or (strides[1] == 1 and strides[0] >= max(1, sizes[1])):
+            continue
+        scratch = Storage(int(t.numel()) * t.dtype.itemsize, t.device, "other")
+        del scratch
+
+
 def _save_operands(ctx, a, b, need_a: bool, need_b: bool) -> None:
     """mm's guarded saving: a only if b needs grad, b only if a needs grad (layouts as flags)."""
     _check_mm(a, b)
@@ -60,7 +75,9 @@ class Mm(Function):
     @staticmethod
     def forward(ctx, a, b):
         _save_operands(ctx, a, b, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return kernel("mm", ((a.shape[0], b.shape[1]), a.dtype), a, b)
+        out = kernel("mm", ((a.shape[0], b.shape[1]), a.dtype), a, b)
+        cublas_operand_scratch(a, b)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -76,7 +93,9 @@ class Addmm(Function):
     def forward(ctx, bias, a, b):
         _save_operands(ctx, a, b, ctx.needs_input_grad[1], ctx.needs_input_grad[2])
         ctx.need_bias = ctx.needs_input_grad[0]
-        return kernel("addmm", ((a.shape[0], b.shape[1]), a.dtype), bias, a, b)
+        out = kernel("addmm", ((a.shape[0], b.shape[1]), a.dtype), bias, a, b)
+        cublas_operand_scratch(a, b)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -104,7 +123,9 @@ class Bmm(Function):
             raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
                                f"[{int(a.shape[0])}, {int(a.shape[2])}] but got: [{int(b.shape[0])}, {int(b.shape[1])}].")
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
-        return kernel("bmm", ((a.shape[0], a.shape[1], b.shape[2]), a.dtype), a, b)
+        out = kernel("bmm", ((a.shape[0], a.shape[1], b.shape[2]), a.dtype), a, b)
+        cublas_operand_scratch(a, b)
+        return out
 
     @staticmethod
     def backward(ctx, grad):

@@ -7,7 +7,7 @@ from .. import dtypes as _dt
 from ..function import Function
 from ..symbolic import sym_prod
 from ._composite import composite_grads
-from ._kernel import inplace, kernel
+from ._kernel import inplace, kernel, masked_kernel
 from .indexing import Repeat
 from .misc import to_dtype
 from .nn import _masked_kernel
@@ -51,7 +51,9 @@ class NativeBatchNorm(Function):
             if t is not None and int(t.numel()) != int(c):
                 raise RuntimeError(f"{name} should contain {int(c)} elements not {int(t.numel())}")
         stat_dtype = _batch_norm_stat_dtype(x, weight, bias, running_mean, running_var)
-        stat_shape = (c,) if training else (0,)
+        if x.device.type == "cuda" and x.dtype in _HALF:
+            stat_dtype = _dt.float32
+        stat_shape = (c,) if training or x.device.type == "cuda" else (0,)   # CUDA returns [C] stats in eval too
         out, save_mean, save_invstd = kernel(
             "native_batch_norm", [(x.shape, x.dtype), (stat_shape, stat_dtype), (stat_shape, stat_dtype)],
             x, weight, bias, running_mean, running_var, training, momentum, eps)
@@ -121,6 +123,61 @@ class NativeBatchNormBackward(Function):
         return g_grad, g_x, g_w, None, None, None, None, None, None, None
 
 
+class CudnnBatchNorm(Function):
+    """The cuDNN batch norm torch picks on CUDA for affine float/half inputs of 3+ dims.  Saves: input,
+    weight, running_mean, running_var, save_mean, save_var ([C] float32 in training, [0] in eval) and
+    cuDNN's reserve space (uint8, empty for the default mode)."""
+
+    saves = ("input", "weight", "running_mean", "running_var", "result1", "result2", "result3")
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        c = x.shape[1]
+        stat = ((c,) if training else (0,), _dt.float32)
+        out, save_mean, save_var, reserve = kernel(
+            "cudnn_batch_norm", [(x.shape, x.dtype), stat, stat, ((0,), _dt.uint8)],
+            x, weight, bias, running_mean, running_var, training, momentum, eps)
+        if training:
+            for s in (running_mean, running_var):
+                if s is not None:
+                    s._storage.version += 1
+        ctx.save_for_backward(x, weight, running_mean, running_var, save_mean, save_var, reserve)
+        ctx.mark_non_differentiable(save_mean, save_var, reserve)
+        ctx.training, ctx.eps = training, eps
+        return out, save_mean, save_var, reserve
+
+    @staticmethod
+    def backward(ctx, grad, *_unused):
+        from .views import contiguous
+        x, weight, rm, rv, save_mean, save_var, reserve = ctx.saved_tensors
+        if grad is None:
+            return (None,) * 8
+        mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        if not ctx.training or autograd.is_grad_enabled():
+            # eval mode (and double backward): torch's formula goes through native_batch_norm_backward
+            gx, gw, gb = NativeBatchNormBackward.apply(grad, x, weight, rm, rv, save_mean, save_var, ctx.training,
+                                                       ctx.eps, mask)
+        else:
+            metas = [(x.shape, x.dtype), (weight.shape, weight.dtype), (weight.shape, weight.dtype)]
+            gx, gw, gb = kernel("cudnn_batch_norm_backward", metas, x, contiguous(grad), weight, rm, rv, save_mean,
+                                save_var, ctx.eps, reserve)
+        return gx, gw, gb, None, None, None, None, None
+
+
+def _uses_cudnn(x, weight, bias, running_mean, running_var, training) -> bool:
+    """torch's _batch_norm_impl_index test for the cuDNN kernel."""
+    if x.device.type != "cuda" or weight is None or bias is None or x.dim() < 3:
+        return False
+    if x.dtype is _dt.bfloat16 or weight.dtype is _dt.bfloat16:
+        return False
+    if x.dtype is _dt.float16 and weight.dtype is not _dt.float32:
+        return False
+    stats = running_mean is not None and running_var is not None
+    if not stats and not (running_mean is None and running_var is None and training):
+        return False
+    return int(x.shape[0]) <= (880801 if training else 65535)
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     if training:
         size = [int(s) for s in input.shape]
@@ -139,6 +196,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not isinstance(momentum, (int, float)):
         raise TypeError(f"batch_norm(): argument 'momentum' (position 7) must be float, not "
                         f"{type(momentum).__name__}")
+    return _batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps)
+
+
+def _batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps):
+    """at::batch_norm's kernel choice: cuDNN where torch takes it (on a contiguous copy), else native."""
+    if _uses_cudnn(input, weight, bias, running_mean, running_var, training) and eps >= 1e-5:
+        from .views import contiguous
+        return CudnnBatchNorm.apply(contiguous(input), contiguous(weight), bias, running_mean, running_var, training,
+                                    momentum, eps)[0]
     return NativeBatchNorm.apply(input, weight, bias, running_mean, running_var, training, momentum, eps)[0]
 
 
@@ -247,8 +313,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
 
     weight_, bias_, mean_, var_ = repeated(weight), repeated(bias), repeated(running_mean), repeated(running_var)
     folded = view_(contiguous(input), [1, b * c] + list(input.shape[2:]))
-    out = NativeBatchNorm.apply(folded, weight_, bias_, mean_, var_, use_input_stats,
-                                0.0 if momentum is None else momentum, eps)[0]
+    out = _batch_norm_impl(folded, weight_, bias_, mean_, var_, use_input_stats,
+                           0.0 if momentum is None else momentum, eps)
     # the per-sample running stats averaged back into the caller's buffers
     for stat, per_sample in ((running_mean, mean_), (running_var, var_)):
         if stat is not None:
@@ -265,8 +331,8 @@ _EPSILON = {_dt.float64: 2.220446049250313e-16, _dt.float32: 1.1920928955078125e
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):
-    """torch's CPU composite: upcast half inputs, x * rsqrt(mean(x**2) + eps), times weight, cast back."""
-    from .elementwise import pow as pow_, rsqrt
+    """torch's CPU composite (upcast half inputs, x * rsqrt(mean(x**2) + eps), times weight, cast back);
+    CUDA's fused kernel."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
     k = len(normalized_shape)
@@ -278,6 +344,15 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
         raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, but got weight of shape "
                            f"{[int(s) for s in weight.shape]} and normalized_shape = "
                            f"{[int(s) for s in normalized_shape]}")
+    if input.device.type == "cuda":
+        return FusedRmsNorm.apply(input, list(normalized_shape), weight, eps)[0]
+    return rms_norm_composite(input, normalized_shape, weight, eps)
+
+
+def rms_norm_composite(input, normalized_shape, weight, eps):
+    """x * rsqrt(mean(x**2) + eps) (* weight) in the op's math type, cast back: torch's CPU rms_norm."""
+    from .elementwise import pow as pow_, rsqrt
+    k = len(normalized_shape)
     opmath = _dt.float32 if input.dtype in _HALF else input.dtype
     if eps is None:
         eps = _EPSILON[opmath]
@@ -291,6 +366,41 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     if weight is not None:
         out = mul(out, weight)
     return to_dtype(out, input.dtype)
+
+
+class FusedRmsNorm(Function):
+    """CUDA's fused RMSNorm: (y, rstd) = _fused_rms_norm(x, normalized_shape, weight, eps); rstd is
+    [..., 1, ...] in float32 for half inputs.  Saves: input, rstd, weight."""
+
+    saves = ("input", "result1", "weight")
+
+    @staticmethod
+    def forward(ctx, x, normalized_shape, weight, eps):
+        k = len(normalized_shape)
+        stat_shape = tuple(x.shape[:x.dim() - k]) + (1,) * k
+        stat_dtype = _dt.float32 if x.dtype in _HALF else x.dtype
+        out, rstd = kernel("_fused_rms_norm", [(x.shape, x.dtype), (stat_shape, stat_dtype)], x, normalized_shape,
+                           weight, eps)
+        ctx.save_for_backward(x, rstd, weight)
+        ctx.mark_non_differentiable(rstd)
+        ctx.normalized_shape, ctx.eps = normalized_shape, eps
+        return out, rstd
+
+    @staticmethod
+    def backward(ctx, grad, _g_rstd=None):
+        x, rstd, weight = ctx.saved_tensors
+        need = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[2]]
+        if autograd.is_grad_enabled():
+            # torch switches to its infinitely differentiable composite under create_graph
+            def composite(x_, weight_):
+                return rms_norm_composite(x_, ctx.normalized_shape, weight_, ctx.eps)
+            gx, gw = composite_grads(composite, [x, weight], need, [grad])
+        else:
+            metas = [(x.shape, x.dtype), ((weight.shape if weight is not None else (0,)),
+                                          weight.dtype if weight is not None else x.dtype)]
+            gx, gw = masked_kernel("_fused_rms_norm_backward", metas, need, grad, x, ctx.normalized_shape, rstd,
+                                   weight, need)
+        return gx, None, gw, None
 
 
 def _float32(value: float) -> float:
