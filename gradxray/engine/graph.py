@@ -323,28 +323,24 @@ class CopySlices(Node):
         return "CopySlices"
 
     def apply(self, grads, create_graph: bool):
-        from .ops._kernel import inplace, kernel, view
-        if create_graph:
-            raise NotImplementedError("double backward through an in-place op on a view (CopySlices) is not "
-                                      "supported yet")
+        # torch's CopySlices::apply, op for op; engine ops, so with create_graph it records a graph
+        from .ops._kernel import kernel
+        from .ops.indexing import copy_
+        from .ops.views import AsStrided, Clone
         (grad,) = grads
         grads.clear()
         shape, dtype, stride, offset = self.base_geometry
         result = kernel("new_empty_strided", (shape, dtype, stride), grad, [int(s) for s in shape],
                         [int(s) for s in stride])
-        inplace("copy_", result, grad)
+        copy_(result, grad)
         del grad
         vshape, vstride, voffset = self.view_geometry
-        rel = int(voffset) - int(offset)
-        sizes, strides = [int(s) for s in vshape], [int(s) for s in vstride]
-        grad_slice = view(result, vshape, vstride, rel, "as_strided", sizes, strides, rel)
-        slice_copy = kernel("clone", (vshape, grad_slice.dtype), grad_slice)
-        res = self.fn.apply([slice_copy], create_graph)
-        del slice_copy
+        grad_slice = AsStrided.apply(result, vshape, vstride, int(voffset) - int(offset))
+        res = self.fn.apply([Clone.apply(grad_slice)], create_graph)
         if res[0] is not None:
-            inplace("copy_", grad_slice, res[0])
+            copy_(grad_slice, res[0])
         else:
-            inplace("zero_", grad_slice)
+            grad_slice.zero_()
         return [result] + list(res[1:])
 
     def release_variables(self) -> None:
@@ -364,16 +360,10 @@ class AsStridedView(Node):
         return "AsStridedBackward0"
 
     def apply(self, grads, create_graph: bool):
-        from .ops._kernel import inplace, kernel, view
+        from .ops.views import as_strided_grad
         (grad,) = grads
         shape, dtype, stride, offset = self.base_geometry
-        vshape, vstride, voffset = self.view_geometry
-        rel = int(voffset) - int(offset)
-        result = kernel("new_zeros", (shape, dtype, stride), grad, [int(s) for s in shape])
-        target = view(result, vshape, vstride, rel, "as_strided", [int(s) for s in vshape],
-                      [int(s) for s in vstride], rel)
-        inplace("copy_", target, grad)
-        return [result]
+        return [as_strided_grad(grad, (shape, stride, offset), self.view_geometry)]
 
     def release_variables(self) -> None:
         pass

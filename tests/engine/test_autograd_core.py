@@ -423,3 +423,36 @@ def test_custom_function_returning_an_input_gives_a_view():
     assert out is not h and out._storage is h._storage and h.grad_fn.name() == "MulBackward0"
     out.sum().backward()
     assert torch.allclose(g.grad.data_, torch.full((3,), 2.0, dtype=torch.float64))
+
+
+# -- device and dtype conversion ------------------------------------------------------
+
+def test_to_converts_dtype_and_device_with_a_differentiable_copy():
+    with gx.backend("shape"):
+        x = gx.empty(3, 4, requires_grad=True)
+        on_gpu = x.t().to("cuda", gx.float16)
+        assert on_gpu.device.type == "cuda" and on_gpu.dtype is gx.float16 and on_gpu.stride() == (1, 4)
+        assert on_gpu.grad_fn.name() == "ToCopyBackward0"
+        back = (on_gpu * 2.0).cpu()
+        assert back.device.type == "cpu"
+        back.sum().backward()
+        assert x.grad.device.type == "cpu" and x.grad.dtype is gx.float32 and tuple(x.grad.shape) == (3, 4)
+        assert x.to("cpu") is x and x.to(gx.float32) is x          # nothing to do: the same tensor, as torch
+
+
+def test_to_dtype_gradient_matches_torch():
+    t, g = _pair(2, 3)
+    (t.to(torch.float32) * 3.0).sum().backward()
+    (g.to(gx.float32) * 3.0).sum().backward()
+    assert g.grad.dtype is gx.float64
+    _close(g.grad, t.grad)
+
+
+def test_module_to_device_keeps_tied_weights_tied():
+    with gx.backend("shape"):
+        emb = gx.nn.Embedding(10, 4)
+        head = gx.nn.Linear(4, 10, bias=False)
+        head.weight = emb.weight
+        model = gx.nn.Sequential(emb, head).to("cuda")
+    assert model[0].weight is model[1].weight and model[0].weight.device.type == "cuda"
+    assert len(list(model.parameters())) == 1

@@ -63,8 +63,8 @@ M23 = torch.tensor([[True, False, True], [True, True, False]])
 GATHER_IDX = long(0, 2, 1, 2, 0, 0, 1, 1).view(4, 2)
 SCATTER_IDX = long(2, 0, 1, 2).view(4, 1)
 NO_SHAPE = {"shape_backend": False}      # the output size depends on mask values: no shape-backend run
-# an in-place op on a view goes through the core's CopySlices, which has no double backward yet
-VIEW_INPLACE = {"second_order": False}
+# an in-place op on a view goes through the core's CopySlices (differentiable again: second order checked)
+VIEW_INPLACE = {}
 
 CASES = {
     # -- advanced indexing (IndexBackward0 saves the indices) --------------------------------------

@@ -264,10 +264,15 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     def _apply_to_tensors(self, convert):
-        """Replace every parameter and buffer by ``convert(t)`` (None: keep); gradients follow parameters."""
+        """Replace every parameter and buffer by ``convert(t)`` (None: keep); gradients follow parameters.
+        A parameter shared by several modules (tied weights) stays one parameter."""
+        converted: dict = {}
         for m in self.modules():
             for name, p in list(m._parameters.items()):
                 if p is None:
+                    continue
+                if id(p) in converted:
+                    m._parameters[name] = converted[id(p)]
                     continue
                 new = convert(p)
                 if new is None:
@@ -276,6 +281,7 @@ class Module:
                     param = Parameter(new, p.requires_grad)
                 if p.grad is not None:
                     param.grad = convert(p.grad)
+                converted[id(p)] = param
                 m._parameters[name] = param
             for name, b in list(m._buffers.items()):
                 new = convert(b) if b is not None else None
@@ -285,17 +291,34 @@ class Module:
         return self
 
     def to(self, *args, **kwargs):
-        dtype = kwargs.get("dtype")
+        """Module.to(dtype) / to(device[, dtype]): floating parameters and buffers are cast, everything moves."""
+        from ..tensor import device as _device
+        dtype, device = kwargs.get("dtype"), kwargs.get("device")
         for a in args:
             if isinstance(a, _dt.dtype):
                 dtype = a
-        if dtype is None:
-            return self
-        if not dtype.is_floating_point:
+            elif isinstance(a, (str, _device)):
+                device = a
+        if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired "
                             f"dtype={dtype}")
-        return self._apply_to_tensors(
-            lambda t: t.detach().to(dtype) if t.dtype.is_floating_point and t.dtype is not dtype else None)
+        device = _device(device) if device is not None else None
+
+        def convert(t):
+            new_dtype = dtype if dtype is not None and t.dtype.is_floating_point and t.dtype is not dtype else None
+            moves = device is not None and device != t.device
+            if new_dtype is None and not moves:
+                return None
+            return t.detach().to(new_dtype or t.dtype, device if moves else t.device)
+        if dtype is None and device is None:
+            return self
+        return self._apply_to_tensors(convert)
+
+    def cuda(self, device=None):
+        return self.to(f"cuda:{device}" if isinstance(device, int) else (device or "cuda"))
+
+    def cpu(self):
+        return self.to("cpu")
 
     def float(self):
         return self.to(_dt.float32)

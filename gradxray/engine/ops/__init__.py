@@ -10,7 +10,7 @@ from .. import dtypes as _dt
 from ..creation import ones_like  # noqa: F401  (the implicit gradient of backward())
 from ..tensor import Tensor, device as _device
 from .linalg import addmm, baddbmm, bmm, dot, einsum, linear, matmul, mm, mv  # noqa: F401
-from .misc import clone_like_param, to_dtype  # noqa: F401
+from .misc import clone_like_param, to_copy, to_dtype  # noqa: F401
 from .pointwise import AddInplace, MulInplace, add, div, mul, neg, relu, sub  # noqa: F401
 from .reduce import mean, sum  # noqa: F401
 from .views import (Clone, cat, chunk, contiguous, expand, flatten, getitem, narrow, permute,  # noqa: F401
@@ -18,13 +18,18 @@ from .views import (Clone, cat, chunk, contiguous, expand, flatten, getitem, nar
 
 
 def _to(self, *args, **kwargs):
-    dtype = kwargs.get("dtype")
+    """Tensor.to(dtype) / to(device[, dtype]) / to(other) with torch's argument forms."""
+    dtype, device = kwargs.get("dtype"), kwargs.get("device")
     for a in args:
         if isinstance(a, _dt.dtype):
             dtype = a
-        elif isinstance(a, (str, _device)) and _device(a) != self.device and _device(a).type != "meta":
-            raise NotImplementedError("moving tensors between devices is not supported yet")
-    return to_dtype(self, dtype)
+        elif isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, (str, _device)):
+            device = a
+    if device is not None and _device(device).type == "meta":
+        device = None            # the shape backend is device-less already
+    return to_copy(self, dtype, device)
 
 
 _METHODS = {
@@ -74,6 +79,9 @@ _METHODS = {
     "clone": lambda a, memory_format=None: Clone.apply(a),
     "narrow": lambda a, dim, start, length: narrow(a, dim, start, length),
     "to": _to,
+    "cuda": lambda a, device=None, non_blocking=False: to_copy(a, None, f"cuda:{device}" if isinstance(device, int)
+                                                               else (device or "cuda")),
+    "cpu": lambda a: to_copy(a, None, "cpu"),
     "float": lambda a: _to(a, _dt.float32),
     "double": lambda a: _to(a, _dt.float64),
     "half": lambda a: _to(a, _dt.float16),

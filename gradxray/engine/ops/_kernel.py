@@ -51,6 +51,9 @@ def kernel(aten_name: str, metas, *args, **kwargs):
     single = not isinstance(metas, list)
     metas = [metas] if single else metas
     dev = first_device(args) or first_device(list(kwargs.values()))
+    if kwargs.get("device") is not None:          # a kernel told where to put its output (_to_copy, new_*)
+        from ..tensor import device as _device
+        dev = _device(kwargs["device"])
     kind = backends.data_kind(*args, *kwargs.values())
     if kind is not None:
         outs = [None if out is None else out[0] if meta is None else

@@ -1530,6 +1530,59 @@ def one_hot(tensor, num_classes=-1):
     return kernel("one_hot", (tuple(tensor.shape) + (num_classes,), _dt.int64), tensor, num_classes)
 
 
+# -- diagonal --------------------------------------------------------------------------------
+
+class Diagonal(Function):
+    """y = x.diagonal(offset, dim1, dim2): a view of the diagonal of the (dim1, dim2) planes, dims
+    dim1 and dim2 removed and the diagonal appended as the last dim (torch's geometry: the step
+    is stride(dim1) + stride(dim2)).  Saves: nothing (sizes)."""
+
+    @staticmethod
+    def forward(ctx, x, offset=0, dim1=0, dim2=1):
+        n = x.dim()
+        d1, d2 = wrap_dim(dim1, n), wrap_dim(dim2, n)
+        if d1 == d2:
+            raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+        size1, size2 = x.shape[d1], x.shape[d2]
+        stride1, stride2 = x.stride()[d1], x.stride()[d2]
+        if offset >= 0:
+            diag_size = max(min(size1, size2 - offset), 0)
+        else:
+            diag_size = max(min(size1 + offset, size2), 0)
+        start = x.storage_offset()
+        # an empty diagonal keeps the storage offset (torch avoids pointing past the end)
+        if int(diag_size) != 0:
+            start = start + offset * stride2 if offset >= 0 else start - offset * stride1
+        keep = [d for d in range(n) if d not in (d1, d2)]
+        shape = [x.shape[d] for d in keep] + [diag_size]
+        stride = [x.stride()[d] for d in keep] + [stride1 + stride2]
+        ctx.in_shape, ctx.args = x.shape, (offset, d1, d2)
+        return view(x, shape, stride, start, "diagonal", offset, d1, d2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return DiagonalBackward.apply(grad, ctx.in_shape, *ctx.args), None, None, None
+
+
+class DiagonalBackward(Function):
+    """g = diagonal_backward(grad, input_sizes, offset, dim1, dim2): zeros of the input's sizes with
+    grad written on the diagonal.  Saves: nothing.  Its own gradient is the diagonal again."""
+
+    @staticmethod
+    def forward(ctx, grad, input_sizes, offset, dim1, dim2):
+        ctx.args = (offset, dim1, dim2)
+        return kernel("diagonal_backward", (tuple(input_sizes), grad.dtype), grad, [int(s) for s in input_sizes],
+                      offset, dim1, dim2)
+
+    @staticmethod
+    def backward(ctx, gg):
+        return Diagonal.apply(gg, *ctx.args), None, None, None, None
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    return Diagonal.apply(input, offset, dim1, dim2)
+
+
 # -- registration ---------------------------------------------------------------------------
 
 def _flip_method(self, *dims):
@@ -1568,6 +1621,7 @@ TENSOR_METHODS: dict = {
     "expand_as": lambda self, other: expand(self, other.shape),
     "view_as": lambda self, other: view_(self, tuple(other.shape)),
     "reshape_as": lambda self, other: reshape(self, tuple(other.shape)),
+    "diagonal": diagonal,
 }
 
 TORCH_FUNCTIONS: dict = {
@@ -1579,6 +1633,7 @@ TORCH_FUNCTIONS: dict = {
     "tile": tile, "repeat_interleave": repeat_interleave,
     "stack": stack, "hstack": hstack, "vstack": vstack, "unbind": unbind, "unflatten": unflatten,
     "movedim": movedim, "moveaxis": movedim, "swapaxes": transpose, "swapdims": transpose,
+    "diagonal": diagonal,
 }
 
 FUNCTIONAL: dict = {"pad": pad, "interpolate": interpolate, "one_hot": one_hot}

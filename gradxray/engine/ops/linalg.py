@@ -308,102 +308,299 @@ def linear(x, weight, bias=None):
 
 # -- einsum ------------------------------------------------------------------------------------
 
+_ELLIPSIS = "..."          # an operand's ellipsis, kept as one entry among its labels
+
+
 def _label_index(c: str) -> int:
     """torch's label order: 'A'-'Z' then 'a'-'z'."""
     return ord(c) - ord("A") if c.isupper() else 26 + ord(c) - ord("a")
 
 
-def _parse_einsum(equation: str, operands):
-    eq = equation.replace(" ", "")
-    if "." in eq:
-        raise NotImplementedError("einsum with an ellipsis ('...') is not supported yet")
-    lhs, arrow, rhs = eq.partition("->")
-    terms = lhs.split(",")
-    if len(terms) != len(operands):
-        raise RuntimeError("einsum(): more operands were provided than specified in the equation" if len(operands) >
-                           len(terms) else "einsum(): fewer operands were provided than specified in the equation")
-    for term, op in zip(terms, operands):
-        if not all(c.isalpha() for c in term):
-            raise RuntimeError(f"einsum(): invalid subscript given at index {lhs.index(term)} in the equation string, "
-                               "subscripts must be in [a-zA-Z]")
-        if len(term) != op.dim():
-            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(term)}) does not match the "
-                               f"number of dimensions ({op.dim()}) for operand {terms.index(term)} and no ellipsis "
-                               "was given")
-    if arrow:
-        out = rhs
+class _EinsumLayout:
+    """The parsed equation and the layout every operand is aligned to: output dims first, then the
+    contraction dims.  ``label_dim[c]`` is label c's dim there; the ellipsis covers
+    ``ell_start .. ell_start + ell_ndim``; the first ``out_ndim`` of ``ndim`` dims are the output's."""
+
+    def __init__(self, op_labels, label_dim, ell_start, ell_ndim, out_ndim, ndim):
+        self.op_labels, self.label_dim = op_labels, label_dim
+        self.ell_start, self.ell_ndim, self.out_ndim, self.ndim = ell_start, ell_ndim, out_ndim, ndim
+
+
+def _is_label(c: str) -> bool:
+    return c.isascii() and c.isalpha()
+
+
+def _parse_einsum(equation: str, operands) -> _EinsumLayout:
+    """Parse and check the equation as torch's C++ einsum does (same errors, same order of checks).
+    The output is the explicit right-hand side, or implicitly the ellipsis followed by the labels seen
+    once, in label order; contraction dims follow: an ellipsis missing from the output, then the other
+    labels in label order."""
+    if not operands:
+        raise RuntimeError("einsum(): must provide at least one operand")
+    arrow = equation.find("->")
+    lhs = equation if arrow < 0 else equation[:arrow]
+    op_labels = [[] for _ in operands]
+    current, ellipsis_seen, i = 0, False, 0
+    while i < len(lhs):
+        c = lhs[i]
+        if c == ".":
+            if ellipsis_seen:
+                raise RuntimeError(f"einsum(): found '.' for operand {current} for which an ellipsis was already found")
+            if not lhs.startswith(_ELLIPSIS, i):
+                raise RuntimeError(f"einsum(): found '.' for operand {current} that is not part of any ellipsis")
+            op_labels[current].append(_ELLIPSIS)
+            ellipsis_seen = True
+            i += 2
+        elif c == ",":
+            current += 1
+            if current >= len(operands):
+                raise RuntimeError("einsum(): fewer operands were provided than specified in the equation")
+            ellipsis_seen = False
+        elif c != " ":
+            if not _is_label(c):
+                raise RuntimeError(f"einsum(): invalid subscript given at index {i} in the equation string, "
+                                   "subscripts must be in [a-zA-Z]")
+            op_labels[current].append(c)
+        i += 1
+    if current != len(operands) - 1:
+        raise RuntimeError("einsum(): more operands were provided than specified in the equation")
+
+    counts: dict = {}
+    ell_ndim = 0
+    for k, (labels, op) in enumerate(zip(op_labels, operands)):
+        has_ellipsis = _ELLIPSIS in labels
+        n_labels = len(labels) - has_ellipsis
+        if has_ellipsis:
+            ell_ndim = max(ell_ndim, op.dim() - n_labels)
+        for c in labels:
+            if c != _ELLIPSIS:
+                counts[c] = counts.get(c, 0) + 1
+        if n_labels > op.dim() if has_ellipsis else n_labels != op.dim():
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({n_labels}) "
+                               + ("is more than" if has_ellipsis else "does not match")
+                               + f" the number of dimensions ({op.dim()}) for operand {k}"
+                               + ("" if has_ellipsis else " and no ellipsis was given"))
+
+    in_label_order = sorted(counts, key=_label_index)
+    label_dim: dict = {}
+    ell_start, ell_in_output, ndim = 0, False, 0
+    if arrow < 0:
+        ndim, ell_in_output = ell_ndim, True
+        for c in in_label_order:
+            if counts[c] == 1:
+                label_dim[c] = ndim
+                ndim += 1
     else:
-        counts = {}
-        for c in "".join(terms):
-            counts[c] = counts.get(c, 0) + 1
-        out = "".join(sorted((c for c, n in counts.items() if n == 1), key=_label_index))
-    return terms, out
+        rhs, i = equation[arrow + 2:], 0
+        while i < len(rhs):
+            c = rhs[i]
+            if c == ".":
+                if ell_in_output:
+                    raise RuntimeError("einsum(): found '.' for output but an ellipsis (...) was already found")
+                if not rhs.startswith(_ELLIPSIS, i):
+                    raise RuntimeError("einsum(): found '.' for output that is not part of any ellipsis (...)")
+                ell_start, ell_in_output = ndim, True
+                ndim += ell_ndim
+                i += 2
+            elif c != " ":
+                if not _is_label(c):
+                    raise RuntimeError(f"einsum(): invalid subscript given at index {len(lhs) + 2 + i} in the "
+                                       "equation string, subscripts must be in [a-zA-Z]")
+                if c not in counts or c in label_dim:
+                    raise RuntimeError(f"einsum(): output subscript {c}" + (
+                        " appears more than once in the output" if c in label_dim else
+                        " does not appear in the equation for any input operand"))
+                label_dim[c] = ndim
+                ndim += 1
+            i += 1
+    out_ndim = ndim
+    if not ell_in_output:
+        ell_start = ndim
+        ndim += ell_ndim
+    for c in in_label_order:
+        if c not in label_dim:
+            label_dim[c] = ndim
+            ndim += 1
+    return _EinsumLayout(op_labels, label_dim, ell_start, ell_ndim, out_ndim, ndim)
 
 
-def einsum(equation, *operands):
-    """torch.einsum as torch's C++ implementation runs it (no opt_einsum path): each operand is
-    unsqueezed and permuted to [output labels, contraction labels in label order], then contracted
-    left to right by sumproduct_pair (permute, reshape, bmm, view, permute)."""
-    from .reduce import sum as sum_
+def _align_operands(layout: _EinsumLayout, operands):
+    """Each operand as a view in the aligned layout: sizes checked (size-1 dims broadcast), a repeated
+    label taken as a diagonal moved back to the label's first position, a missing label unsqueezed.
+    Also returns, per aligned dim, how many operands have it with a size other than 1."""
+    from .indexing import diagonal, movedim
+    label_size: dict = {}
+    ell_sizes = [1] * layout.ell_ndim
+    dim_counts = [0] * layout.ndim
+    aligned = []
+    for k, (labels, op) in enumerate(zip(layout.op_labels, operands)):
+        perm = [-1] * layout.ndim
+        dim = 0
+        for c in labels:
+            if c == _ELLIPSIS:
+                covered = op.dim() - (len(labels) - 1)
+                for j in range(layout.ell_ndim - covered, layout.ell_ndim):
+                    size = op.shape[dim]
+                    if int(size) != 1:
+                        if int(ell_sizes[j]) != 1 and int(ell_sizes[j]) != int(size):
+                            # (torch's message lacks the space before "has size")
+                            raise RuntimeError(f"einsum(): dimension {dim} covered by ellipsis in operand {k}has size "
+                                               f"{int(size)} which does not broadcast with previously seen ellipsis "
+                                               f"with size {int(ell_sizes[j])} for the respective dimension")
+                        ell_sizes[j] = size
+                        dim_counts[layout.ell_start + j] += 1
+                    perm[layout.ell_start + j] = dim
+                    dim += 1
+            elif perm[layout.label_dim[c]] == -1:
+                size = op.shape[dim]
+                if int(size) != 1:
+                    seen = label_size.get(c, 1)
+                    if int(seen) != 1 and int(seen) != int(size):
+                        raise RuntimeError(f"einsum(): subscript {c} has size {int(size)} for operand {k} which does "
+                                           f"not broadcast with previously seen size {int(seen)}")
+                    label_size[c] = size
+                    dim_counts[layout.label_dim[c]] += 1
+                perm[layout.label_dim[c]] = dim
+                dim += 1
+            else:
+                first = perm[layout.label_dim[c]]
+                if int(op.shape[dim]) != int(op.shape[first]):
+                    raise RuntimeError(f"einsum(): subscript {c} is repeated for operand {k} but the sizes don't "
+                                       f"match, {int(op.shape[dim])} != {int(op.shape[first])}")
+                op = movedim(diagonal(op, 0, first, dim), -1, first)
+        for d in range(layout.ndim):
+            if perm[d] == -1:
+                op = views.unsqueeze(op, dim)
+                perm[d] = dim
+                dim += 1
+        aligned.append(views.permute(op, perm))
+    return aligned, dim_counts
+
+
+def _sublist_label(n) -> str:
+    """A subscript of torch.einsum's sublist format: Ellipsis, or 0-25 for 'A'-'Z' and 26-51 for 'a'-'z'."""
+    if n == Ellipsis:
+        return _ELLIPSIS
+    if 0 <= n < 26:
+        return chr(ord("A") + n)
+    if 26 <= n < 52:
+        return chr(ord("a") + n - 26)
+    raise ValueError("einsum(): subscript in subscript list is not within the valid range [0, 52)")
+
+
+_NOT_LOOKED_UP = object()
+_opt_einsum_package = _NOT_LOOKED_UP
+
+
+def _opt_einsum():
+    """The opt_einsum package if it is installed, else None (looked up once, as torch.backends does)."""
+    global _opt_einsum_package
+    if _opt_einsum_package is _NOT_LOOKED_UP:
+        try:
+            import opt_einsum as package
+        except ImportError:
+            package = None
+        _opt_einsum_package = package
+    return _opt_einsum_package
+
+
+def _contraction_path(equation: str, operands):
+    """torch.einsum's contraction order for three or more operands: opt_einsum's path for torch's
+    default strategy ("auto"), flattened to [i0, j0, i1, j1, ...]; None (left to right) without it."""
+    package = _opt_einsum()
+    if package is None:
+        return None
+    pairs = package.contract_path(equation, *operands, optimize="auto")[0]
+    return [index for pair in pairs for index in pair]
+
+
+def einsum(*args):
+    """torch.einsum: ``einsum(equation, *operands)``, ``einsum(equation, [operands])`` or the sublist
+    form ``einsum(op0, subscripts0, op1, subscripts1, ..., [output subscripts])``.  Three or more
+    operands are contracted in opt_einsum's order when it is installed (torch/functional.py), else
+    left to right, by torch's C++ einsum (:func:`_einsum`)."""
+    from ..tensor import Tensor
+    if len(args) < 2:
+        raise ValueError("einsum(): must specify the equation string and at least one operand, or at least one "
+                         "operand and its subscripts list")
+    if isinstance(args[0], Tensor):
+        equation = ",".join("".join(_sublist_label(s) for s in subscripts) for subscripts in args[1::2])
+        if len(args) % 2 == 1:
+            equation += "->" + "".join(_sublist_label(s) for s in args[-1])
+            operands = args[:-1:2]
+        else:
+            operands = args[::2]
+    else:
+        equation, operands = args[0], args[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-        operands = tuple(operands[0])
-    terms, out = _parse_einsum(equation, operands)
-    perm_index = {c: i for i, c in enumerate(out)}
-    out_size = len(out)
-    for c in sorted({c for t in terms for c in t}, key=_label_index):
-        if c not in perm_index:
-            perm_index[c] = len(perm_index)
-    n = len(perm_index)
-    permuted = []
-    for term, op in zip(terms, operands):
-        if len(set(term)) != len(term):
-            raise NotImplementedError("einsum with a repeated subscript in one operand (a diagonal) is not supported "
-                                      "yet")
-        perm = [-1] * n
-        j = 0
-        for c in term:
-            perm[perm_index[c]] = j
-            j += 1
-        for k in range(n):
-            if perm[k] == -1:
-                op = views.unsqueeze(op, -1)
-                perm[k] = j
-                j += 1
-        permuted.append(views.permute(op, perm))
-    if len(permuted) == 1:
-        contraction = list(range(out_size, n))
-        return sum_(permuted[0], contraction) if contraction else permuted[0]
-    counts = [sum(1 for p in permuted if int(p.shape[d]) != 1) for d in range(n)]
-    ops = list(permuted)
+        return einsum(equation, *operands[0])
+    path = _contraction_path(equation, operands) if len(operands) > 2 else None
+    return _einsum(equation, operands, path)
+
+
+def _einsum(equation: str, operands, path=None):
+    """torch's C++ einsum (aten ``einsum(equation, tensors, path)``): operands aligned to [output dims,
+    contraction dims] (:func:`_align_operands`), then contracted pairwise by sumproduct_pair, a dim
+    summed away as soon as only one operand has it.  Without a path the pair is the first two and the
+    product goes to the front; with one, path[2k], path[2k + 1] pick the pair and the product goes last."""
+    from .reduce import sum as sum_
+    n_operands = len(operands)
+    if path is not None:
+        expected = 1 if n_operands == 1 else (n_operands - 1) * 2
+        if len(path) != expected:
+            raise RuntimeError(f"einsum(): expected contraction path given in path parameter to have size {expected} "
+                               f"but got {len(path)}")
+    layout = _parse_einsum(equation, operands)
+    ops, dim_counts = _align_operands(layout, operands)
+    out_ndim, ndim = layout.out_ndim, layout.ndim
+    pairs = iter(path or ())
     while len(ops) > 1:
-        a, b = ops.pop(0), ops.pop(0)
-        sum_dims, a_sum, b_sum = [], [], []
-        for d in range(out_size, n):
+        i, j = 0, 1
+        if path is not None:
+            i, j = next(pairs), next(pairs)
+            if j < i:
+                i, j = j, i
+            if i == j or i < 0 or j >= len(ops):
+                raise RuntimeError(f"einsum(): invalid contraction ({i}, {j})" + (
+                    " cannot contract an operand with itself" if i == j else " operand index is out of bounds"))
+        a, b = ops[i], ops[j]
+        del ops[j], ops[i]
+        sum_dims, a_only, b_only = [], [], []
+        for d in range(out_ndim, ndim):
             if int(a.shape[d]) != 1 and int(b.shape[d]) != 1:
-                counts[d] -= 1
-                if counts[d] == 1:
+                dim_counts[d] -= 1
+                if dim_counts[d] == 1:
                     sum_dims.append(d)
-                    counts[d] = 0
-            elif counts[d] == 1:
+                    dim_counts[d] = 0
+            elif dim_counts[d] == 1:
                 if int(a.shape[d]) != 1:
-                    a_sum.append(d)
-                    counts[d] = 0
+                    a_only.append(d)
+                    dim_counts[d] = 0
                 elif int(b.shape[d]) != 1:
-                    b_sum.append(d)
-                    counts[d] = 0
-        if a_sum:
-            a = sum_(a, a_sum, True)
-        if b_sum:
-            b = sum_(b, b_sum, True)
-        ops.insert(0, _sumproduct_pair(a, b, sum_dims))
+                    b_only.append(d)
+                    dim_counts[d] = 0
+        # dims only one operand still has are summed before the product, several in one call
+        if a_only:
+            a = sum_(a, a_only, True)
+        if b_only:
+            b = sum_(b, b_only, True)
+        product = _sumproduct_pair(a, b, sum_dims)
+        if path is not None:
+            ops.append(product)
+        else:
+            ops.insert(0, product)
     result = ops[0]
-    if n > out_size:
-        return views.view_(result, *result.shape[:out_size])
+    if ndim > out_ndim:
+        if n_operands > 1:          # the contraction dims were all summed to size 1 on the way
+            return views.view_(result, *result.shape[:out_ndim])
+        return sum_(result, list(range(out_ndim, ndim)))
     return result
 
 
 def _sumproduct_pair(left, right, sum_dims):
-    """torch's sumproduct_pair (keepdim=True): multiply and sum over ``sum_dims`` through one bmm."""
+    """torch's sumproduct_pair (keepdim=True): multiply and sum over ``sum_dims`` through one bmm
+    (permute, reshape, bmm, view, permute).  When every dim only the right operand has comes before
+    every dim only the left has, the operands trade places so that bmm writes the output in order."""
     from .pointwise import mul
     from .reduce import sum as sum_
     if not sum_dims:
@@ -429,6 +626,8 @@ def _sumproduct_pair(left, right, sum_dims):
         else:
             ro.append(i)
             ro_size = ro_size * right.shape[i]
+    if lo and ro and ro[-1] < lo[0]:
+        left, right, lo, ro, lo_size, ro_size = right, left, ro, lo, ro_size, lo_size
     out_shape = [left.shape[d] for d in lro] + [left.shape[d] for d in lo] + [1] * len(sum_dims) + \
         [right.shape[d] for d in ro]
     lperm = lro + lo + list(sum_dims) + ro

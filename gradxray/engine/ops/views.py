@@ -29,6 +29,34 @@ class View(Function):
         return reshape(grad, ctx.in_shape), None
 
 
+class AsStrided(Function):
+    """y = x.as_strided(size, stride, offset) (a view of x's storage).  Saves: nothing (geometries).
+    Backward: the gradient written into zeros laid out like x (torch's as_strided_backward for a
+    non-overlapping input)."""
+
+    @staticmethod
+    def forward(ctx, x, size, stride, offset):
+        ctx.in_geometry = (x.shape, x.stride(), x.storage_offset())
+        ctx.geometry = (tuple(size), tuple(stride), offset)
+        return view(x, size, stride, offset, "as_strided", [int(s) for s in size], [int(s) for s in stride],
+                    int(offset))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return as_strided_grad(grad, ctx.in_geometry, ctx.geometry), None, None, None
+
+
+def as_strided_grad(grad, in_geometry, geometry):
+    """Zeros with the input's geometry, with ``grad`` copied into the strided window: differentiable,
+    so higher-order gradients flow through it."""
+    from .indexing import copy_
+    (shape, stride, offset), (vshape, vstride, voffset) = in_geometry, geometry
+    zeros = kernel("new_zeros", (shape, grad.dtype, tuple(stride)), grad, [int(s) for s in shape])
+    window = AsStrided.apply(zeros, vshape, vstride, int(voffset) - int(offset))
+    copy_(window, grad)
+    return zeros
+
+
 class UnsafeView(Function):
     """y = _unsafe_view(x, shape): the result of a copy viewed as shape.  Saves: nothing."""
 
