@@ -107,8 +107,12 @@ def _matmul(a, b, **check):
     return (torch.matmul, gx.matmul, [a, b], check)
 
 
+LINEAR_ND = "engine's F.linear: mm + add_ where torch flattens to addmm (1-D or >3-D contiguous input with bias)"
+
 # name: (torch_fn, gx_fn, inputs, check) where check may give ``gradxray_only``: {phase: FLOPs} of the
-# kernels torch's counter does not count, and ``values=False`` where the outputs are random (dropout).
+# kernels torch's counter does not count, ``values=False`` where the outputs are random (dropout),
+# ``dtypes`` where not all of DTYPES apply, and ``kernels_differ`` where the engine runs other kernels than
+# torch for the same FLOPs (a known decomposition gap: totals are checked, the kernel breakdown xfails).
 CASES = {
     # F.linear: addmm, flattened addmm, matmul (+ in-place bias), unsqueezed mm
     "linear_2d": (TF.linear, F.linear, [Arg((4, 6)), Arg((5, 6)), Arg((5,))], {}),
@@ -117,7 +121,10 @@ CASES = {
     "linear_no_bias": (TF.linear, F.linear, [Arg((2, 3, 6)), Arg((5, 6))], {}),
     "linear_frozen_weight": (TF.linear, F.linear, [Arg((4, 6)), Arg((5, 6), requires_grad=False), Arg((5,))], {}),
     "linear_frozen_input": (TF.linear, F.linear, [Arg((2, 3, 6), requires_grad=False), Arg((5, 6)), Arg((5,))], {}),
-    "linear_1d": (TF.linear, F.linear, [Arg((6,)), Arg((5, 6)), Arg((5,))], {}),
+    # torch flattens any contiguous input with a 1-D bias into one addmm (_flatten_nd_linear); the engine's
+    # linear does so for 3-D input only and runs mm + add_ for these: same FLOPs, other kernels
+    "linear_1d": (TF.linear, F.linear, [Arg((6,)), Arg((5, 6)), Arg((5,))], dict(kernels_differ=LINEAR_ND)),
+    "linear_4d": (TF.linear, F.linear, [Arg((2, 3, 2, 6)), Arg((5, 6)), Arg((5,))], dict(kernels_differ=LINEAR_ND)),
     # matmul, each of torch's decompositions
     "matmul_1d_1d": _matmul(Arg((5,)), Arg((5,)), gradxray_only={"forward": 2 * 5}),
     "matmul_2d_1d": _matmul(Arg((3, 5)), Arg((5,)), gradxray_only={"forward": _mv(3, 5), "backward": _mv(5, 3)}),
@@ -263,14 +270,21 @@ def test_flops_match_flop_counter_mode(name, dtype):
         rtol = 1e-10 if dtype is torch.float64 else 1e-4
         torch.testing.assert_close(out.data_, torch_out.detach(), rtol=rtol, atol=rtol)
 
-    expected_ours = check.get("gradxray_only", {})
-    for phase, ours, theirs in (("forward", fwd, torch_fwd), ("backward", bwd, torch_bwd)):
-        counted, only_ours = _split(ours)
-        assert counted == theirs, f"{phase}: engine {counted} != FlopCounterMode {theirs}"
-        assert sum(only_ours.values()) == expected_ours.get(phase, 0), f"{phase}: gradxray-only kernels {only_ours}"
-
     shape_fwd, shape_bwd, _ = _run_engine(gx_fn, _engine_inputs(tensors, "shape"))
     assert (shape_fwd, shape_bwd) == (fwd, bwd), "the shape backend counts other FLOPs than the torch backend"
+
+    expected_ours = check.get("gradxray_only", {})
+    kernels_differ = []
+    for phase, ours, theirs in (("forward", fwd, torch_fwd), ("backward", bwd, torch_bwd)):
+        counted, only_ours = _split(ours)
+        assert sum(counted.values()) == sum(theirs.values()), f"{phase}: engine {counted} != FlopCounterMode {theirs}"
+        assert sum(only_ours.values()) == expected_ours.get(phase, 0), f"{phase}: gradxray-only kernels {only_ours}"
+        if counted != theirs:
+            kernels_differ.append(f"{phase}: engine {counted}, FlopCounterMode {theirs}")
+    if kernels_differ and "kernels_differ" in check:
+        pytest.xfail(f"{check['kernels_differ']}: {'; '.join(kernels_differ)}")
+    assert not kernels_differ, kernels_differ
+    assert "kernels_differ" not in check, "the engine now runs torch's kernels: drop kernels_differ"
 
 
 def test_flop_counter_totals_and_memory_tracker_agree():

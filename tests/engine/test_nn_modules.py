@@ -9,7 +9,7 @@ import torch.nn as tnn  # noqa: E402
 import gradxray.engine as gx  # noqa: E402
 from gradxray.engine import nn  # noqa: E402
 from gradxray.engine.interop import load_torch_state  # noqa: E402
-from tests.support.opcheck import _close, _engine_saved, _storage_multiset, _torch_saved  # noqa: E402
+from tests.support.opcheck import _close, _engine_saved, storage_multiset, torch_saved  # noqa: E402
 
 RTOL = {torch.float64: (1e-10, 1e-12), torch.float32: (1e-5, 1e-6)}
 
@@ -127,7 +127,7 @@ def _run_case(name, dtype):
     for step in range(extra.get("repeat", 1)):      # repeated steps exercise running-stat updates
         xs = [torch.randn(s, dtype=dtype, requires_grad=True) for s in shapes]
         gxs = [gx.from_torch(x, requires_grad=True) for x in xs]
-        tout, tsaved = _torch_saved(lambda *a: call(tmod, *a), xs)
+        tout, tsaved = torch_saved(lambda *a: call(tmod, *a), xs)
         tracker = gx.memory.MemoryTracker()
         with tracker:
             gout = call(gmod, *gxs)
@@ -137,7 +137,7 @@ def _run_case(name, dtype):
             _close(g, t, f"{name} output {i}", rtol, atol)
         exclude = {x.untyped_storage().data_ptr() for x in xs} | \
             {p.untyped_storage().data_ptr() for p in tmod.parameters()}
-        assert _engine_saved(tracker, gxs) == _storage_multiset(tsaved, exclude), f"{name}: saved tensors differ"
+        assert _engine_saved(tracker, gxs) == storage_multiset(tsaved, exclude), f"{name}: saved tensors differ"
         diff = [(t, g) for t, g in zip(touts, gouts) if t.requires_grad]
         grads = [torch.randn(t.shape, dtype=dtype) for t, _ in diff]
         torch.autograd.backward([t for t, _ in diff], grads)

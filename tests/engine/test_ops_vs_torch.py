@@ -7,6 +7,7 @@ import torch.nn.functional as TF  # noqa: E402
 
 import gradxray.engine as gx  # noqa: E402
 from gradxray.engine.nn import functional as F  # noqa: E402
+from tests.support.opcheck import storage_multiset, torch_saved  # noqa: E402
 
 
 def _bn_stats(dtype):
@@ -66,30 +67,6 @@ CASES = {
 }
 
 
-def _torch_saved(fn, inputs):
-    records = []
-
-    def pack(t):
-        records.append(t)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn(*inputs)
-    return out, records
-
-
-def _storage_multiset(tensors, exclude):
-    """(shape, dtype, new bytes) of torch's saved tensors, each storage counted once."""
-    seen, out = set(), []
-    for t in tensors:
-        key = t.untyped_storage().data_ptr()
-        new = key not in seen and key not in exclude
-        seen.add(key)
-        out.append((tuple(int(s) for s in t.shape), str(t.dtype).replace("torch.", "").replace("gx.", ""),
-                    t.untyped_storage().nbytes() if new else 0))
-    return sorted(out)
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_op_matches_torch(name):
     tfn, gfn, shapes = CASES[name]
@@ -97,7 +74,7 @@ def test_op_matches_torch(name):
     tin = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
     with gx.backend("torch"):
         gin = [gx.from_torch(t) for t in tin]
-    tout, tsaved = _torch_saved(tfn, tin)
+    tout, tsaved = torch_saved(tfn, tin)
     tracker = gx.memory.MemoryTracker()
     with tracker:
         gout = gfn(*gin)
@@ -106,7 +83,7 @@ def test_op_matches_torch(name):
     assert gout.dtype.name == str(tout.dtype).replace("torch.", "")
     # saved tensors: same multiset of (shape, dtype), same new bytes by storage
     leaf_ptrs = {t.untyped_storage().data_ptr() for t in tin}
-    theirs = _storage_multiset(tsaved, leaf_ptrs)
+    theirs = storage_multiset(tsaved, leaf_ptrs)
     ours = sorted((r.shape, r.dtype, r.nbytes if r.new_storage and r.category != "param" and
                    not any(r.storage_uid == g._storage.uid for g in gin) else 0) for r in tracker.saved)
     assert ours == theirs

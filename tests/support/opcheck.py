@@ -81,7 +81,7 @@ def _dtype_name(d) -> str:
     return str(d).replace("torch.", "").replace("gx.", "")
 
 
-def _torch_saved(fn, inputs):
+def torch_saved(fn, inputs):
     records = []
 
     def pack(t):
@@ -93,7 +93,7 @@ def _torch_saved(fn, inputs):
     return out, records
 
 
-def _storage_multiset(tensors, exclude):
+def storage_multiset(tensors, exclude):
     """(shape, dtype, new bytes) of torch's saved tensors, each storage counted once."""
     seen, out = set(), []
     for t in tensors:
@@ -136,7 +136,7 @@ def check_op(torch_fn, gx_fn, args, *, dtype=torch.float64, second_order=True, s
            (a.to(device) if isinstance(a, torch.Tensor) else a) for a in args]
     with gx.backend(backend):
         gin = [_from_torch(t, backend) if isinstance(t, torch.Tensor) else t for t in tin]
-    tout, tsaved = _torch_saved(torch_fn, tin)
+    tout, tsaved = torch_saved(torch_fn, tin)
     tracker = gx.memory.MemoryTracker()
     with tracker:
         gout = gx_fn(*gin)
@@ -149,7 +149,7 @@ def check_op(torch_fn, gx_fn, args, *, dtype=torch.float64, second_order=True, s
         assert bool(g.requires_grad) == bool(t.requires_grad), f"output {i}: requires_grad differs from torch"
     if saved:
         leaf_ptrs = {t.untyped_storage().data_ptr() for t in tin if isinstance(t, torch.Tensor)}
-        assert _engine_saved(tracker, gin) == _storage_multiset(tsaved, leaf_ptrs), "saved tensors differ from torch"
+        assert _engine_saved(tracker, gin) == storage_multiset(tsaved, leaf_ptrs), "saved tensors differ from torch"
 
     # first order, keeping the graph for second order
     diff_t = [t for t in tin if isinstance(t, torch.Tensor) and t.requires_grad]
