@@ -320,7 +320,8 @@ def test_opt_einsum_is_not_asked_for_one_or_two_operands():
     assert stand_in.calls == []
 
 
-def test_without_opt_einsum_the_order_is_left_to_right(monkeypatch):
+def test_without_opt_einsum_no_path_is_computed():
+    """(then the order is left to right: the 3- and 4-operand CASES compare it with torch's)"""
     import importlib.util
     if importlib.util.find_spec("opt_einsum") is not None:
         pytest.skip("opt_einsum is installed: torch and the engine both use its path")

@@ -7,9 +7,8 @@ from .. import autograd
 from .. import dtypes as _dt
 from ..creation import new_zeros
 from ..function import Function
-from ._kernel import kernel
+from ._kernel import kernel, masked_kernel
 from .indexing import ConstantPadNd, Gather
-from .nn import _masked_kernel
 from .pointwise import add
 from .reduce import mean
 from .views import expand, squeeze, unsqueeze, view_
@@ -124,7 +123,7 @@ class ConvolutionBackward(Function):
         ctx.save_for_backward(grad, x, w)
         ctx.args = (stride, padding, dilation, transposed, output_padding, groups)
         metas = [(x.shape, x.dtype), (w.shape, w.dtype), ((bias_sizes or [0])[0:1], grad.dtype)]
-        return tuple(_masked_kernel("convolution_backward", metas, list(mask), grad, x, w,
+        return tuple(masked_kernel("convolution_backward", metas, list(mask), grad, x, w,
                                     [int(s) for s in bias_sizes] if bias_sizes is not None else None,
                                     *ctx.args, list(mask)))
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from ..function import Function
-from ..tensor import Tensor, wrap_dim
-from ._kernel import inplace, kernel
+from ..tensor import wrap_dim
+from ._kernel import inplace, kernel, masked_kernel
 
 
 class Embedding(Function):
@@ -94,7 +94,7 @@ class NativeLayerNormBackward(Function):
         ctx.normalized_shape, ctx.eps = normalized_shape, eps
         param_dtype = weight.dtype if weight is not None else (bias.dtype if bias is not None else x.dtype)
         metas = [(x.shape, x.dtype)] + [((weight.shape if weight is not None else (0,)), param_dtype)] * 2
-        outs = _masked_kernel("native_layer_norm_backward", metas, list(mask), grad, x, normalized_shape, mean,
+        outs = masked_kernel("native_layer_norm_backward", metas, list(mask), grad, x, normalized_shape, mean,
                               rstd, weight, bias, list(mask))
         return tuple(outs)
 
@@ -127,19 +127,6 @@ class NativeLayerNormBackward(Function):
             gb_term = expand(ggb, tuple(grad.shape))        # d(grad_bias)/d(grad) broadcasts back
             g_grad = gb_term if g_grad is None else add(g_grad, gb_term)
         return g_grad, g_x, None, None, None, g_w, None, None, None
-
-
-def _masked_kernel(name, metas, mask, *args):
-    """A kernel whose outputs are only produced where ``mask`` is True (others are None)."""
-    from ._kernel import masked_kernel
-    return masked_kernel(name, metas, mask, *args)
-
-
-def _dev(args):
-    for a in args:
-        if isinstance(a, Tensor):
-            return a.device
-    return None
 
 
 class _SoftmaxFamily(Function):

@@ -10,7 +10,6 @@ from ._composite import composite_grads
 from ._kernel import inplace, kernel, masked_kernel
 from .indexing import Repeat
 from .misc import to_dtype
-from .nn import _masked_kernel
 from .pointwise import AddInplace, add, mul, sub
 from .reduce import mean, sum as sum_
 from .views import contiguous, reshape, view_
@@ -92,7 +91,7 @@ class NativeBatchNormBackward(Function):
         wshape = weight.shape if weight is not None else (x.shape[1],)
         wdtype = weight.dtype if weight is not None else x.dtype
         metas = [(x.shape, x.dtype), (wshape, wdtype), (wshape, wdtype)]
-        return tuple(_masked_kernel("native_batch_norm_backward", metas, list(mask), grad, x, weight, rm, rv,
+        return tuple(masked_kernel("native_batch_norm_backward", metas, list(mask), grad, x, weight, rm, rv,
                                     save_mean, save_invstd, training, eps, list(mask)))
 
     @staticmethod
@@ -267,7 +266,7 @@ class NativeGroupNormBackward(Function):
     def forward(ctx, grad, x, mean_, rstd, weight, n, c, hxw, group, mask):
         wshape = weight.shape if weight is not None else (c,)
         metas = [(x.shape, x.dtype), (wshape, x.dtype), (wshape, x.dtype)]
-        return tuple(_masked_kernel("native_group_norm_backward", metas, list(mask), grad, x, mean_, rstd, weight,
+        return tuple(masked_kernel("native_group_norm_backward", metas, list(mask), grad, x, mean_, rstd, weight,
                                     int(n), int(c), int(hxw), group, list(mask)))
 
     @staticmethod
