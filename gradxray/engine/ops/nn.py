@@ -1,4 +1,5 @@
-"""Neural-network ops: embedding, normalisation, softmax, dropout, attention, convolution, pooling."""
+"""Neural-network ops: embedding, layer norm, the softmax family and dropout (attention, convolution, pooling
+and the other norms live in their own family modules)."""
 from __future__ import annotations
 
 from .. import dtypes as _dt
