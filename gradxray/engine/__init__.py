@@ -10,6 +10,8 @@ from .autograd import enable_grad, inference_mode, is_grad_enabled, is_inference
 from .backends import backend, manual_seed  # noqa: F401
 from .creation import (arange, empty, empty_like, from_numpy, from_torch, full, full_like, ones, ones_like,  # noqa: F401
                        rand, randint, randn, randn_like, tensor, zeros, zeros_like)
+from .creation import (as_tensor, empty_strided, eye, linspace, logspace, rand_like, randint_like,  # noqa: F401
+                       tril_indices, triu_indices)
 from .dtypes import (bfloat16, bool_ as bool, dtype, float16, float32, float64, int8, int16, int32,  # noqa: F401
                      int64, promote_types, result_type, uint8)
 from .function import Function  # noqa: F401

@@ -334,7 +334,7 @@ def _policy_entry(fn, op: str):
     def autocast_entry(*args, **kwargs):
         global _policy_suspended
         # the engine's backward formulas are internal ops; they run in the dtypes forward chose
-        if _policy_suspended or not _nesting or memory._phase == "backward":
+        if _policy_suspended or not _nesting or memory.current_phase() == "backward":
             return fn(*args, **kwargs)
         device_type = _region_device(args, kwargs)
         rule = POLICIES[device_type].get(op) if device_type is not None else None

@@ -237,3 +237,266 @@ def full_like(x, fill_value, dtype=None, device=None, requires_grad=False, **_):
 def new_zeros(ref, shape, dtype=None):
     """Zeros of ``shape`` on the same backend and device as ``ref`` (used inside backward formulas)."""
     return _like(_filled("zeros"), ref, dtype, shape=tuple(shape))
+
+
+# -- creation kernels run by aten name: ranges, eye, strided, triangle indices ---------------------
+
+def _from_kernel(aten_name, shape, dtype, dev, args=(), kwargs=None, stride=None, requires_grad=False):
+    """A new tensor made by the creation kernel ``aten_name`` on the current backend: ``torch.ops.aten``
+    on torch, the numpy kernel registered under that name on numpy, metadata only on shape."""
+    kwargs = dict(kwargs or {})
+    backend = backends.current()
+    data, data_stride = None, stride
+    if backend == "torch":
+        data = backends.aten(aten_name, *args, dtype=dtype, device=dev, **kwargs)
+        data_stride = data.stride()
+    elif backend == "numpy":
+        if dev.type != "cpu":
+            raise RuntimeError(f"the numpy backend has no {dev.type} device; use the torch backend")
+        from .backends import numpy_kernels
+        meta = (tuple(shape), dtype) if stride is None else (tuple(shape), dtype, tuple(stride))
+        (data,) = numpy_kernels.run(aten_name, [meta], args, kwargs)
+        data_stride = numpy_kernels.element_strides(data)
+    out = Tensor._new(tuple(shape), dtype, dev, data=data, stride=data_stride)
+    if requires_grad:
+        out.requires_grad_(True)
+    return out
+
+
+def _check_steps(steps):
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+
+
+def linspace(start, end, steps, *, out=None, dtype=None, layout=None, device=None, requires_grad=False, **_):
+    """``steps`` evenly spaced values from start to end (the default float dtype, even for integer bounds)."""
+    _check_steps(steps)
+    return _from_kernel("linspace", (steps,), dtype or _dt.default_float, _dev(device), (start, end, steps),
+                        requires_grad=requires_grad)
+
+
+def logspace(start, end, steps, base=10.0, *, out=None, dtype=None, layout=None, device=None,
+             requires_grad=False, **_):
+    _check_steps(steps)
+    return _from_kernel("logspace", (steps,), dtype or _dt.default_float, _dev(device), (start, end, steps, base),
+                        requires_grad=requires_grad)
+
+
+def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_grad=False, **_):
+    if n < 0:
+        raise RuntimeError(f"n must be greater or equal to 0, got {n}")
+    if m is not None and m < 0:
+        raise RuntimeError(f"m must be greater or equal to 0, got {m}")
+    args = (n,) if m is None else (n, m)
+    return _from_kernel("eye", (n, n if m is None else m), dtype or _dt.default_float, _dev(device), args,
+                        requires_grad=requires_grad)
+
+
+def empty_strided(size, stride, *, dtype=None, layout=None, device=None, requires_grad=False, **_):
+    size, stride = tuple(size), tuple(stride)
+    if len(size) != len(stride):
+        raise RuntimeError(f"dimensionality of sizes ({len(size)}) must match dimensionality of strides "
+                           f"({len(stride)})")
+    return _from_kernel("empty_strided", size, dtype or _dt.default_float, _dev(device), (list(size), list(stride)),
+                        stride=stride, requires_grad=requires_grad)
+
+
+def _tril_count(row, col, offset):
+    return sum(max(0, min(col, i + offset + 1)) for i in range(row))
+
+
+def _triu_count(row, col, offset):
+    return row * col - _tril_count(row, col, offset - 1)
+
+
+def _triangle_indices(aten_name, count, row, col, offset, dtype, device):
+    if row < 0:
+        raise RuntimeError(f"row must be non-negative, got{row}")
+    if col < 0:
+        raise RuntimeError(f"col must be non-negative, got{col}")
+    return _from_kernel(aten_name, (2, count(row, col, offset)), dtype or _dt.int64, _dev(device),
+                        (row, col, offset))
+
+
+def tril_indices(row, col, offset=0, *, dtype=None, device=None, layout=None, **_):
+    """The (2, N) coordinates of the lower triangle of a row x col matrix, row by row."""
+    return _triangle_indices("tril_indices", _tril_count, row, col, offset, dtype, device)
+
+
+def triu_indices(row, col, offset=0, *, dtype=None, device=None, layout=None, **_):
+    return _triangle_indices("triu_indices", _triu_count, row, col, offset, dtype, device)
+
+
+# -- from data, random *_like ----------------------------------------------------------------------
+
+def as_tensor(data, dtype=None, device=None):
+    """torch.as_tensor: a tensor is returned as is (or converted with ``to``, recorded by autograd); a numpy
+    array shares its memory where no conversion is needed; other data is copied as by ``tensor``."""
+    import numpy as np
+    if isinstance(data, Tensor):
+        same_dtype = dtype is None or dtype is data.dtype
+        same_device = device is None or _device(device) == data.device
+        return data if same_dtype and same_device else data.to(dtype=dtype or data.dtype, device=device)
+    if isinstance(data, np.ndarray) and (dtype is None or np.dtype(data.dtype) == _np_dtype(dtype)):
+        if backends.current() == "numpy" or not _torch_available():
+            return from_numpy(data)
+        torch = backends.torch()
+        return _wrap_torch(torch.as_tensor(data, device=str(_dev(device))), False)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def _np_dtype(dtype):
+    from .backends import numpy_kernels
+    return numpy_kernels.np_dtype(dtype)
+
+
+def rand_like(input, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None, **_):
+    return _like(_filled("rand"), input, dtype, device, requires_grad)
+
+
+def randint_like(input, low=0, high=None, *, dtype=None, layout=None, device=None, requires_grad=False,
+                 memory_format=None, **_):
+    """randint_like(input, high) or randint_like(input, low, high), in input's dtype by default."""
+    if high is None:
+        low, high = 0, low
+    return _like(_filled("randint", low, high), input, dtype, device, requires_grad)
+
+
+# -- Tensor.new_* (dtype and device default to self's; same backend as self) -------------------------
+
+def _size_args(size):
+    return _shape(size) if size else ()
+
+
+def _tensor_new_empty(self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    return _like(_filled("empty"), self, dtype, device, requires_grad, shape=_size_args(size))
+
+
+def _tensor_new_zeros(self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    return _like(_filled("zeros"), self, dtype, device, requires_grad, shape=_size_args(size))
+
+
+def _tensor_new_ones(self, *size, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False):
+    return _like(_filled("ones"), self, dtype, device, requires_grad, shape=_size_args(size))
+
+
+def _tensor_new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False, layout=None,
+                     pin_memory=False):
+    return _like(_filled("full", fill_value), self, dtype, device, requires_grad, shape=_shape((size,)))
+
+
+def _tensor_new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    """A copy of ``data`` in self's dtype and on self's backend and device unless told otherwise."""
+    import numpy as np
+    dtype = dtype or self.dtype
+    kind = backends.data_kind(self) or "shape"
+    if isinstance(data, Tensor):
+        data = backends.to_numpy(data) if data.data_ is not None else np.empty(tuple(int(s) for s in data.shape))
+    if kind == "shape":
+        out = Tensor._new(tuple(np.shape(data)), dtype, _dev(device, self.device))
+        return out.requires_grad_(True) if requires_grad else out
+    with backends.backend(kind):
+        return tensor(data, dtype=dtype, device=_dev(device, self.device), requires_grad=requires_grad)
+
+
+# -- in-place random initialisers: gradient zero (torch's zeros_like(grad)) ------------------------
+
+from .function import Function  # noqa: E402  (after the creation ops: function.py never imports this module)
+
+
+class _RandomFill(Function):
+    """x overwritten in place by random numbers; the gradient through it is zero.  Saves: nothing."""
+
+    aten = ""
+
+    @classmethod
+    def forward(cls, ctx, x, *args):
+        ctx.n_args = len(args)
+        from .ops._kernel import inplace       # not at import time: the ops package imports this module
+        ctx.mark_dirty(x)
+        return inplace(cls.aten, x, *args)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (zeros_like(grad),) + (None,) * ctx.n_args
+
+
+class UniformFill(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "UniformBackward0", "uniform_"
+
+
+class NormalFill(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "NormalBackward0", "normal_"
+
+
+class BernoulliFill(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "BernoulliBackward2", "bernoulli_"        # bernoulli_.float
+
+
+class ExponentialFill(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "ExponentialBackward0", "exponential_"
+
+
+class RandomFromTo(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "RandomBackward0", "random_"             # random_.from
+
+
+class RandomTo(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "RandomBackward1", "random_"             # random_.to: [0, to), run as random_.from(0, to)
+
+
+class RandomFull(_RandomFill):
+    __doc__ = _RandomFill.__doc__
+    node_name, aten = "RandomBackward2", "random_"             # random_(): the dtype's whole range
+
+
+def _uniform_(self, from_=0.0, to=1.0, *, generator=None, **kwargs):
+    from_ = kwargs.pop("from", from_)          # torch's keyword is ``from``, a Python keyword
+    if from_ > to:
+        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={from_} > to={to}")
+    return UniformFill.apply(self, from_, to)
+
+
+def _normal_(self, mean=0.0, std=1.0, *, generator=None):
+    if std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    return NormalFill.apply(self, mean, std)
+
+
+def _bernoulli_(self, p=0.5, *, generator=None):
+    if isinstance(p, Tensor):
+        raise NotImplementedError("bernoulli_ with a tensor of probabilities is not supported yet")
+    if not 0 <= p <= 1:
+        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+    return BernoulliFill.apply(self, p)
+
+
+def _exponential_(self, lambd=1.0, *, generator=None):
+    if not lambd > 0:
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+    return ExponentialFill.apply(self, lambd)
+
+
+def _random_(self, from_=None, to=None, *, generator=None, **kwargs):
+    from_ = kwargs.pop("from", from_)
+    if from_ is None and to is None:
+        return RandomFull.apply(self)
+    if to is None:                               # random_(to)
+        return RandomTo.apply(self, 0, from_)
+    if from_ >= to:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} >= to={to}")
+    return RandomFromTo.apply(self, from_, to)
+
+
+TENSOR_METHODS: dict = {
+    "new_empty": _tensor_new_empty, "new_zeros": _tensor_new_zeros, "new_ones": _tensor_new_ones,
+    "new_full": _tensor_new_full, "new_tensor": _tensor_new_tensor,
+    "uniform_": _uniform_, "normal_": _normal_, "bernoulli_": _bernoulli_, "exponential_": _exponential_,
+    "random_": _random_,
+}

@@ -12,7 +12,10 @@ What is counted, and why:
   FLOPs, no discount for causal masks or padding, a transposed convolution counted per *input* point,
   the grad_weight of a grouped convolution not divided by the groups, and attention's backward as the
   five matrix products of a recomputing kernel.  The engine's total over these kernels equals
-  FlopCounterMode's total for the same computation.
+  FlopCounterMode's total for the same computation.  One deliberate difference: for the
+  ``_flash_attention_*`` / ``_efficient_attention_*`` kernels (which no engine op runs; torch reaches
+  them only inside the SDPA kernels it counts as a whole) torch's formula reads their dense
+  [B, L, H, E] inputs as [B, H, L, E]; here they are counted as the attention they compute.
 * Kernels that do the same kind of work but that FlopCounterMode does not count (``GRADXRAY_ONLY``):
   ``mv``, ``dot`` and the CPU flash attention kernels (torch's counter registers no formula for
   ``_scaled_dot_product_flash_attention_for_cpu``, so it reports 0 attention FLOPs for a CPU
@@ -21,8 +24,9 @@ What is counted, and why:
   ``FlopCounter.total(phase, torch_comparable=True)`` leaves them out.
 * Pointwise, reduction, normalisation, softmax, loss, pooling, indexing and copy kernels count 0, as
   in FlopCounterMode.  They are bound by memory traffic, not arithmetic (their cost shows in the bytes
-  the memory tracker reports), they are a few percent of a model's arithmetic, and counting them would
-  make the FLOP figure incomparable with FlopCounterMode and with published model FLOPs.
+  the memory tracker reports), they are O(elements) next to the matrix products' O(elements x width),
+  and counting them would make the FLOP figure incomparable with FlopCounterMode and with published
+  model FLOPs.
 
 Sizes are never converted with ``int()``: with symbolic sizes (``SymInt``) a count is the same number,
 displayed as an expression over the input dims (``6*B*T*...``).
@@ -123,7 +127,9 @@ def _conv_like(args, outs):
 
 
 def _plain_conv(args, outs):
-    """cudnn_convolution and _slow_conv2d_forward: plain convolutions with no ``transposed`` argument."""
+    """cudnn_convolution and _slow_conv2d_forward: plain convolutions with no ``transposed`` argument
+    (torch's counter reads convolution's argument positions for them, e.g. cuDNN's ``benchmark`` flag
+    as ``transposed``; no engine op runs them)."""
     return conv_flops(args[0].shape, args[1].shape, outs[0].shape, transposed=False)
 
 
@@ -195,7 +201,7 @@ def kernel_flops(name: str, args, outs) -> int:
     formula = TORCH_COUNTED.get(name) or GRADXRAY_ONLY.get(name)
     flops = formula(args, outs) if formula is not None else 0
     if flops and _counters:
-        phase = memory._phase           # the tracker's current phase (memory.py keeps it module-level)
+        phase = memory.current_phase()
         for counter in _counters:
             counter._add(phase, name, flops)
     return flops
@@ -203,7 +209,8 @@ def kernel_flops(name: str, args, outs) -> int:
 
 class FlopCounter:
     """FLOPs per phase ("forward", "backward", checkpoint recompute, ...) and kernel while open: the
-    engine's counterpart of FlopCounterMode's ``get_flop_counts()``.
+    engine's counterpart of FlopCounterMode's ``get_flop_counts()``.  (FlopCounterMode has no phases: a
+    checkpoint's recompute, counted here in its own phase, is part of what it sees during backward.)
 
     Kernels report FLOPs only while a memory tracker is active, so the counter opens one of its own."""
 

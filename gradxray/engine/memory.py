@@ -25,6 +25,11 @@ def current_location() -> tuple[str, int] | None:
     return _location
 
 
+def current_phase() -> str:
+    """"forward", "backward", "recompute" ... : what the engine is running now."""
+    return _phase
+
+
 def current_module() -> str:
     return _module_stack[-1] if _module_stack else ""
 

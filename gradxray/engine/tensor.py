@@ -94,7 +94,7 @@ def contiguous_strides(shape) -> tuple[int, ...]:
 
 
 def default_category() -> str:
-    return "grad" if memory._phase == "backward" else "activation"
+    return "grad" if memory.current_phase() == "backward" else "activation"
 
 
 class Tensor:

@@ -27,9 +27,6 @@ BATCHES = 4            # a small data set, cycled: memorizable, so the loss must
 SCALER_OPTIONS = dict(init_scale=2.0 ** 16, growth_interval=3)
 # after backward on these steps one gradient element is overwritten, so the step must be skipped
 BAD_GRADIENTS = {4: math.inf, 13: math.nan}
-# engine node names that differ from torch's for a reason reported as a bug (see the strict xfail below):
-# engine name -> torch's name
-KNOWN_NODE_NAME_BUGS = {"MaxPool2dWithIndicesBackward0": "MaxPool2DWithIndicesBackward0"}
 
 
 class Lib:
@@ -232,10 +229,6 @@ def _models(model_name):
     return t_model, g_model
 
 
-def _rename_known_bugs(graph):
-    return [(KNOWN_NODE_NAME_BUGS.get(name, name), saved) for name, saved in graph]
-
-
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 def test_amp_training_matches_torch(model_name, optimizer):
@@ -252,7 +245,7 @@ def test_amp_training_matches_torch(model_name, optimizer):
                   _to_engine)
 
     for step, (g, t) in enumerate(zip(ours, theirs)):
-        g_graph = _rename_known_bugs(g["graph"])
+        g_graph = g["graph"]
         assert [n for n, _ in g_graph] == [n for n, _ in t["graph"]], f"step {step}: graph nodes differ"
         for node, (g_node, t_node) in enumerate(zip(g_graph, t["graph"])):
             assert g_node == t_node, f"step {step}, node {node}: saved dtypes {g_node} != torch {t_node}"
@@ -299,13 +292,7 @@ def _one_step_graphs(model_name):
     return graphs
 
 
-@pytest.mark.parametrize("model_name", [
-    "mlp", "transformer",
-    pytest.param("cnn_batchnorm", marks=pytest.mark.xfail(
-        strict=True, reason="the engine names max_pool2d's node MaxPool2dWithIndicesBackward0 "
-                            "(gradxray/engine/ops/conv_pool.py, class MaxPool2dWithIndices has no node_name); "
-                            "torch's is MaxPool2DWithIndicesBackward0")),
-])
+@pytest.mark.parametrize("model_name", ["mlp", "transformer", "cnn_batchnorm"])
 def test_graph_node_names_equal_torch_exactly(model_name):
     """The node names as the engine reports them, without the renaming the training test applies."""
     t_graph, g_graph = _one_step_graphs(model_name)

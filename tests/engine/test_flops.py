@@ -39,15 +39,6 @@ def _flash_backward(b, h, lq, s, e):
     return 5 * 2 * b * h * lq * s * e      # Q K^T recomputed, dO V^T, P^T dO, dS K, dS^T Q
 
 
-def _no_opt_einsum(fn):
-    """torch with opt_einsum installed picks its own contraction order; the engine contracts left to right
-    as torch does without it."""
-    def run(*args):
-        with torch.backends.opt_einsum.flags(enabled=False):
-            return fn(*args)
-    return run
-
-
 class _Mirrored:
     """A torch module and its engine twin: on data the twin gets the torch module's weights, on the shape
     backend it is built data-less.  Calling it runs the twin."""
@@ -107,8 +98,6 @@ def _matmul(a, b, **check):
     return (torch.matmul, gx.matmul, [a, b], check)
 
 
-LINEAR_ND = "engine's F.linear: mm + add_ where torch flattens to addmm (1-D or >3-D contiguous input with bias)"
-
 # name: (torch_fn, gx_fn, inputs, check) where check may give ``gradxray_only``: {phase: FLOPs} of the
 # kernels torch's counter does not count, ``values=False`` where the outputs are random (dropout),
 # ``dtypes`` where not all of DTYPES apply, and ``kernels_differ`` where the engine runs other kernels than
@@ -121,10 +110,9 @@ CASES = {
     "linear_no_bias": (TF.linear, F.linear, [Arg((2, 3, 6)), Arg((5, 6))], {}),
     "linear_frozen_weight": (TF.linear, F.linear, [Arg((4, 6)), Arg((5, 6), requires_grad=False), Arg((5,))], {}),
     "linear_frozen_input": (TF.linear, F.linear, [Arg((2, 3, 6), requires_grad=False), Arg((5, 6)), Arg((5,))], {}),
-    # torch flattens any contiguous input with a 1-D bias into one addmm (_flatten_nd_linear); the engine's
-    # linear does so for 3-D input only and runs mm + add_ for these: same FLOPs, other kernels
-    "linear_1d": (TF.linear, F.linear, [Arg((6,)), Arg((5, 6)), Arg((5,))], dict(kernels_differ=LINEAR_ND)),
-    "linear_4d": (TF.linear, F.linear, [Arg((2, 3, 2, 6)), Arg((5, 6)), Arg((5,))], dict(kernels_differ=LINEAR_ND)),
+    # torch flattens any contiguous input with a 1-D bias into one addmm (_flatten_nd_linear)
+    "linear_1d": (TF.linear, F.linear, [Arg((6,)), Arg((5, 6)), Arg((5,))], {}),
+    "linear_4d": (TF.linear, F.linear, [Arg((2, 3, 2, 6)), Arg((5, 6)), Arg((5,))], {}),
     # matmul, each of torch's decompositions
     "matmul_1d_1d": _matmul(Arg((5,)), Arg((5,)), gradxray_only={"forward": 2 * 5}),
     "matmul_2d_1d": _matmul(Arg((3, 5)), Arg((5,)), gradxray_only={"forward": _mv(3, 5), "backward": _mv(5, 3)}),
@@ -161,7 +149,8 @@ CASES = {
                      [Arg((7,)), Arg((7,))], {}),
     "einsum_outer": (lambda a, b: torch.einsum("i,j->ij", a, b), lambda a, b: gx.einsum("i,j->ij", a, b),
                      [Arg((3,)), Arg((4,))], {}),
-    "einsum_chain": (_no_opt_einsum(lambda a, b, c: torch.einsum("ij,jk,kl->il", a, b, c)),
+    # three operands: both contract in opt_einsum's order where it is installed, else left to right
+    "einsum_chain": (lambda a, b, c: torch.einsum("ij,jk,kl->il", a, b, c),
                      lambda a, b, c: gx.einsum("ij,jk,kl->il", a, b, c), [Arg((3, 4)), Arg((4, 5)), Arg((5, 2))], {}),
     # convolutions, plain and transposed, 1-3 spatial dims
     "conv1d": (*_conv("conv1d", dilation=2, padding=1), [Arg((3, 2, 11)), Arg((5, 2, 3)), Arg((5,))], {}),
@@ -352,7 +341,12 @@ def test_cuda_attention_kernels_count_as_torch_does(shapes, dtype):
     kernel = "_scaled_dot_product_cudnn_attention" if dtype == "float16" else "_scaled_dot_product_efficient_attention"
     forward = flop_counter.flop_registry[getattr(aten, kernel)]
     backward = flop_counter.flop_registry[getattr(aten, kernel + "_backward")]
-    assert phases["forward"] == {kernel: forward(torch.Size(q), torch.Size(k), torch.Size(v))}
+    try:
+        expected_forward = forward(torch.Size(q), torch.Size(k), torch.Size(v))
+    except AssertionError:
+        assert q[1] != k[1], "torch's formula rejected shapes that are not grouped-query"
+        pytest.skip("this torch's counter predates grouped-query attention (it asserts equal heads)")
+    assert phases["forward"] == {kernel: expected_forward}
     assert phases["backward"] == {kernel + "_backward": backward(torch.Size(q), torch.Size(q), torch.Size(k),
                                                                  torch.Size(v))}
 

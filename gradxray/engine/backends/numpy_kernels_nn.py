@@ -750,8 +750,10 @@ def select_backward(out, grad_output, input_sizes, dim, index):
 @register("diagonal_backward")
 def diagonal_backward(out, grad_output, input_sizes, offset, dim1, dim2):
     grad = np.zeros(tuple(input_sizes), grad_output.dtype)
-    diag = np.diagonal(grad, offset, dim1, dim2)          # read-only in numpy: re-view it writable
-    np.copyto(np.lib.stride_tricks.as_strided(diag, diag.shape, diag.strides), grad_output)
+    moved = np.moveaxis(grad, (dim1, dim2), (-2, -1))      # a writable view of grad
+    i = np.arange(grad_output.shape[-1])
+    rows, cols = (i, i + offset) if offset >= 0 else (i - offset, i)
+    moved[..., rows, cols] = grad_output
     return grad
 
 

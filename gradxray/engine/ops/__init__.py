@@ -98,9 +98,10 @@ def _T(self):
     return permute(self, list(reversed(range(self.dim()))))
 
 
-from . import activations, conv_pool, elementwise, indexing, losses, norms, reduce  # noqa: E402
+from . import activations, composites, conv_pool, elementwise, indexing, losses, norms, reduce, sorting  # noqa: E402
+from .. import creation  # noqa: E402  (Tensor.new_*, the in-place random initialisers)
 
-FAMILIES = (elementwise, activations, losses, indexing, conv_pool, norms, reduce)
+FAMILIES = (elementwise, activations, losses, indexing, conv_pool, norms, reduce, sorting, composites, creation)
 
 
 def _merged(attr: str, base: dict) -> dict:

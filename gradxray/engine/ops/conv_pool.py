@@ -240,6 +240,7 @@ def _pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode):
 class MaxPool2dWithIndices(Function):
     """y, idx = max_pool2d_with_indices(x).  Saves: self, indices (int64, output-shaped)."""
 
+    node_name = "MaxPool2DWithIndicesBackward0"
     saves = ("self", "result1")
 
     @staticmethod
@@ -262,6 +263,7 @@ class MaxPool2dWithIndicesBackward(Function):
     """grad_input = max_pool2d_with_indices_backward(grad, x, ..., indices): grad scattered to the maxima.
     Saves: indices.  Derivative: the incoming gradient gathered at the indices (zero for x)."""
 
+    node_name = "MaxPool2DWithIndicesBackwardBackward0"
     saves = ("indices",)
 
     @staticmethod

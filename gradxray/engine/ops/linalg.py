@@ -290,12 +290,13 @@ def matmul(a, b):
 
 
 def linear(x, weight, bias=None):
-    """F.linear as torch decomposes it: addmm for 2-D input, flattened addmm for contiguous 3-D
-    input with bias, else matmul (+ in-place bias add)."""
+    """F.linear as torch decomposes it: addmm for 2-D input, one flattened addmm for a contiguous input
+    with a 1-D bias (or contiguous 3-D input), else matmul (+ in-place bias add)."""
     wt = views.t(weight)
     if x.dim() == 2 and bias is not None:
         return addmm(bias, x, wt)
-    if bias is not None and x.is_contiguous() and x.dim() == 3:
+    if bias is not None and x.is_contiguous() and (x.dim() == 3 or bias.dim() == 1):
+        # torch's _flatten_nd_linear: any contiguous input with a 1-D bias becomes one addmm
         flat = views.reshape(x, (sym_prod(x.shape[:-1]), x.shape[-1]))
         out = addmm(bias, flat, wt)
         return views.View.apply(out, tuple(x.shape[:-1]) + (out.shape[1],))
@@ -438,7 +439,8 @@ def _align_operands(layout: _EinsumLayout, operands):
         dim = 0
         for c in labels:
             if c == _ELLIPSIS:
-                covered = op.dim() - (len(labels) - 1)
+                # counted on the operand as given: a diagonal taken before the ellipsis removed a dim
+                covered = operands[k].dim() - (len(labels) - 1)
                 for j in range(layout.ell_ndim - covered, layout.ell_ndim):
                     size = op.shape[dim]
                     if int(size) != 1:

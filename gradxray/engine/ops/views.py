@@ -29,6 +29,12 @@ class View(Function):
         return reshape(grad, ctx.in_shape), None
 
 
+class ReshapeAlias(View):
+    """y = x.reshape(shape) as a view of a non-contiguous x (torch's _reshape_alias).  Saves: nothing."""
+
+    node_name = "ReshapeAliasBackward0"
+
+
 class AsStrided(Function):
     """y = x.as_strided(size, stride, offset) (a view of x's storage).  Saves: nothing (geometries).
     Backward: the gradient written into zeros laid out like x (torch's as_strided_backward for a
@@ -373,7 +379,8 @@ def view_(x, *shape):
 def reshape(x, *shape):
     shape = infer_view_shape(_shape_arg(shape), x.numel())
     if view_strides(x.shape, x.stride(), shape) is not None:
-        return View.apply(x, shape)
+        # torch: a contiguous input is viewed, a non-contiguous one that allows it goes through _reshape_alias
+        return View.apply(x, shape) if x.is_contiguous() else ReshapeAlias.apply(x, shape)
     return UnsafeView.apply(Clone.apply(x), shape)
 
 
