@@ -1135,3 +1135,132 @@ def amp_update_scale_(self, growth_tracker, found_inf, growth_factor, backoff_fa
         self[...] = self * growth_factor
         successful = 0
     growth_tracker[...] = successful
+
+
+# -- sorting and order statistics ------------------------------------------------------------------
+
+def _stable_order(x, axis, descending):
+    """Indices that sort ``x`` along ``axis``, ties in input order and NaN last (first when descending), as
+    torch's stable sort orders them."""
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable")
+    # ascending order of the reversed array, reversed: descending, with ties back in input order
+    reversed_order = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+    return np.flip(x.shape[axis] - 1 - reversed_order, axis)
+
+
+def _sortable(self):
+    """At least 1-D, half types widened (exact) so numpy's sort compares them as numbers."""
+    x = np.asarray(self)
+    x = x.reshape(1) if x.ndim == 0 else x
+    return x.astype(opmath(x.dtype), copy=False) if is_floating(x.dtype) else x
+
+
+@register("sort", layout=LIKE_FIRST)
+def sort(out, self, dim=-1, descending=False, stable=None):
+    x = _sortable(self)
+    order = _stable_order(x, dim, descending)
+    values = np.take_along_axis(np.asarray(self).reshape(x.shape), order, dim)
+    return values.reshape(np.shape(self)), order.reshape(np.shape(self)).astype(np.int64)
+
+
+@register("topk")
+def topk(out, self, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - torch's argument name
+    x = _sortable(self)
+    order = np.take(_stable_order(x, dim, largest), np.arange(k), axis=dim)
+    values = np.take_along_axis(np.asarray(self).reshape(x.shape), order, dim)
+    if np.ndim(self) == 0:
+        return values.reshape(()), order.reshape(()).astype(np.int64)
+    return values, order.astype(np.int64)
+
+
+def _select_position(self, dim, keepdim, position_of):
+    """(values, indices) at the index ``position_of(sorted_order, x)`` picks along ``dim``."""
+    x = _sortable(self)
+    picked = position_of(_stable_order(x, dim, False), x)
+    values = np.take_along_axis(np.asarray(self).reshape(x.shape), picked, dim)
+    if np.ndim(self) == 0:
+        return values.reshape(()), picked.reshape(()).astype(np.int64)
+    if not keepdim:
+        values, picked = np.squeeze(values, dim), np.squeeze(picked, dim)
+    return values, picked.astype(np.int64)
+
+
+@register("kthvalue")
+def kthvalue(out, self, k, dim=-1, keepdim=False):
+    return _select_position(self, dim, keepdim, lambda order, x: np.take(order, [k - 1], axis=dim))
+
+
+@register("median")
+def median(out, self, dim=None, keepdim=False):
+    """median() of all elements, or median.dim: the lower median; a NaN in the slice is the median."""
+    if dim is None:
+        flat = _sortable(self).reshape(-1)
+        if flat.size == 0 or np.isnan(flat).any():
+            return np.asarray(np.nan)
+        return np.asarray(np.sort(flat)[(flat.size - 1) // 2])
+
+    def lower_median(order, x):
+        middle = np.take(order, [(x.shape[dim] - 1) // 2], axis=dim)
+        nan = np.isnan(x) if is_floating(x.dtype) else np.zeros(x.shape, bool)
+        first_nan = np.expand_dims(np.argmax(nan, axis=dim), dim)
+        return np.where(np.expand_dims(nan.any(axis=dim), dim), first_nan, middle)
+    return _select_position(self, dim, keepdim, lower_median)
+
+
+# -- creation kernels (no tensor input: the engine's meta gives shape and dtype) ---------------------
+
+def _range_dtype(out):
+    """torch computes ranges in the output's floating type, and in double for integer outputs."""
+    return out.dtype if is_floating(out.dtype) and out.dtype not in (np.float16,) and out.dtype.itemsize >= 4 \
+        else np.dtype(np.float64)
+
+
+def _two_sided_range(out, start, end, steps):
+    """torch's linspace points: from ``start`` for the first half and from ``end`` for the second."""
+    dt = _range_dtype(out)
+    if steps == 1:
+        return np.full(1, start, dt)
+    index = np.arange(steps, dtype=dt)
+    step = (dt.type(end) - dt.type(start)) / dt.type(steps - 1)
+    from_start = dt.type(start) + step * index
+    from_end = dt.type(end) - step * (dt.type(steps - 1) - index)
+    return np.where(np.arange(steps) < steps // 2, from_start, from_end)
+
+
+@register("linspace")
+def linspace(out, start, end, steps, dtype=None, layout=None, device=None, pin_memory=None):
+    return _two_sided_range(out, start, end, steps)
+
+
+@register("logspace")
+def logspace(out, start, end, steps, base=10.0, dtype=None, layout=None, device=None, pin_memory=None):
+    exponents = _two_sided_range(out, start, end, steps)
+    return np.power(exponents.dtype.type(base), exponents)
+
+
+@register("eye")
+def eye(out, n, m=None, dtype=None, layout=None, device=None, pin_memory=None):
+    return np.eye(n, n if m is None else m)
+
+
+@register("tril_indices")
+def tril_indices(out, row, col, offset=0, dtype=None, layout=None, device=None, pin_memory=None):
+    return np.stack(np.tril_indices(row, offset, col)).reshape(2, -1)
+
+
+@register("triu_indices")
+def triu_indices(out, row, col, offset=0, dtype=None, layout=None, device=None, pin_memory=None):
+    return np.stack(np.triu_indices(row, offset, col)).reshape(2, -1)
+
+
+@register_inplace("exponential_")
+def exponential_(self, lambd=1.0, generator=None):
+    self[...] = _generator().exponential(1.0 / lambd, self.shape).astype(self.dtype)
+
+
+@register("linalg_cross")
+def linalg_cross(out, self, other, dim=-1):
+    dt, ct = _compute(out, self, other)
+    a, b = np.broadcast_arrays(_cast(self, ct), _cast(other, ct))
+    return np.cross(a, b, axis=dim)

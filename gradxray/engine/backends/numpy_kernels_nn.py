@@ -912,3 +912,88 @@ def max_pool1d(out, self, kernel_size, stride=(), padding=0, dilation=1, ceil_mo
     values, _ = max_pool2d_with_indices(None, self[..., None], (k, 1), (first(stride, k), 1),
                                         (first(padding, 0), 0), (first(dilation, 1), 1), ceil_mode)
     return values[..., 0]
+
+
+# -- glu, pixel shuffle, im2col / col2im ------------------------------------------------------------
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@register("glu")
+def glu(out, self, dim=-1):
+    a, b = np.split(_acc(self), 2, axis=dim)
+    return a * _sigmoid(b)
+
+
+@register("glu_backward")
+def glu_backward(out, grad_output, self, dim):
+    a, b = np.split(_acc(self), 2, axis=dim)
+    g = _acc(grad_output)
+    s = _sigmoid(b)
+    return np.concatenate([g * s, g * a * s * (1 - s)], axis=dim)
+
+
+@register("pixel_shuffle")
+def pixel_shuffle(out, self, upscale_factor):
+    r = upscale_factor
+    *lead, c, h, w = self.shape
+    blocks = self.reshape(*lead, c // (r * r), r, r, h, w)
+    n = len(lead)          # (*, C, r, r, H, W) -> (*, C, H, r, W, r)
+    order = list(range(n)) + [n, n + 3, n + 1, n + 4, n + 2]
+    return blocks.transpose(order).reshape(*lead, c // (r * r), h * r, w * r)
+
+
+@register("pixel_unshuffle")
+def pixel_unshuffle(out, self, downscale_factor):
+    r = downscale_factor
+    *lead, c, h, w = self.shape
+    blocks = self.reshape(*lead, c, h // r, r, w // r, r)
+    n = len(lead)          # (*, C, H, r, W, r) -> (*, C, r, r, H, W)
+    order = list(range(n)) + [n, n + 2, n + 4, n + 1, n + 3]
+    return blocks.transpose(order).reshape(*lead, c * r * r, h // r, w // r)
+
+
+def _block_windows(kernel_size, dilation, stride, blocks):
+    """(kernel row, kernel col, row slice, col slice) of each kernel offset over the padded image."""
+    (kh, kw), (dh, dw), (sh, sw), (oh, ow) = kernel_size, dilation, stride, blocks
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+
+
+def _sliding_blocks(size, kernel_size, dilation, padding, stride):
+    return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1
+                 for s, k, d, p, st in zip(size, kernel_size, dilation, padding, stride))
+
+
+@register("im2col")
+def im2col(out, self, kernel_size, dilation, padding, stride):
+    x = _acc(self)
+    batched = x.ndim == 4
+    x = x if batched else x[None]
+    n, c, h, w = x.shape
+    (kh, kw), (ph, pw) = kernel_size, padding
+    blocks = _sliding_blocks((h, w), kernel_size, dilation, padding, stride)
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((n, c, kh, kw) + blocks, x.dtype)
+    for i, j, rows, columns in _block_windows(kernel_size, dilation, stride, blocks):
+        cols[:, :, i, j] = padded[:, :, rows, columns]
+    cols = cols.reshape(n, c * kh * kw, blocks[0] * blocks[1])
+    return cols if batched else cols[0]
+
+
+@register("col2im")
+def col2im(out, self, output_size, kernel_size, dilation, padding, stride):
+    cols = _acc(self)
+    batched = cols.ndim == 3
+    cols = cols if batched else cols[None]
+    (kh, kw), (ph, pw), (h, w) = kernel_size, padding, output_size
+    n, c = cols.shape[0], cols.shape[1] // (kh * kw)
+    blocks = _sliding_blocks((h, w), kernel_size, dilation, padding, stride)
+    cols = cols.reshape((n, c, kh, kw) + blocks)
+    padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
+    for i, j, rows, columns in _block_windows(kernel_size, dilation, stride, blocks):
+        padded[:, :, rows, columns] += cols[:, :, i, j]
+    image = padded[:, :, ph:ph + h, pw:pw + w]
+    return image if batched else image[0]
