@@ -456,16 +456,22 @@ class RandomFull(_RandomFill):
     node_name, aten = "RandomBackward2", "random_"             # random_(): the dtype's whole range
 
 
+def _cpp(value) -> str:
+    """A double as torch's C++ messages print it (``2`` for 2.0, ``0.5``, ``1e-07``)."""
+    return f"{value:g}"
+
+
 def _uniform_(self, from_=0.0, to=1.0, *, generator=None, **kwargs):
     from_ = kwargs.pop("from", from_)          # torch's keyword is ``from``, a Python keyword
     if from_ > to:
-        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={from_} > to={to}")
+        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={_cpp(from_)} > "
+                           f"to={_cpp(to)}")
     return UniformFill.apply(self, from_, to)
 
 
 def _normal_(self, mean=0.0, std=1.0, *, generator=None):
     if std < 0:
-        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {_cpp(std)}")
     return NormalFill.apply(self, mean, std)
 
 
@@ -473,13 +479,13 @@ def _bernoulli_(self, p=0.5, *, generator=None):
     if isinstance(p, Tensor):
         raise NotImplementedError("bernoulli_ with a tensor of probabilities is not supported yet")
     if not 0 <= p <= 1:
-        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={_cpp(p)}")
     return BernoulliFill.apply(self, p)
 
 
 def _exponential_(self, lambd=1.0, *, generator=None):
     if not lambd > 0:
-        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={_cpp(lambd)}")
     return ExponentialFill.apply(self, lambd)
 
 

@@ -899,7 +899,15 @@ def normal_(self, mean=0.0, std=1.0, generator=None):
 
 @register_inplace("random_")
 def random_(self, from_=0, to=None, generator=None):
-    high = to if to is not None else (2 ** 24 if is_floating(self.dtype) else np.iinfo(self.dtype).max)
+    # torch's default upper bound: the largest integer the dtype represents exactly (+1 for floats)
+    float_bounds = {np.dtype(np.float64): 2 ** 53 + 1, np.dtype(np.float32): 2 ** 24 + 1,
+                    np.dtype(np.float16): 2 ** 11 + 1}
+    if to is not None:
+        high = to
+    elif is_floating(self.dtype):
+        high = float_bounds.get(np.dtype(self.dtype), 2 ** 8 + 1)          # bfloat16: 2**8
+    else:
+        high = np.iinfo(self.dtype).max
     self[...] = _generator().integers(from_, high, self.shape).astype(self.dtype)
 
 
@@ -1217,7 +1225,8 @@ def _range_dtype(out):
 
 
 def _two_sided_range(out, start, end, steps):
-    """torch's linspace points: from ``start`` for the first half and from ``end`` for the second."""
+    """torch's linspace points: from ``start`` for the first half and from ``end`` for the second (its scalar
+    formula; torch's vectorised loop rounds a few points differently, within the last place)."""
     dt = _range_dtype(out)
     if steps == 1:
         return np.full(1, start, dt)

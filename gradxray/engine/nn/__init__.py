@@ -1110,7 +1110,8 @@ __all__ = ["Module", "Parameter", "Identity", "Linear", "Embedding", "LayerNorm"
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
            "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Flatten", "Unflatten", "MSELoss", "L1Loss", "SmoothL1Loss",
            "HuberLoss", "NLLLoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss",
-           "MultiheadAttention", "TransformerEncoderLayer", "Sequential", "ModuleList", "ModuleDict", "functional"]
+           "MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer", "Sequential", "ModuleList",
+           "ModuleDict", "functional"]
 
 from .activation import *  # noqa: E402,F401,F403  (activation modules live in their own file)
-from .transformer import MultiheadAttention, TransformerEncoderLayer  # noqa: E402,F401
+from .transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer  # noqa: E402,F401

@@ -34,16 +34,28 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return _nn.NativeLayerNorm.apply(input, tuple(normalized_shape), weight, bias, eps)[0]
 
 
-def softmax(input, dim=None, dtype=None):
-    if dtype is not None:
-        input = input.to(dtype)
-    return _nn.Softmax.apply(input, dim if dim is not None else -1)
+def _softmax_dim(name: str, ndim: int) -> int:
+    """torch's implicit dim (deprecated): 0 for 0-, 1- and 3-D input, else 1."""
+    import warnings
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X "
+                  "as an argument.", stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
 
 
-def log_softmax(input, dim=None, dtype=None):
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _softmax_dim("softmax", input.dim())
     if dtype is not None:
         input = input.to(dtype)
-    return _nn.LogSoftmax.apply(input, dim if dim is not None else -1)
+    return _nn.Softmax.apply(input, dim)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _softmax_dim("log_softmax", input.dim())
+    if dtype is not None:
+        input = input.to(dtype)
+    return _nn.LogSoftmax.apply(input, dim)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):

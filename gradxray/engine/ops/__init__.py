@@ -27,6 +27,12 @@ def _to(self, *args, **kwargs):
             dtype, device = a.dtype, a.device
         elif isinstance(a, (str, _device)):
             device = a
+        elif isinstance(a, bool) or a is None:      # non_blocking / copy given positionally
+            continue
+        else:
+            raise TypeError(f"to() received an invalid combination of arguments - got ({type(a).__name__}, ...)")
+    if dtype is not None and not isinstance(dtype, _dt.dtype):
+        raise TypeError(f"to(): dtype must be a gradxray dtype, not {type(dtype).__name__}")
     if device is not None and _device(device).type == "meta":
         device = None            # the shape backend is device-less already
     return to_copy(self, dtype, device)

@@ -211,9 +211,13 @@ def _last_dim_contiguous(t) -> bool:
 
 
 def _cpu_flash_ok(q, k, v, mask, dropout_p, enable_gqa) -> bool:
-    """torch's use_flash_attention_cpp checks."""
+    """torch's use_flash_attention_cpp checks (a mask that needs a gradient rules the fused kernel out)."""
     if dropout_p != 0.0 or q.dim() != 4 or k.dim() != 4 or v.dim() != 4 or q.dtype not in _FLOATS:
         return False
+    if mask is not None and mask.requires_grad:
+        from .. import autograd
+        if autograd.is_grad_enabled():
+            return False
     if int(q.shape[0]) != int(k.shape[0]) or int(k.shape[0]) != int(v.shape[0]):
         return False
     hq, hk = int(q.shape[1]), int(k.shape[1])

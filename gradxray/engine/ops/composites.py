@@ -15,7 +15,7 @@ from .. import autograd
 from .. import dtypes as _dt
 from ..function import Function
 from ..symbolic import sym_prod
-from ..tensor import Tensor, wrap_dim
+from ..tensor import wrap_dim
 from ._kernel import kernel, strides_like
 from .pointwise import div, mul, neg, sub
 from .shapes import broadcast_shapes

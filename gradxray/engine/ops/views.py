@@ -207,20 +207,35 @@ class Unsqueeze(Function):
 
 
 class Squeeze(Function):
-    """y = x.squeeze(dim) (a view).  Saves: nothing."""
+    """y = x.squeeze() / squeeze(dim) / squeeze(dims) (a view).  Saves: nothing (sizes).  torch names the
+    three forms' nodes SqueezeBackward0, 1 and 2."""
 
     @staticmethod
     def forward(ctx, x, d=None):
         ctx.in_shape = x.shape
-        dims = range(x.dim()) if d is None else [wrap_dim(d, x.dim())]
+        if d is None:
+            dims, args = range(x.dim()), ()
+        elif isinstance(d, (list, tuple)):
+            dims = sorted({wrap_dim(i, x.dim()) for i in d})
+            args = (list(dims),)
+        else:
+            dims = [wrap_dim(d, x.dim())]
+            args = (dims[0],)
         keep = [i for i in range(x.dim()) if not (i in dims and int(x.shape[i]) == 1)]
-        args = () if d is None else (wrap_dim(d, x.dim()),)
         return view(x, [x.shape[i] for i in keep], [x.stride()[i] for i in keep], x.storage_offset(),
                     "squeeze", *args)
 
     @staticmethod
     def backward(ctx, grad):
         return reshape(grad, ctx.in_shape), None
+
+
+class SqueezeDim(Squeeze):
+    node_name = "SqueezeBackward1"
+
+
+class SqueezeDims(Squeeze):
+    node_name = "SqueezeBackward2"
 
 
 class Split(Function):
@@ -409,7 +424,9 @@ def unsqueeze(x, d):
 
 
 def squeeze(x, d=None):
-    return Squeeze.apply(x, d)
+    if d is None:
+        return Squeeze.apply(x)
+    return (SqueezeDims if isinstance(d, (list, tuple)) else SqueezeDim).apply(x, d)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
