@@ -386,3 +386,32 @@ def test_resnet_forward_line_shapes(resnet, resnet_mod):
     assert shapes["layer3.0.downsample"] == (B, 256, 4, 4)
     assert shapes["avgpool"] == (B, 512, 1, 1)
     assert shapes[""] == (B, 10)
+
+
+def test_tracker_observer_effect_on_gradient_accumulation_is_real():
+    """Why the tracked peak can exceed the engine's (which models plain torch): with a dispatch mode active,
+    torch accumulates a tensor's two incoming gradients out of place; without one, in place."""
+    import torch
+    from tests.support.torch_truth import LiveStorageTracker
+
+    def accumulates_in_place(track: bool) -> bool:
+        torch.manual_seed(0)
+        x = torch.randn(2, 8, 8, 8, requires_grad=True)
+        c1 = torch.nn.Conv2d(8, 16, 3, 2, 1, bias=False)
+        c2 = torch.nn.Conv2d(8, 16, 1, 2, bias=False)
+        seen = {}
+        h = x.relu()
+        a, b = c1(h), c2(h)
+        a.grad_fn.register_hook(lambda gi, go: seen.update(a=gi[0].data_ptr()) or None)
+        b.grad_fn.register_hook(lambda gi, go: seen.update(b=gi[0].data_ptr()) or None)
+        h.grad_fn.register_prehook(lambda go: seen.update(h=go[0].data_ptr()) or None)
+        loss = a.sum() + b.sum()
+        if track:
+            with LiveStorageTracker():
+                loss.backward()
+        else:
+            loss.backward()
+        return seen["h"] in (seen["a"], seen["b"])
+
+    assert accumulates_in_place(track=False)
+    assert not accumulates_in_place(track=True)
