@@ -31,7 +31,7 @@ from gradxray.engine.symbolic import sym_text
 
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
-from .project import ModuleIndex, import_bindings, positional_params, required_params
+from .project import ModuleIndex, import_bindings, is_source_resolvable, positional_params, required_params
 from .results import Analysis, ClassSummary, GradCut, LineFact, Span, TensorFact, Unresolved
 from .torch_api import Runtime, upstream_params
 from .training_step import simulate_training_step
@@ -285,9 +285,16 @@ class Interpreter:
             return _KNOWN_IMPORTS[dotted]
         if dotted.startswith("typing.") or dotted == "typing" or dotted.startswith("typing_extensions"):
             return Marker(dotted)
-        if dotted.startswith("."):
-            return self.unknown(f"cross-file import `{dotted}` is not resolved yet", node)
-        val, reason = self.rt.resolve_import(dotted)
+        if not dotted.startswith("."):
+            val, reason = self.rt.resolve_import(dotted)      # torch (the engine) and mapped stdlib names
+            if reason is None:
+                return val
+            if not is_source_resolvable(dotted):
+                return self.unknown(reason, node)
+        # another workspace file or an installed package's source, found and read, never imported
+        from .resolver import resolve_project_import
+
+        val, reason = resolve_project_import(self, dotted)
         if reason is not None:
             return self.unknown(reason, node)
         return val
@@ -384,6 +391,8 @@ class Interpreter:
     # calls
 
     def call_function(self, fn: UserFunction, args: list, kwargs: dict, node, is_forward: bool = False):
+        if fn.interp is not self:       # defined in another file: its names resolve (and are recorded) there
+            return fn.interp.call_function(fn, args, kwargs, None, is_forward)
         if len(self.frames) >= MAX_DEPTH:
             return self.unknown(f"call depth limit reached in `{fn.name}`", node or fn.node)
         fnode = fn.node

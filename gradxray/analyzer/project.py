@@ -7,11 +7,19 @@ subclasses, which are config dataclasses), the module-level functions and the
 module-level assignments, and picks the *root* module classes (those no other
 module class of the file uses as a submodule).
 
-Single file for now; cross-file resolution comes later.
+The second half is the *project*: which files an import names (workspace
+roots, relative imports, installed packages' source files on the search path),
+parsed once per content hash, with the dependents of a changed file.  Modules
+are found by looking at the file system only: nothing is ever imported (not
+even through ``importlib.util.find_spec``, which imports parent packages).
 """
 from __future__ import annotations
 
 import ast
+import hashlib
+import importlib.machinery
+import os
+import sys
 from dataclasses import dataclass, field
 
 
@@ -41,9 +49,27 @@ class ModuleIndex:
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     functions: dict[str, ast.FunctionDef] = field(default_factory=dict)
     assigns: dict[str, ast.AST] = field(default_factory=dict)      # name -> value expression (last wins)
+    star_imports: list[str] = field(default_factory=list)          # `from m import *`: "m", ".m", ".."
 
     def module_classes(self) -> list[ClassInfo]:
         return [c for c in self.classes.values() if c.is_module]
+
+    def defines(self, name: str) -> bool:
+        """Whether the module binds ``name`` itself (a definition, an assignment or an import)."""
+        return name in self.classes or name in self.functions or name in self.assigns or name in self.imports
+
+    def declared_all(self) -> list[str] | None:
+        """The names of a literal ``__all__`` (what ``from m import *`` takes), None when there is none."""
+        node = self.assigns.get("__all__")
+        if node is None:
+            return None
+        try:
+            names = ast.literal_eval(node)      # evaluates literals only, never code
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            return None
+        if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            return list(names)
+        return None
 
 
 def dotted_name(node: ast.AST) -> str | None:
@@ -89,17 +115,19 @@ def import_bindings(node: ast.Import | ast.ImportFrom):
         yield alias.asname or alias.name, dotted
 
 
-def _collect_imports(stmts, imports: dict[str, str]) -> None:
+def _collect_imports(stmts, imports: dict[str, str], star_imports: list[str]) -> None:
     for node in stmts:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             imports.update(import_bindings(node))
+            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+                star_imports.append("." * node.level + (node.module or ""))
         elif isinstance(node, (ast.If, ast.Try)):
             # `try: import x except ImportError: ...` and `if TYPE_CHECKING:` blocks
             bodies = [node.body, node.orelse]
             if isinstance(node, ast.Try):
                 bodies += [h.body for h in node.handlers] + [node.finalbody]
             for body in bodies:
-                _collect_imports(body, imports)
+                _collect_imports(body, imports, star_imports)
 
 
 def _is_engine_module_base(dotted: str) -> bool:
@@ -122,7 +150,7 @@ def index_source(source: str, path: str) -> ModuleIndex:
     """Parse and index one file.  Raises ``SyntaxError`` on bad source."""
     tree = ast.parse(source, filename=path)
     index = ModuleIndex(path=path, tree=tree, lines=source.splitlines())
-    _collect_imports(tree.body, index.imports)
+    _collect_imports(tree.body, index.imports, index.star_imports)
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             bases = []
@@ -223,3 +251,321 @@ def required_params(a: ast.arguments) -> list[ast.arg]:
     positional = positional_params(a)
     return positional[:len(positional) - len(a.defaults)] + [
         p for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
+
+
+# --- the project: files, module resolution, caches ------------------------------------------------
+
+WORKSPACE_MARKERS = ("pyproject.toml", ".git", "setup.py")
+
+# top-level packages that are never resolved to source: the engine stands in for torch, and the
+# standard library is either mapped by the interpreter (math, functools ...) or out of scope
+ENGINE_BACKED = frozenset({"torch"})
+
+
+def is_source_resolvable(dotted: str) -> bool:
+    """Whether an absolute import target may be looked up in the project (not torch, not stdlib)."""
+    top = dotted.split(".", 1)[0]
+    return bool(top) and top not in ENGINE_BACKED and top not in sys.stdlib_module_names
+
+
+def workspace_roots(path: str, extra_roots=()) -> list[str]:
+    """The folders absolute imports of ``path`` are looked up in: its own folder and each parent up to
+    the first one holding a workspace marker (only its own folder when no parent has one), then the
+    configured ``extra_roots``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    chain = []
+    current = folder
+    while True:
+        chain.append(current)
+        if any(os.path.exists(os.path.join(current, m)) for m in WORKSPACE_MARKERS):
+            break
+        parent = os.path.dirname(current)
+        if parent == current:
+            chain = [folder]
+            break
+        current = parent
+    roots: list[str] = []
+    for r in [*chain, *(os.path.abspath(r) for r in extra_roots)]:
+        if r not in roots:
+            roots.append(r)
+    return roots
+
+
+def default_search_paths(explicit=()) -> list[str]:
+    """Folders that hold installed packages: ``explicit`` ones first, then the running interpreter's
+    ``sys.path`` (existing folders only; zip archives and the current directory are left out)."""
+    out: list[str] = []
+    for p in [*explicit, *sys.path]:
+        if not p:
+            continue
+        p = os.path.abspath(p)
+        if os.path.isdir(p) and p not in out:
+            out.append(p)
+    return out
+
+
+@dataclass(frozen=True)
+class ModuleLocation:
+    """Where a module's source is.  ``file`` is the ``.py`` file (``__init__.py`` for a package), None
+    for a namespace package or a compiled module; ``package_dirs`` are where its submodules are."""
+
+    name: str
+    file: str | None
+    package_dirs: tuple[str, ...] = ()
+    compiled: bool = False
+
+
+def _find_in(dirs, part: str, name: str) -> ModuleLocation | None:
+    """``part`` in the first of ``dirs`` that has it, in the import system's order: a package with
+    ``__init__.py``, then a compiled or source module; folders without ``__init__.py`` (namespace
+    package portions) only when no folder has a module of that name."""
+    portions = []
+    for d in dirs:
+        pkg = os.path.join(d, part)
+        init = os.path.join(pkg, "__init__.py")
+        if os.path.isfile(init):
+            return ModuleLocation(name, init, (pkg,))
+        if any(os.path.isfile(os.path.join(d, part + sfx)) for sfx in importlib.machinery.EXTENSION_SUFFIXES):
+            return ModuleLocation(name, None, (), compiled=True)
+        mod = os.path.join(d, part + ".py")
+        if os.path.isfile(mod):
+            return ModuleLocation(name, mod)
+        if os.path.isdir(pkg):
+            portions.append(pkg)
+    if portions:
+        return ModuleLocation(name, None, tuple(portions))
+    return None
+
+
+def split_relative(dotted: str) -> tuple[int, list[str]]:
+    """``"..utils.x"`` -> (2, ["utils", "x"]); an absolute name has level 0."""
+    level = len(dotted) - len(dotted.lstrip("."))
+    rest = dotted[level:]
+    return level, rest.split(".") if rest else []
+
+
+@dataclass
+class _FileEntry:
+    digest: str | None                    # content hash; None for a file indexed from a given ModuleIndex
+    index: ModuleIndex | None
+    error: str | None                     # why it could not be parsed
+    deps: set[str] = field(default_factory=set)
+    has_unresolved: bool = False          # one of its imports named no file (a new file may satisfy it)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class ProjectIndex:
+    """Parsed files of a project, keyed by absolute path and cached by content hash, the import graph
+    between them, and module resolution over workspace roots and the search path.
+
+    ``update(path, text)`` is what an editor calls when a file changes (``text`` None: re-read it from
+    disk); it returns the files whose analysis is stale (the file and everything that imports it,
+    directly or not)."""
+
+    def __init__(self, search_paths=None):
+        self.search_paths = list(default_search_paths() if search_paths is None else search_paths)
+        self.parse_count = 0
+        self._files: dict[str, _FileEntry] = {}
+        self._overlays: dict[str, str] = {}            # unsaved editor text, by path
+        self._dependents: dict[str, set[str]] = {}     # file -> files that import it
+        self._found: dict[tuple, ModuleLocation | None] = {}
+
+    # sources and parsing --------------------------------------------------------------------------
+    def source(self, path: str) -> str:
+        path = os.path.abspath(path)
+        if path in self._overlays:
+            return self._overlays[path]
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+
+    def module_index(self, path: str) -> tuple[ModuleIndex | None, str | None]:
+        """(index, None), or (None, why not) for a file that cannot be read or parsed.  A file whose
+        content hash did not change since it was last parsed is not parsed again."""
+        path = os.path.abspath(path)
+        try:
+            text = self.source(path)
+        except (OSError, UnicodeDecodeError) as e:
+            return None, f"cannot read `{path}`: {type(e).__name__}: {e}"
+        digest = _digest(text)
+        entry = self._files.get(path)
+        if entry is not None and entry.digest == digest:
+            return entry.index, entry.error
+        self._forget(path)
+        self.parse_count += 1
+        try:
+            index, error = index_source(text, path), None
+        except SyntaxError as e:
+            index, error = None, f"cannot analyze `{path}`: SyntaxError: {e.msg} (line {e.lineno})"
+        except (ValueError, RecursionError) as e:
+            index, error = None, f"cannot analyze `{path}`: {type(e).__name__}: {e}"
+        entry = _FileEntry(digest, index, error)
+        self._files[path] = entry
+        if index is not None:
+            self._record_imports(path, index)
+        return index, error
+
+    def adopt(self, index: ModuleIndex) -> None:
+        """Record the imports of a file parsed elsewhere (the analyzed file), so that it is among the
+        dependents a change reports.  Its text is not known here: any update of it counts as a change."""
+        path = os.path.abspath(index.path)
+        entry = self._files.get(path)
+        if entry is not None and entry.index is index:
+            return
+        self._forget(path)
+        self._files[path] = _FileEntry(None, index, None)
+        self._record_imports(path, index)
+
+    # module resolution -----------------------------------------------------------------------------
+    def find_module(self, dotted: str, roots) -> ModuleLocation | None:
+        """An absolute module name -> its location, looked up in ``roots`` then the search path."""
+        parts = dotted.split(".")
+        loc = self._find_part(tuple(roots) + tuple(self.search_paths), parts[0], parts[0])
+        for i, part in enumerate(parts[1:], 2):
+            if loc is None or not loc.package_dirs:
+                return None
+            loc = self._find_part(loc.package_dirs, part, ".".join(parts[:i]))
+        return loc
+
+    def package_of(self, from_file: str, level: int) -> ModuleLocation | None:
+        """The package a relative import of ``level`` dots in ``from_file`` starts from."""
+        folder = os.path.dirname(os.path.abspath(from_file))
+        for _ in range(level - 1):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return None
+            folder = parent
+        init = os.path.join(folder, "__init__.py")
+        return ModuleLocation("." * level, init if os.path.isfile(init) else None, (folder,))
+
+    def submodule(self, package: ModuleLocation, part: str) -> ModuleLocation | None:
+        if not package.package_dirs:
+            return None
+        sep = "" if package.name.endswith(".") else "."
+        return self._find_part(package.package_dirs, part, package.name + sep + part)
+
+    def resolve_module(self, dotted: str, from_file: str, roots) -> ModuleLocation | None:
+        """An absolute or relative module name, as written in ``from_file``, -> its location."""
+        level, parts = split_relative(dotted)
+        if level == 0:
+            return self.find_module(dotted, roots)
+        loc = self.package_of(from_file, level)
+        for part in parts:
+            if loc is None:
+                return None
+            loc = self.submodule(loc, part)
+        return loc
+
+    def _find_part(self, dirs: tuple, part: str, name: str) -> ModuleLocation | None:
+        key = (dirs, part, name)
+        if key not in self._found:
+            self._found[key] = _find_in(dirs, part, name)
+        return self._found[key]
+
+    # the import graph ------------------------------------------------------------------------------
+    def _record_imports(self, path: str, index: ModuleIndex) -> None:
+        """The files ``path`` imports (every import statement, wherever it is, with the ``__init__.py``
+        of the packages on the way), for ``dependents``; and whether a module it names is missing."""
+        entry = self._files[path]
+        roots = workspace_roots(path)
+        for node in ast.walk(index.tree):
+            if isinstance(node, ast.Import):
+                modules, names = [alias.name for alias in node.names], []
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                base = "." * node.level + (node.module or "")
+                sep = "" if base.endswith(".") else "."
+                # `from m import x`: m must be a module; x may be a name in it or a submodule
+                modules, names = [base], [base + sep + a.name for a in node.names if a.name != "*"]
+            else:
+                continue
+            for target in modules + names:
+                files, found = self._files_on_the_way(target, path, roots)
+                entry.deps |= files
+                if not found and target in modules:
+                    entry.has_unresolved = True
+        entry.deps.discard(path)
+        for dep in entry.deps:
+            self._dependents.setdefault(dep, set()).add(path)
+
+    def _files_on_the_way(self, dotted: str, from_file: str, roots) -> tuple[set[str], bool]:
+        """(source files importing ``dotted`` runs: package ``__init__``s, then the module; whether
+        ``dotted`` is a module).  Torch and the standard library count as found, with no files."""
+        level, parts = split_relative(dotted)
+        if level == 0 and not is_source_resolvable(dotted):
+            return set(), True
+        files: set[str] = set()
+        if level:
+            loc = self.package_of(from_file, level)
+        else:
+            loc = self._find_part(tuple(roots) + tuple(self.search_paths), parts[0], parts[0])
+            parts = parts[1:]
+        for part in parts:
+            if loc is None:
+                break
+            if loc.file:
+                files.add(loc.file)
+            loc = self.submodule(loc, part)
+        if loc is not None and loc.file:
+            files.add(loc.file)
+        return files, loc is not None
+
+    def dependents(self, path: str) -> set[str]:
+        """Files that import ``path``, directly or through others."""
+        out: set[str] = set()
+        todo = [os.path.abspath(path)]
+        while todo:
+            for d in self._dependents.get(todo.pop(), ()):
+                if d not in out:
+                    out.add(d)
+                    todo.append(d)
+        return out
+
+    def update(self, path: str, text: str | None = None) -> set[str]:
+        """A file changed (``text``: its new, possibly unsaved, content; None: re-read it from disk).
+        Returns the files whose analysis is now stale: none when its content did not change, else
+        the file, its dependents, and -- for a file the index did not know -- the files with an
+        import that named no file (the new file may be what they import)."""
+        path = os.path.abspath(path)
+        if text is None:
+            self._overlays.pop(path, None)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    current = _digest(fh.read())
+            except (OSError, UnicodeDecodeError):
+                current = None                    # deleted or unreadable
+        else:
+            self._overlays[path] = text
+            current = _digest(text)
+        entry = self._files.get(path)
+        if entry is not None and entry.digest is not None and entry.digest == current:
+            return set()
+        stale = {path} | self.dependents(path)
+        if entry is None or current is None:
+            self._found.clear()                   # a new or deleted file changes what names resolve to
+        if entry is None:
+            stale |= {p for p, e in self._files.items() if e.has_unresolved}
+        self._forget(path)
+        return stale
+
+    def _forget(self, path: str) -> None:
+        entry = self._files.pop(path, None)
+        if entry is None:
+            return
+        for dep in entry.deps:
+            users = self._dependents.get(dep)
+            if users is not None:
+                users.discard(path)
+
+
+_PROJECTS: dict[tuple[str, ...], ProjectIndex] = {}
+
+
+def project_index(search_paths=()) -> ProjectIndex:
+    """The process-wide ProjectIndex for a search path (``search_paths`` first, then ``sys.path``),
+    so that an editor's ``update`` and later analyses share one cache."""
+    paths = tuple(default_search_paths(search_paths))
+    if paths not in _PROJECTS:
+        _PROJECTS[paths] = ProjectIndex(paths)
+    return _PROJECTS[paths]

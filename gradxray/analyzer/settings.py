@@ -16,6 +16,8 @@ class Settings:
     args: dict = field(default_factory=dict)               # constructor kwargs for the target (--args)
     select: list[str] = field(default_factory=list)        # rule code prefixes; empty = all
     ignore: list[str] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)         # extra workspace roots for absolute imports
+    search_paths: list[str] = field(default_factory=list)  # folders of installed packages, before sys.path
 
     def dim_bindings(self) -> dict[str, int]:
         return {"B": self.batch, **self.dims}

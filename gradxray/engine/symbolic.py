@@ -159,7 +159,13 @@ class SymInt(int):
     def __mul__(self, other):
         if not isinstance(other, int) or isinstance(other, bool):
             return int(self) * other
-        return SymInt._make(int(self) * int(other), _poly_mul(self._poly, _poly_of(other)))
+        if not isinstance(other, SymInt):          # the common case: scale by a constant (fast path)
+            if other == 1:
+                return self
+            if other == 0:
+                return 0
+            return SymInt._make(int(self) * other, {m: c * other for m, c in self._poly.items()})
+        return SymInt._make(int(self) * int(other), _poly_mul(self._poly, other._poly))
 
     __rmul__ = __mul__
 
@@ -210,7 +216,22 @@ def sym_text(x) -> str:
 
 
 def sym_prod(xs) -> int:
+    """The product, symbolic when a factor is (plain ints are multiplied first: cheaper)."""
+    plain, symbolic = 1, []
+    for x in xs:
+        if isinstance(x, SymInt):
+            symbolic.append(x)
+        else:
+            plain *= x
+    out = plain
+    for x in symbolic:
+        out = x * out
+    return out
+
+
+def concrete_prod(xs) -> int:
+    """The product as a plain int (byte counts need no expression)."""
     out = 1
     for x in xs:
-        out = out * x
+        out *= int(x)
     return out

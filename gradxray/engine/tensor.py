@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 
 from . import memory
-from .symbolic import sym_prod, sym_text
+from .symbolic import concrete_prod, sym_prod, sym_text
 
 _uids = itertools.count(1)
 
@@ -121,8 +121,7 @@ class Tensor:
     # -- construction helpers (used by kernels) -------------------------
     @staticmethod
     def _new(shape, dtype, dev, data=None, stride=None, category=None):
-        numel = sym_prod(shape)
-        st = Storage(int(numel) * dtype.itemsize, dev, category or default_category())
+        st = Storage(concrete_prod(shape) * dtype.itemsize, dev, category or default_category())
         return Tensor(shape, dtype, dev, st, stride, 0, data)
 
     def _view(self, shape, stride, offset, data=None):

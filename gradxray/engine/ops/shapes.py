@@ -60,7 +60,8 @@ def view_strides(old_shape, old_stride, new_shape):
     for s in old_shape:
         numel *= s
     if numel == 0:
-        return tuple(_contig(new))
+        # torch's computeStride: strides are arbitrary without elements; same shape keeps them (as NumPy)
+        return tuple(old_stride) if old_shape == new else tuple(_contig(new))
     if not old_shape:                       # a 0-dim tensor views as any all-ones shape with unit strides
         return tuple(1 for _ in new)
     new_stride = [0] * len(new)
