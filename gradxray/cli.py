@@ -215,10 +215,28 @@ def apply_fixes(source: str, diagnostics, unsafe: bool) -> tuple[str, int]:
     return source, fixed
 
 
+def _flag_folders(values: list[str] | None, flag: str) -> list[str]:
+    """``--root`` / ``--search-path`` values (relative to the current folder) -> absolute folders."""
+    from gradxray.analyzer.config import check_folders
+
+    if not values:
+        return []
+    return check_folders(values, os.getcwd(), lambda msg: CliError(f"bad {flag}: {msg}"))
+
+
+def apply_path_flags(settings, args):
+    """``--root`` / ``--search-path`` go before the configured folders: the command line wins."""
+    from gradxray.analyzer.config import Config
+
+    flags = Config(roots=_flag_folders(args.root, "--root"),
+                   search_paths=_flag_folders(args.search_path, "--search-path"))
+    return flags.settings_for(None, settings)
+
+
 def _settings_for(path: str, args):
     from gradxray.analyzer.config import check_selectors, settings_for_file
 
-    settings = settings_for_file(path)
+    settings = apply_path_flags(settings_for_file(path), args)
     if args.select:
         settings.select = check_selectors(",".join(args.select), key="--select")
     if args.extend_select and settings.select:  # an empty selection already means ALL
@@ -487,7 +505,7 @@ def memory_settings(args, path: str):
         batch = args.batch
     flags = Config(batch=batch, dims=dims, inputs=_parse_inputs(args.input), device=args.device,
                    dtype=args.dtype, optimizer=args.optimizer, loss=args.loss)
-    settings = flags.settings_for(None, base)
+    settings = apply_path_flags(flags.settings_for(None, base), args)
     settings.args.update(_parse_args_literal(args.args))
     return settings
 
@@ -587,6 +605,13 @@ def cmd_lsp(args) -> int:
 
 # =========================================================================== parser
 
+def _add_path_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", action="append", metavar="DIR",
+                   help="a folder absolute imports are also looked up in, like a workspace root (repeatable)")
+    p.add_argument("--search-path", action="append", metavar="DIR",
+                   help="a folder of installed packages to read sources from, before sys.path (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -608,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--statistics", action="store_true", help="count findings per rule instead of listing them")
     c.add_argument("--fix", action="store_true", help="apply safe fixes in place")
     c.add_argument("--unsafe-fixes", action="store_true", help="with --fix, apply unsafe fixes too")
+    _add_path_flags(c)
     c.set_defaults(func=cmd_check)
 
     m = sub.add_parser("memory", help="training-step memory and FLOPs of a model, without running it")
@@ -622,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"))
     m.add_argument("--loss", choices=("auto", "sum", "mean", "cross_entropy", "mse"))
     m.add_argument("--format", choices=("text", "json"), default="text")
+    _add_path_flags(m)
     m.set_defaults(func=cmd_memory)
 
     r = sub.add_parser("rules", help="the rule catalogue")

@@ -16,6 +16,11 @@ skipped).  Keys (kebab case; snake case is accepted too)::
     loss = "auto"                    # auto | sum | mean | cross_entropy | mse
     amp = "off"                      # off | fp16 | bf16
     inputs = { x = "[B, 3, 224, 224] float32" }
+    roots = ["src"]                  # more folders absolute imports are looked up in
+    search-paths = [".venv/lib/python3.11/site-packages"]   # installed packages, before sys.path
+
+Paths in ``roots`` and ``search-paths`` are relative to the pyproject's folder and
+must be existing folders.
 
 A malformed file or value raises :class:`ConfigError` with a one-line message
 naming the file and the key; the CLI prints it and exits with status 2.
@@ -49,7 +54,7 @@ INPUT_DTYPES = {
 }
 CHOICE_KEYS = ("device", "dtype", "optimizer", "loss")   # settings that take one of a few strings
 KEYS = ("select", "ignore", "per-file-ignores", "batch-size", "dims", "device", "dtype",
-        "optimizer", "loss", "amp", "inputs")
+        "optimizer", "loss", "amp", "inputs", "roots", "search-paths")
 
 _SELECTOR = re.compile(r"^(ALL|GX\d{0,3})$")
 _DIM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -77,6 +82,8 @@ class Config:
     loss: str | None = None
     amp: str | None = None
     inputs: dict[str, str] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)          # absolute folders
+    search_paths: list[str] = field(default_factory=list)   # absolute folders
 
     @property
     def root(self) -> str | None:
@@ -117,9 +124,20 @@ class Config:
             if value is not None:
                 setattr(s, attr, value)
         s.inputs.update(self.inputs)
+        # this configuration's folders are searched before the ones of ``base``
+        s.roots = _merged(self.roots, s.roots)
+        s.search_paths = _merged(self.search_paths, s.search_paths)
         if file is not None:
             s.ignore += self.ignores_for(file)
         return s
+
+
+def _merged(first: list[str], then: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in [*first, *then]:
+        if p not in out:
+            out.append(p)
+    return out
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -171,6 +189,26 @@ def _choice(value, choices, where, key) -> str:
     return value
 
 
+def check_folders(values, base: str, describe) -> list[str]:
+    """Folder paths (relative ones against ``base``) -> absolute paths of existing folders.
+    ``describe(msg)`` makes the error for a bad value."""
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise describe("expected a list of folder paths")
+    out = []
+    for v in values:
+        if not v.strip():
+            raise describe("empty path")
+        folder = os.path.normpath(os.path.join(base, os.path.expanduser(v)))
+        if not os.path.isdir(folder):
+            what = "not a folder" if os.path.exists(folder) else "no such folder"
+            raise describe(f"{what}: {v!r}" + (f" ({folder})" if folder != v else ""))
+        if folder not in out:
+            out.append(folder)
+    return out
+
+
 def parse_table(table: dict, where: str) -> Config:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [tool.gradxray] must be a table")
@@ -219,6 +257,10 @@ def parse_table(table: dict, where: str) -> Config:
                     cfg.inputs[name] = parse_input_spec(spec)
                 except ValueError as exc:
                     raise _err(where, f"{raw_key}.{name}", str(exc)) from None
+        elif key in ("roots", "search-paths"):
+            folders = check_folders(value, os.path.dirname(os.path.abspath(where)),
+                                    lambda msg, k=raw_key: _err(where, k, msg))
+            setattr(cfg, key.replace("-", "_"), folders)
     return cfg
 
 

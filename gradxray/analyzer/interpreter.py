@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import gc
 import itertools
 import operator
 import os
@@ -1774,10 +1775,18 @@ class ForwardRun:
 def analyze_root(interp: Interpreter, cinfo, settings):
     """Construct one root class, run its forward (in a training step), return its ClassSummary."""
     interp.steps = 0
+    # The trace makes many short-lived objects and no reference cycles that its results depend on
+    # (storages are released by reference counting, which is what the memory numbers mirror), so the
+    # cyclic collector's passes during it are pure cost: it runs again once the trace is done.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return _analyze_root(interp, cinfo, settings)
     except Budget:
         return None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _analyze_root(interp: Interpreter, cinfo, settings):

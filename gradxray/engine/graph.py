@@ -6,7 +6,7 @@ import re
 import sys
 import weakref
 
-from . import memory
+from . import autograd, memory
 from .tensor import Tensor
 
 _sequence = itertools.count()
@@ -211,8 +211,6 @@ class Node:
         self.saved = []
 
     def apply(self, grads, create_graph: bool):
-        from .autograd import set_grad_enabled
-        from . import ops
         for hook in list(self.pre_hooks.values()):
             out = hook(tuple(grads))
             if out is not None:
@@ -220,7 +218,7 @@ class Node:
         if all(g is None for g in grads):
             return [None] * len(self.next_edges)
         grads = self._materialized(grads)
-        with set_grad_enabled(create_graph):
+        with autograd.set_grad_enabled(create_graph):
             result = self.fn.backward(self.ctx, *grads)
             if not isinstance(result, tuple):
                 result = (result,)
@@ -246,6 +244,7 @@ class Node:
                         raise RuntimeError(f"Function {self.name()} returned an invalid gradient at index {index} - got "
                                            f"{[int(d) for d in g.shape]} but expected shape compatible with "
                                            f"{[int(d) for d in shape]}")
+                    from . import ops        # here, not per call: reduction is the rare case
                     flat[i] = g = ops.sum_to(g, shape)
                 if g.dtype is not dtype:
                     flat[i] = g.to(dtype)

@@ -8,7 +8,6 @@ recorded.  Counting is by storage: a view costs nothing.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 _trackers: list["MemoryTracker"] = []
@@ -34,40 +33,64 @@ def current_module() -> str:
     return _module_stack[-1] if _module_stack else ""
 
 
-@contextlib.contextmanager
-def source_location(file: str, line: int):
+# The three scopes below are classes rather than @contextmanager generators: the interpreter enters a
+# source location per statement and every module call enters a module scope, and a generator-based
+# context manager costs several times as much to enter and leave.
+
+class source_location:
     """Attribute every allocation and saved tensor made inside to ``file:line``."""
-    global _location
-    prev = _location
-    _location = (file, line)
-    try:
-        yield
-    finally:
-        _location = prev
+
+    __slots__ = ("location", "prev")
+
+    def __init__(self, file: str, line: int):
+        self.location = (file, line)
+
+    def __enter__(self):
+        global _location
+        self.prev = _location
+        _location = self.location
+
+    def __exit__(self, *exc):
+        global _location
+        _location = self.prev
+        return False
 
 
-@contextlib.contextmanager
-def module_scope(path: str):
+class module_scope:
     """Attribute allocations to a module path (entered by ``nn.Module.__call__``)."""
-    _module_stack.append(path)
-    try:
-        yield
-    finally:
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        _module_stack.append(self.path)
+
+    def __exit__(self, *exc):
         _module_stack.pop()
+        return False
 
 
-@contextlib.contextmanager
-def phase(name: str):
+class phase:
     """Label of the training-step phase ("forward", "loss", "backward", "optimizer")."""
-    global _phase
-    prev = _phase
-    _phase = name
-    for t in _trackers:
-        t._mark_phase(name)
-    try:
-        yield
-    finally:
-        _phase = prev
+
+    __slots__ = ("name", "prev")
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        global _phase
+        self.prev = _phase
+        _phase = self.name
+        for t in _trackers:
+            t._mark_phase(self.name)
+
+    def __exit__(self, *exc):
+        global _phase
+        _phase = self.prev
+        return False
 
 
 def module_output(path: str, output) -> None:

@@ -12,13 +12,31 @@ by a symbol) falls back to a plain int.
 """
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 Monomial = tuple  # tuple of (symbol, power) pairs, sorted
-Poly = dict       # Monomial -> Fraction
+Poly = dict       # Monomial -> coefficient: an int, or a Fraction when not integral
+
+# Coefficients stay plain ints while integral: model code almost never divides inexactly, and int
+# arithmetic is far cheaper than Fraction's.  Both compare, hash and print alike, so a polynomial
+# means the same whichever it holds (old pickles with Fraction(n) coefficients included).
 
 
+def _coef(c):
+    """A coefficient in canonical form: an integral Fraction becomes its int."""
+    if type(c) is Fraction and c.denominator == 1:
+        return c.numerator
+    return c
+
+
+@functools.lru_cache(maxsize=4096)
 def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
+    # pure, and the same few monomials (B, B*T, ...) are multiplied over and over
+    if not a:
+        return b
+    if not b:
+        return a
     powers: dict[str, int] = dict(a)
     for sym, p in b:
         powers[sym] = powers.get(sym, 0) + p
@@ -28,15 +46,17 @@ def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
 def _poly_of(x) -> Poly:
     if isinstance(x, SymInt):
         return x._poly
-    return {(): Fraction(int(x))}
+    return {(): int(x)}
 
 
 def _poly_add(a: Poly, b: Poly, sign: int = 1) -> Poly:
     out = dict(a)
     for m, c in b.items():
-        out[m] = out.get(m, Fraction(0)) + sign * c
-        if out[m] == 0:
-            del out[m]
+        total = _coef(out.get(m, 0) + sign * c)
+        if total == 0:
+            out.pop(m, None)
+        else:
+            out[m] = total
     return out
 
 
@@ -45,9 +65,11 @@ def _poly_mul(a: Poly, b: Poly) -> Poly:
     for ma, ca in a.items():
         for mb, cb in b.items():
             m = _mono_mul(ma, mb)
-            out[m] = out.get(m, Fraction(0)) + ca * cb
-            if out[m] == 0:
-                del out[m]
+            total = _coef(out.get(m, 0) + ca * cb)
+            if total == 0:
+                out.pop(m, None)
+            else:
+                out[m] = total
     return out
 
 
@@ -62,12 +84,13 @@ def _poly_div(a: Poly, b: Poly) -> Poly | None:
         m = _mono_mul(ma, inv)
         if any(p < 0 for _, p in m):
             return None
-        out[m] = ca / cb
+        out[m] = _coef(Fraction(ca, cb))
     return out
 
 
 def _is_symbolic(poly: Poly) -> bool:
-    return any(m != () for m in poly)
+    # some monomial other than the constant () is present
+    return len(poly) > 1 or (len(poly) == 1 and () not in poly)
 
 
 def _mono_text(m: Monomial) -> str:
@@ -111,7 +134,7 @@ class SymInt(int):
 
     def __new__(cls, value: int, name: str | None = None, *, _poly: Poly | None = None):
         obj = super().__new__(cls, int(value))
-        obj._poly = _poly if _poly is not None else ({((name, 1),): Fraction(1)} if name else {(): Fraction(int(value))})
+        obj._poly = _poly if _poly is not None else ({((name, 1),): 1} if name else {(): int(value)})
         return obj
 
     @staticmethod
@@ -164,7 +187,8 @@ class SymInt(int):
                 return self
             if other == 0:
                 return 0
-            return SymInt._make(int(self) * other, {m: c * other for m, c in self._poly.items()})
+            other = int(other)
+            return SymInt._make(int(self) * other, {m: _coef(c * other) for m, c in self._poly.items()})
         return SymInt._make(int(self) * int(other), _poly_mul(self._poly, other._poly))
 
     __rmul__ = __mul__
@@ -180,7 +204,7 @@ class SymInt(int):
         if not isinstance(other, SymInt):
             # floor((a - r) / s) with the concrete remainder r: exact for the bound values
             rem = int(self) % int(other)
-            return SymInt._make(value, _poly_div(_poly_add(self._poly, {(): Fraction(rem)}, -1), _poly_of(other)))
+            return SymInt._make(value, _poly_div(_poly_add(self._poly, {(): rem}, -1), _poly_of(other)))
         return value
 
     def __rfloordiv__(self, other):
@@ -192,7 +216,7 @@ class SymInt(int):
         return value
 
     def __neg__(self):
-        return SymInt._make(-int(self), _poly_mul(self._poly, {(): Fraction(-1)}))
+        return SymInt._make(-int(self), {m: -c for m, c in self._poly.items()})
 
     def __pos__(self):
         return self
@@ -200,14 +224,8 @@ class SymInt(int):
     def __abs__(self):
         return self if int(self) >= 0 else -self
 
-    def __int__(self):
-        return int.__int__(self)
-
-    def __index__(self):
-        return int.__int__(self)
-
-    def __hash__(self):
-        return int.__hash__(self)
+    # int(), index() and hash() are int's own C slots, inherited: they give the plain value, and a Python
+    # override would put a function call under every int(size) in the engine
 
 
 def sym_text(x) -> str:

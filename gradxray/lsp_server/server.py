@@ -23,15 +23,24 @@ A save analyses the same version again only when its configuration changed.
   ``12.4M params · peak 3.1 GiB @ B=8 (fp32, AdamW)``.
 * code actions: each diagnostic's fix (quick fix), ``# noqa: CODE`` for the
   line, and ``source.fixAll.gradxray`` for the safe fixes.
+* imports across files: the server shares the analyzer's project index (one per
+  search path).  didOpen / didChange / didSave give it the document's text
+  (unsaved text included), didClose sends it back to the file on disk; every
+  open document whose analysis the change made stale (the importers of the
+  changed file, directly or not) is analysed again and its diagnostics are
+  published again (inlay hints and hovers follow the new analysis).  Index
+  updates run on the analysis thread, so they never race an analysis.
 
 Settings: ``initializationOptions`` (``batch``/``batch-size``, ``dims``,
-``device``, ``dtype``, ``optimizer``, ``loss``, ``select``, ``ignore``) are the defaults;
-the nearest ``[tool.gradxray]`` applies over them.
+``device``, ``dtype``, ``optimizer``, ``loss``, ``select``, ``ignore``, ``roots``,
+``search-paths``/``searchPaths``) are the defaults; the nearest ``[tool.gradxray]``
+applies over them.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,7 +48,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from gradxray import __version__, render
-from gradxray.analyzer.config import CHOICE_KEYS, Config, ConfigError, settings_for_file
+from gradxray.analyzer.config import CHOICE_KEYS, Config, ConfigError, check_folders, settings_for_file
 from gradxray.analyzer.positions import byte_col_to_char, line_text, span_chars, split_lines
 from gradxray.analyzer.results import Analysis, LineFact
 from gradxray.analyzer.rules import noqa_insertion
@@ -96,7 +105,11 @@ def _settings_from_options(options) -> Settings:
             for key in ("select", "ignore"):
                 if isinstance(options.get(key), list):
                     setattr(overrides, key, [str(c).upper() for c in options[key]])
-        except (TypeError, ValueError):
+            for attr, names in (("roots", ("roots",)), ("search_paths", ("search-paths", "searchPaths"))):
+                value = next((options[n] for n in names if n in options), None)
+                if value is not None:
+                    setattr(overrides, attr, check_folders(value, os.getcwd(), ConfigError))
+        except (TypeError, ValueError, ConfigError):
             log.warning("ignoring malformed initializationOptions: %r", options)
     return overrides.settings_for()
 
@@ -106,10 +119,14 @@ class GradxrayServer(LanguageServer):
         super().__init__(SOURCE, __version__)
         self.base_settings = Settings()
         self.cache: dict[str, Entry] = {}
-        self.running: dict[str, tuple[int | None, asyncio.Future]] = {}
+        self.running: dict[str, tuple[int | None, asyncio.Future, int]] = {}   # (version, task, epoch)
         self.timers: dict[str, asyncio.Task] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradxray-analysis")
         self._shown_errors: set[str] = set()
+        # per document, bumped when its analysis goes stale without a new version (an imported file
+        # changed): an analysis started before the bump must not be cached
+        self.epochs: dict[str, int] = {}
+        self.search_path_sets: set[tuple[str, ...]] = set()   # the project indexes the analyses use
 
     # ----------------------------------------------------------------- settings
 
@@ -140,7 +157,7 @@ class GradxrayServer(LanguageServer):
         if cached is not None and cached.version == version and version is not None:
             return cached
         run = self.running.get(uri)
-        if run is not None and run[0] == version and version is not None:
+        if run is not None and run[0] == version and version is not None and run[2] == self.epochs.get(uri, 0):
             return await asyncio.shield(run[1])
         # a pending debounce timer is left alone: it finds this run (or its result) and publishes.
         # Shielded: a caller cancelled by a newer edit or a save must not cancel the analysis.
@@ -149,23 +166,30 @@ class GradxrayServer(LanguageServer):
     def _start(self, uri: str, source: str, version: int | None, path: str | None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         settings = self.settings_for(path)
+        self.search_path_sets.add(tuple(settings.search_paths))
+        epoch = self.epochs.get(uri, 0)
         fut = loop.run_in_executor(self.executor, _analyze, source, path or uri, settings)
 
         async def finish() -> Entry:
             analysis = await fut
             entry = Entry(uri, version, analysis, split_lines(source), settings)
             current = self.cache.get(uri)
-            if current is None or current.version is None or version is None or current.version <= version:
+            fresh = epoch == self.epochs.get(uri, 0)
+            if fresh and (current is None or current.version is None or version is None
+                          or current.version <= version):
                 self.cache[uri] = entry
-            if self.running.get(uri, (None, None))[1] is task:
+            run = self.running.get(uri)
+            if run is not None and run[1] is task:
                 del self.running[uri]
             return entry
 
         task = asyncio.ensure_future(finish())
-        self.running[uri] = (version, task)
+        self.running[uri] = (version, task, epoch)
         return task
 
-    def schedule(self, uri: str, delay: float) -> None:
+    def schedule(self, uri: str, delay: float, refresh_views: bool = False) -> None:
+        """Analyse the document after ``delay`` and publish its diagnostics; ``refresh_views``: also
+        ask the client to request inlay hints and code lenses again (they are pulled, not pushed)."""
         old = self.timers.pop(uri, None)
         if old is not None and not old.done():
             old.cancel()
@@ -177,13 +201,66 @@ class GradxrayServer(LanguageServer):
             if entry is None:
                 return
             doc = self.workspace.get_text_document(uri)
-            if doc.version != entry.version:
-                return  # a newer edit is pending; it will publish
+            if doc.version != entry.version or self.cache.get(uri) is not entry:
+                return  # a newer edit or an imported file's change is pending; it will publish
             self.publish(entry)
+            if refresh_views:
+                self.refresh_views()
 
         task = asyncio.ensure_future(run())
         self.timers[uri] = task
         task.add_done_callback(lambda t: self.timers.pop(uri, None) if self.timers.get(uri) is t else None)
+
+    # ----------------------------------------------------------------- the project index
+
+    def sync_project(self, uri: str, text: str | None) -> None:
+        """Tell the project indexes that the document's file now holds ``text`` (None: what is on
+        disk), then analyse again the other open documents that this made stale."""
+        path = self.workspace.get_text_document(uri).path
+        if not path:
+            return
+        search_path_sets = set(self.search_path_sets) | {tuple(self.settings_for(path).search_paths)}
+
+        def update() -> set[str]:  # on the analysis thread: the index is never used by two threads
+            from gradxray.analyzer.project import project_index
+
+            stale: set[str] = set()
+            for search_paths in search_path_sets:
+                stale |= project_index(search_paths).update(path, text)
+            return stale
+
+        future = asyncio.wrap_future(self.executor.submit(update))
+
+        def done(f: asyncio.Future) -> None:
+            if f.cancelled() or f.exception() is not None:
+                if not f.cancelled():
+                    log.error("project index update for %s failed: %r", path, f.exception())
+                return
+            self.invalidate(f.result(), changed=uri)
+
+        future.add_done_callback(done)
+
+    def invalidate(self, stale_paths: set[str], changed: str) -> None:
+        """Analyse again the open documents (other than ``changed``, which its own edit schedules)
+        whose file is among ``stale_paths``."""
+        stale = {os.path.normcase(os.path.abspath(p)) for p in stale_paths}
+        for uri, doc in list(self.workspace.text_documents.items()):
+            if uri == changed or not doc.path or os.path.normcase(os.path.abspath(doc.path)) not in stale:
+                continue
+            self.epochs[uri] = self.epochs.get(uri, 0) + 1
+            self.cache.pop(uri, None)
+            self.running.pop(uri, None)   # left to finish; its stale result is not cached
+            self.schedule(uri, DEBOUNCE_S, refresh_views=True)
+
+    def refresh_views(self) -> None:
+        """``workspace/inlayHint/refresh`` and ``workspace/codeLens/refresh``, where the client supports them."""
+        workspace = self.client_capabilities.workspace
+        if workspace is None:
+            return
+        if workspace.inlay_hint is not None and workspace.inlay_hint.refresh_support:
+            self.workspace_inlay_hint_refresh(None)
+        if workspace.code_lens is not None and workspace.code_lens.refresh_support:
+            self.workspace_code_lens_refresh(None)
 
     def publish(self, entry: Entry) -> None:
         analysis = entry.analysis
@@ -257,11 +334,14 @@ def create_server() -> GradxrayServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: GradxrayServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.sync_project(params.text_document.uri, params.text_document.text)
         ls.schedule(params.text_document.uri, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: GradxrayServer, params: types.DidChangeTextDocumentParams) -> None:
-        ls.schedule(params.text_document.uri, DEBOUNCE_S)
+        uri = params.text_document.uri
+        ls.sync_project(uri, ls.workspace.get_text_document(uri).source)
+        ls.schedule(uri, DEBOUNCE_S)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: GradxrayServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -269,11 +349,14 @@ def create_server() -> GradxrayServer:
         cached = ls.cache.get(uri)
         if cached is not None and cached.settings != ls.settings_for(ls.workspace.get_text_document(uri).path):
             del ls.cache[uri]  # the configuration changed: analyse this version again
+        ls.sync_project(uri, ls.workspace.get_text_document(uri).source)
         ls.schedule(uri, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: GradxrayServer, params: types.DidCloseTextDocumentParams) -> None:
-        ls.forget(params.text_document.uri)
+        uri = params.text_document.uri
+        ls.sync_project(uri, None)   # unsaved edits are gone: importers see the file on disk again
+        ls.forget(uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT, types.InlayHintOptions(resolve_provider=False))
     async def inlay_hints(ls: GradxrayServer, params: types.InlayHintParams) -> list[types.InlayHint]:

@@ -75,30 +75,34 @@ def _is_numpy_array(data) -> bool:
     return type(data).__module__ == "numpy"
 
 
+_Tensor = None     # the engine's Tensor class, bound on data_kind's first call (tensor.py imports later)
+
+
+def _collect_kinds(xs, kinds: set) -> None:
+    for x in xs:
+        if isinstance(x, _Tensor):
+            data = x.data_
+            kinds.add("shape" if data is None else "numpy" if _is_numpy_array(data) else "torch")
+        elif isinstance(x, (list, tuple)):
+            _collect_kinds(x, kinds)
+
+
 def data_kind(*xs):
     """"numpy", "torch" or None (no data) for the tensors among ``xs`` (lists searched too).
 
     Tensors of two backends — or data tensors mixed with data-less ones — in one op are an error."""
-    from ..tensor import Tensor
-    kinds = set()
-
-    def visit(x):
-        if isinstance(x, Tensor):
-            if x.data_ is None:
-                kinds.add("shape")
-            else:
-                kinds.add("numpy" if _is_numpy_array(x.data_) else "torch")
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                visit(v)
-
-    for x in xs:
-        visit(x)
-    data = kinds - {"shape"}
-    if len(kinds) > 1:
-        raise RuntimeError("an op received tensors from different backends (" + ", ".join(sorted(kinds)) +
-                           "); convert them to one backend first")
-    return data.pop() if data else None
+    global _Tensor
+    if _Tensor is None:
+        from ..tensor import Tensor as _Tensor
+    kinds: set = set()
+    _collect_kinds(xs, kinds)
+    if len(kinds) != 1:
+        if kinds:
+            raise RuntimeError("an op received tensors from different backends (" + ", ".join(sorted(kinds)) +
+                               "); convert them to one backend first")
+        return None
+    kind, = kinds
+    return None if kind == "shape" else kind
 
 
 def _unwrap(x):
