@@ -372,3 +372,22 @@ def test_module_errors_match_torch():
             nn.GroupNorm(3, 4)
         with pytest.raises(RuntimeError, match="activation should be relu/gelu, not tanh"):
             nn.TransformerEncoderLayer(8, 2, activation="tanh")
+
+
+@pytest.mark.parametrize("name, shape", [("Dropout1d", (2, 3, 5)), ("Dropout2d", (2, 3, 4, 4)),
+                                         ("Dropout3d", (2, 3, 2, 2, 2))])
+def test_feature_dropout_modules_match_torch(name, shape):
+    """Whole channels zeroed: with torch's RNG seeded alike the engine (torch backend) draws the same mask."""
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(0)
+    expected = getattr(torch.nn, name)(p=0.4)(x)
+    expected.sum().backward()
+    with gx.backend("torch"):
+        gxx = gx.from_torch(x.detach(), requires_grad=True)
+    torch.manual_seed(0)
+    module = getattr(gx.nn, name)(p=0.4)
+    got = module(gxx)
+    got.sum().backward()
+    assert torch.equal(got.data_, expected.detach()) and torch.equal(gxx.grad.data_, x.grad)
+    assert module.eval()(gxx) is gxx                       # eval: identity, as torch
+    assert repr(module) == repr(getattr(torch.nn, name)(p=0.4))
