@@ -6,7 +6,7 @@ import math
 
 from . import backends
 from . import dtypes as _dt
-from .tensor import Tensor, device as _device
+from .tensor import Tensor, device as _device, non_overlapping_and_dense
 
 
 def _shape(size):
@@ -158,7 +158,7 @@ def from_numpy(array, requires_grad=False) -> Tensor:
     strides = numpy_kernels.element_strides(array)
     shareable = (array.flags.writeable and all(s >= 0 for s in array.strides) and
                  all(s % array.itemsize == 0 for s in array.strides) and
-                 _non_overlapping_and_dense(array.shape, strides))
+                 non_overlapping_and_dense(array.shape, strides))
     if not shareable:
         array = np.ascontiguousarray(array).copy()
         strides = numpy_kernels.element_strides(array)
@@ -181,17 +181,8 @@ def from_torch(t, requires_grad=None) -> Tensor:
     return _wrap_torch(data, requires_grad)
 
 
-def _non_overlapping_and_dense(shape, stride) -> bool:
-    expected = 1
-    for st, n in sorted((st, n) for n, st in zip(shape, stride) if n != 1):
-        if st != expected:
-            return False
-        expected *= n
-    return True
-
-
 def _wrap_torch(data, requires_grad: bool) -> Tensor:
-    if not _non_overlapping_and_dense(data.shape, data.stride()):
+    if not non_overlapping_and_dense(data.shape, data.stride()):
         data = data.contiguous()
     out = Tensor._new(tuple(data.shape), backends.from_torch_dtype(data.dtype), _device(str(data.device)), data=data,
                       stride=data.stride())

@@ -39,6 +39,16 @@ ALIASES = {"long": int64, "int": int32, "short": int16, "half": float16, "float"
            "double": float64, "bool": bool_}
 
 
+_SCALAR_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
+                      "int64": "Long", "uint64": "UInt64", "float16": "Half", "bfloat16": "BFloat16",
+                      "float32": "Float", "float64": "Double"}
+
+
+def scalar_type_name(d: dtype) -> str:
+    """torch's ScalarType name ("Float", "Long" ...), as its error messages spell dtypes."""
+    return _SCALAR_TYPE_NAMES[d.name]
+
+
 def _by_name(name: str) -> dtype:
     return _BY_NAME[name]
 

@@ -61,14 +61,11 @@ class save_on_cpu(saved_tensors_hooks):
         super().__init__(lambda t: t, lambda t: t)
 
 
-_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16", "int64": "Long",
-               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
-
-
 def _torch_type_name(t) -> str:
     """torch's legacy type string of a tensor: torch.FloatTensor, torch.cuda.HalfTensor ..."""
     where = "cuda." if t.device.type == "cuda" else ""
-    return f"torch.{where}{_TYPE_NAMES.get(t.dtype.name, t.dtype.name)}Tensor"
+    from .dtypes import scalar_type_name
+    return f"torch.{where}{scalar_type_name(t.dtype)}Tensor"
 
 
 class SavedTensor:

@@ -202,13 +202,7 @@ class Tensor:
         return True
 
     def is_non_overlapping_and_dense(self) -> bool:
-        dims = sorted((int(st), int(s)) for s, st in zip(self._shape, self._stride) if int(s) != 1)
-        expected = 1
-        for st, s in dims:
-            if st != expected:
-                return False
-            expected *= s
-        return True
+        return non_overlapping_and_dense(self._shape, self._stride)
 
     def untyped_storage(self) -> Storage:
         return self._storage
@@ -317,6 +311,16 @@ class Tensor:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         from .backends import to_numpy
         return to_numpy(self)
+
+
+def non_overlapping_and_dense(shape, stride) -> bool:
+    """The elements fill a block of memory exactly, in some dim order (torch's is_non_overlapping_and_dense)."""
+    expected = 1
+    for st, n in sorted((int(st), int(n)) for n, st in zip(shape, stride) if int(n) != 1):
+        if st != expected:
+            return False
+        expected *= n
+    return True
 
 
 def wrap_dim(dim: int, ndim: int) -> int:

@@ -28,6 +28,7 @@ import ml_dtypes
 import numpy as np
 
 from . import CONTIGUOUS
+from ..tensor import non_overlapping_and_dense
 
 # -- dtypes -------------------------------------------------------------------
 
@@ -139,15 +140,6 @@ def _is_channels_last(shape, strides) -> bool:
     return len(shape) == 4 and _dense_in(shape, strides, (1, 3, 2, 0))
 
 
-def _non_overlapping_and_dense(shape, strides) -> bool:
-    expected = 1
-    for st, n in sorted((st, n) for n, st in zip(shape, strides) if n != 1):
-        if st != expected:
-            return False
-        expected *= n
-    return True
-
-
 def _strides_in_order(shape, perm) -> tuple:
     """Dense strides with ``perm[0]`` the fastest-moving dim."""
     strides = [0] * len(shape)
@@ -185,7 +177,7 @@ def pointwise_strides(shape, operands) -> tuple:
             return contiguous_strides(shape)
         if all(_is_channels_last(shape, s) for s in strides):
             return _channels_last_strides(shape)
-        if all(_non_overlapping_and_dense(shape, s) for s in strides) and all(s == strides[0] for s in strides):
+        if all(non_overlapping_and_dense(shape, s) for s in strides) and all(s == strides[0] for s in strides):
             return tuple(strides[0])
     op_strides = [_broadcast_strides(shape, a) for a in arrays]
 
@@ -216,7 +208,7 @@ def pointwise_strides(shape, operands) -> tuple:
 def like_strides(a: np.ndarray) -> tuple:
     """torch's empty_like(preserve_format): the input's strides if dense, else its dim order, densely."""
     strides = element_strides(a)
-    if _non_overlapping_and_dense(a.shape, strides):
+    if non_overlapping_and_dense(a.shape, strides):
         return strides
     return pointwise_strides(a.shape, [a])
 

@@ -11,58 +11,29 @@ when backward itself is recorded (``create_graph=True``), exactly as torch does.
 from __future__ import annotations
 
 from .. import autograd
+from .. import dtypes as _dt
 from ..creation import zeros_like
 from ..function import Function
 from ._kernel import inplace, kernel
-from .elementwise import (InplaceSavingOriginal, _as_dtype, _check_inplace, _float_dtype, _unary_meta, _where,
-                          abs, exp, ge, gt, log1p, logical_and, lt)
+from .elementwise import (_Unary, _UnaryInplace, _as_dtype, _check_inplace,
+                          _unary_meta, _where, abs, exp, ge, gt, log1p, logical_and, lt)
 from .pointwise import add, div, mul, sub
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-class _Activation(Function):
-    """y = op(x, *params) with the aten kernel ``aten``; saves ``self`` or ``result`` per ``saves``."""
+class _Activation(_Unary):
+    """y = op(x, *params) with the aten kernel ``aten``; saves ``self`` or ``result`` per ``saves``
+    (integer inputs keep their dtype unless ``float_only``)."""
 
-    aten = ""
-    saves = ("self",)
     float_only = False
 
-    @classmethod
-    def forward(cls, ctx, x, *params):
-        y = kernel(cls.aten, _unary_meta(x, _float_dtype(x.dtype) if cls.float_only else None), x, *params)
-        ctx.save_for_backward(y if cls.saves == ("result",) else x)
-        ctx.params = params
-        return y
 
-
-class _InplaceActivation(InplaceSavingOriginal):
-    """op_(x, *params) in place: torch's node of the out-of-place op, saving the modified x where the
-    formula reads ``result`` and a clone of the original input where it reads ``self``."""
+class _InplaceActivation(_UnaryInplace):
+    """op_(x, *params) in place: torch's node of the out-of-place op (see ``_UnaryInplace``)."""
 
     out_of_place: type = _Activation
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        op = cls.out_of_place
-        cls.node_name = getattr(op, "node_name", op.__name__ + "Backward0")
-        cls.saves = op.saves
-        cls.backward = op.backward
-
-    @classmethod
-    def original_needed(cls, needs_input_grad) -> bool:
-        return cls.out_of_place.saves == ("self",) and needs_input_grad[0]
-
-    @classmethod
-    def forward(cls, ctx, x, *params, original=None):
-        op = cls.out_of_place
-        _check_inplace(x, _float_dtype(x.dtype) if op.float_only else x.dtype)
-        inplace(op.aten + "_", x, *params)
-        ctx.save_for_backward(x if op.saves == ("result",) else original)
-        ctx.mark_dirty(x)
-        ctx.params = params
-        return x
 
 
 def _grads(ctx, grad_input, n_params):
@@ -680,8 +651,8 @@ def prelu(input, weight):
     """torch.prelu: weight is a scalar or one value per channel (dim 1), reshaped to broadcast."""
     from .views import reshape
     if weight.dtype is not input.dtype:
-        raise RuntimeError(f"prelu: Type promoting not supported. Got {_type_name(input.dtype)} and "
-                           f"{_type_name(weight.dtype)}")
+        raise RuntimeError(f"prelu: Type promoting not supported. Got {_dt.scalar_type_name(input.dtype)} and "
+                           f"{_dt.scalar_type_name(weight.dtype)}")
     weight_num = weight.numel()
     if int(weight_num) != 1:
         channels = input.shape[1] if input.dim() > 1 else 1
@@ -696,11 +667,6 @@ def prelu(input, weight):
             broadcast_shape[1] = weight_num
         weight = reshape(weight, broadcast_shape)
     return PreluKernel.apply(input, weight)
-
-
-def _type_name(d):
-    from .elementwise import _TORCH_TYPE_NAMES
-    return _TORCH_TYPE_NAMES[d.name]
 
 
 TENSOR_METHODS: dict = {

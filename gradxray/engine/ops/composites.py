@@ -66,7 +66,7 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     common = _dt.result_type(x1, x2)
     if not common.is_floating_point:
         raise RuntimeError(f"expected common dtype to be floating point, yet common dtype is "
-                           f"{_SCALAR_TYPE_NAMES[common.name]}")
+                           f"{_dt.scalar_type_name(common)}")
     x1 = x1 if x1.dtype.is_floating_point else x1.to(common)
     x2 = x2 if x2.dtype.is_floating_point else x2.to(common)
     if tuple(x1.shape) != tuple(x2.shape):          # at::expand_outplace expands both
@@ -79,9 +79,6 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
         x2_norm.clamp_min_(eps)
     return mul(div(x1, x1_norm), div(x2, x2_norm)).sum(dim)
 
-
-_SCALAR_TYPE_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-                      "bool": "Bool"}
 
 
 # -- glu ----------------------------------------------------------------------------------

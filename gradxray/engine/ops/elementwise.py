@@ -20,9 +20,6 @@ from .pointwise import Div, InplaceSavingOriginal, Sub, add, div, mul, neg, sub
 from .shapes import broadcast_shapes
 
 # torch's ScalarType names, as its casting errors spell them
-_TORCH_TYPE_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
-                     "int64": "Long", "float16": "Half", "bfloat16": "BFloat16", "float32": "Float",
-                     "float64": "Double"}
 
 
 # -- metadata helpers ------------------------------------------------------
@@ -61,8 +58,8 @@ def _check_inplace(self, out_dtype, *others):
         raise RuntimeError(f"output with shape {[int(s) for s in self.shape]} doesn't match the broadcast shape "
                            f"{[int(s) for s in shape]}")
     if not _can_cast(out_dtype, self.dtype):
-        raise RuntimeError(f"result type {_TORCH_TYPE_NAMES[out_dtype.name]} can't be cast to the desired output "
-                           f"type {_TORCH_TYPE_NAMES[self.dtype.name]}")
+        raise RuntimeError(f"result type {_dt.scalar_type_name(out_dtype)} can't be cast to the desired output "
+                           f"type {_dt.scalar_type_name(self.dtype)}")
 
 
 def _as_dtype(t, dtype):
@@ -100,18 +97,20 @@ def _where(condition, a, b):
 # -- unary ops ---------------------------------------------------------------
 
 class _Unary(Function):
-    """y = op(x) elementwise (the aten kernel ``aten``); saves ``self`` or ``result`` as ``saves`` says.
-    ``float_only`` ops give integer inputs the default float dtype."""
+    """y = op(x, *params) elementwise (the aten kernel ``aten``, scalar ``params`` kept on ``ctx.params``);
+    saves ``self`` or ``result`` as ``saves`` says.  ``float_only`` ops give integer inputs the default
+    float dtype."""
 
     aten = ""
     saves = ("self",)
     float_only = True
 
     @classmethod
-    def forward(cls, ctx, x):
-        y = kernel(cls.aten, _unary_meta(x, _float_dtype(x.dtype) if cls.float_only else None), x)
+    def forward(cls, ctx, x, *params):
+        y = kernel(cls.aten, _unary_meta(x, _float_dtype(x.dtype) if cls.float_only else None), x, *params)
         if cls.saves:
             ctx.save_for_backward(y if cls.saves == ("result",) else x)
+        ctx.params = params
         return y
 
 
@@ -133,13 +132,14 @@ class _UnaryInplace(InplaceSavingOriginal):
         return cls.out_of_place.saves == ("self",) and needs_input_grad[0]
 
     @classmethod
-    def forward(cls, ctx, x, original=None):
+    def forward(cls, ctx, x, *params, original=None):
         op = cls.out_of_place
         _check_inplace(x, _float_dtype(x.dtype) if op.float_only else x.dtype)
-        inplace(op.aten + "_", x)
+        inplace(op.aten + "_", x, *params)
         ctx.mark_dirty(x)
         if op.saves:
             ctx.save_for_backward(x if op.saves == ("result",) else original)
+        ctx.params = params
         return x
 
 
@@ -772,8 +772,8 @@ class LerpScalar(Function):
 
 def _check_same_dtype(name, a, b):
     if isinstance(b, Tensor) and b.dtype is not a.dtype:
-        raise RuntimeError(f"expected dtype {_TORCH_TYPE_NAMES[a.dtype.name].lower()} for `{name}` but got dtype "
-                           f"{_TORCH_TYPE_NAMES[b.dtype.name].lower()}")
+        raise RuntimeError(f"expected dtype {_dt.scalar_type_name(a.dtype).lower()} for `{name}` but got dtype "
+                           f"{_dt.scalar_type_name(b.dtype).lower()}")
 
 
 class LerpTensor(Function):

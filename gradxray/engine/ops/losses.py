@@ -132,12 +132,7 @@ class NllLoss2dBackward(NllLossBackward):
 
 def _check_nll_target(target):
     if target.dtype not in (_dt.int64, _dt.uint8):
-        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {_type_name(target.dtype)}")
-
-
-def _type_name(dtype):
-    from .reduce import _scalar_type_name
-    return _scalar_type_name(dtype)
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {_dt.scalar_type_name(target.dtype)}")
 
 
 def _nll_loss_nd(logp, target, weight, reduction, ignore_index):

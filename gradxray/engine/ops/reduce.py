@@ -49,16 +49,8 @@ def _expand_back(grad, in_shape, dims, keepdim):
 def _require_float(dtype, what):
     if not dtype.is_floating_point:
         raise RuntimeError(f"{what}(): could not infer output dtype. Input dtype must be either a floating point "
-                           f"or complex dtype. Got: {_scalar_type_name(dtype)}")
+                           f"or complex dtype. Got: {_dt.scalar_type_name(dtype)}")
 
-
-_SCALAR_TYPE_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-                      "bool": "Bool", "float32": "Float", "float64": "Double", "float16": "Half",
-                      "bfloat16": "BFloat16"}
-
-
-def _scalar_type_name(dtype) -> str:
-    return _SCALAR_TYPE_NAMES[dtype.name]
 
 
 def _sum_dtype(x, dtype):
@@ -552,7 +544,7 @@ class LinalgVectorNorm(Function):
     def forward(ctx, x, ord, dim, keepdim, dtype):
         if not x.dtype.is_floating_point:
             raise RuntimeError("linalg.vector_norm: Expected a floating point or complex tensor as input. "
-                               f"Got {_scalar_type_name(x.dtype)}")
+                               f"Got {_dt.scalar_type_name(x.dtype)}")
         dims = _dims(x, dim)
         if ord < 0 and int(x.numel()) == 0:
             raise RuntimeError(f"linalg.vector_norm cannot compute the {ord} norm on an empty tensor because "
