@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 
 import gradxray.engine as gx  # noqa: E402
 from gradxray.engine.interop import load_torch_state  # noqa: E402
+from tests.support import train_models  # noqa: E402
 
 STEPS = 20
 BATCHES = 4            # a small data set, cycled: memorizable, so the loss must go down
@@ -44,57 +45,15 @@ GX = Lib(gx, gx.nn, gx.nn.functional, gx.optim, gx.amp.GradScaler)
 # -- the models (float32 parameters: torch's default dtype) -------------------------------------------
 
 def build_mlp(lib):
-    nn = lib.nn
-    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    return train_models.build_mlp(lib)
 
 
 def build_cnn(lib):
-    nn = lib.nn
-    # no conv bias: BatchNorm cancels it, its gradient is rounding noise, and Adam would amplify that noise
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 4 * 4, 5))
+    return train_models.build_cnn(lib)
 
 
-def build_transformer(lib, vocab=11, width=8, heads=2, blocks=2):
-    nn, F = lib.nn, lib.F
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln1 = nn.LayerNorm(width)
-            self.qkv = nn.Linear(width, 3 * width)
-            self.proj = nn.Linear(width, width)
-            self.ln2 = nn.LayerNorm(width)
-            self.fc = nn.Linear(width, 4 * width)
-            self.act = nn.GELU()
-            self.out = nn.Linear(4 * width, width)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
-            q = q.view(B, T, heads, C // heads).transpose(1, 2)
-            k = k.view(B, T, heads, C // heads).transpose(1, 2)
-            v = v.view(B, T, heads, C // heads).transpose(1, 2)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            y = y.transpose(1, 2).contiguous().view(B, T, C)
-            x = x + self.proj(y)
-            return x + self.out(self.act(self.fc(self.ln2(x))))
-
-    class TinyLM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(vocab, width)
-            self.blocks = nn.ModuleList([Block() for _ in range(blocks)])
-            self.ln_f = nn.LayerNorm(width)
-            self.head = nn.Linear(width, vocab)
-
-        def forward(self, idx):
-            x = self.embed(idx)
-            for block in self.blocks:
-                x = block(x)
-            return self.head(self.ln_f(x))
-
-    return TinyLM()
+def build_transformer(lib):
+    return train_models.build_transformer(lib)
 
 
 def mlp_batches(gen):

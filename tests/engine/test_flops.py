@@ -100,8 +100,7 @@ def _matmul(a, b, **check):
 
 # name: (torch_fn, gx_fn, inputs, check) where check may give ``gradxray_only``: {phase: FLOPs} of the
 # kernels torch's counter does not count, ``values=False`` where the outputs are random (dropout),
-# ``dtypes`` where not all of DTYPES apply, and ``kernels_differ`` where the engine runs other kernels than
-# torch for the same FLOPs (a known decomposition gap: totals are checked, the kernel breakdown xfails).
+# and ``dtypes`` where not all of DTYPES apply.
 CASES = {
     # F.linear: addmm, flattened addmm, matmul (+ in-place bias), unsqueezed mm
     "linear_2d": (TF.linear, F.linear, [Arg((4, 6)), Arg((5, 6)), Arg((5,))], {}),
@@ -263,17 +262,10 @@ def test_flops_match_flop_counter_mode(name, dtype):
     assert (shape_fwd, shape_bwd) == (fwd, bwd), "the shape backend counts other FLOPs than the torch backend"
 
     expected_ours = check.get("gradxray_only", {})
-    kernels_differ = []
     for phase, ours, theirs in (("forward", fwd, torch_fwd), ("backward", bwd, torch_bwd)):
         counted, only_ours = _split(ours)
-        assert sum(counted.values()) == sum(theirs.values()), f"{phase}: engine {counted} != FlopCounterMode {theirs}"
+        assert counted == theirs, f"{phase}: engine kernels {counted} != FlopCounterMode {theirs}"
         assert sum(only_ours.values()) == expected_ours.get(phase, 0), f"{phase}: gradxray-only kernels {only_ours}"
-        if counted != theirs:
-            kernels_differ.append(f"{phase}: engine {counted}, FlopCounterMode {theirs}")
-    if kernels_differ and "kernels_differ" in check:
-        pytest.xfail(f"{check['kernels_differ']}: {'; '.join(kernels_differ)}")
-    assert not kernels_differ, kernels_differ
-    assert "kernels_differ" not in check, "the engine now runs torch's kernels: drop kernels_differ"
 
 
 def test_flop_counter_totals_and_memory_tracker_agree():

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 import gradxray.engine as gx  # noqa: E402
 from gradxray.engine import backends  # noqa: E402
 from gradxray.engine.interop import load_torch_state  # noqa: E402
+from tests.support import train_models  # noqa: E402
 
 STEPS = 20
 BATCHES = 4            # a small data set, cycled: memorizable, so the loss must go down
@@ -37,58 +38,15 @@ def mse(lib, out, y):
 
 
 def build_mlp(lib):
-    nn = lib.nn
-    return nn.Sequential(nn.Linear(6, 16, dtype=DTYPES[lib]), nn.ReLU(), nn.Linear(16, 3, dtype=DTYPES[lib]))
+    return train_models.build_mlp(lib, DTYPES[lib])
 
 
 def build_cnn(lib):
-    nn = lib.nn
-    dt = DTYPES[lib]
-    # no conv bias: BatchNorm cancels it, its gradient is rounding noise, and Adam would amplify that noise
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False, dtype=dt), nn.BatchNorm2d(4, dtype=dt), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 5, dtype=dt))
+    return train_models.build_cnn(lib, DTYPES[lib])
 
 
-def build_transformer(lib, vocab=11, width=8, heads=2, blocks=2):
-    nn, F, dt = lib.nn, lib.F, DTYPES[lib]
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln1 = nn.LayerNorm(width, dtype=dt)
-            self.qkv = nn.Linear(width, 3 * width, dtype=dt)
-            self.proj = nn.Linear(width, width, dtype=dt)
-            self.ln2 = nn.LayerNorm(width, dtype=dt)
-            self.fc = nn.Linear(width, 4 * width, dtype=dt)
-            self.act = nn.GELU()
-            self.out = nn.Linear(4 * width, width, dtype=dt)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
-            q = q.view(B, T, heads, C // heads).transpose(1, 2)
-            k = k.view(B, T, heads, C // heads).transpose(1, 2)
-            v = v.view(B, T, heads, C // heads).transpose(1, 2)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            y = y.transpose(1, 2).contiguous().view(B, T, C)
-            x = x + self.proj(y)
-            return x + self.out(self.act(self.fc(self.ln2(x))))
-
-    class TinyLM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(vocab, width, dtype=dt)
-            self.blocks = nn.ModuleList([Block() for _ in range(blocks)])
-            self.ln_f = nn.LayerNorm(width, dtype=dt)
-            self.head = nn.Linear(width, vocab, dtype=dt)
-
-        def forward(self, idx):
-            x = self.embed(idx)
-            for block in self.blocks:
-                x = block(x)
-            return self.head(self.ln_f(x))
-
-    return TinyLM()
+def build_transformer(lib):
+    return train_models.build_transformer(lib, DTYPES[lib])
 
 
 DTYPES = {TORCH: torch.float64, GX: gx.float64}
