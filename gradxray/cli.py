@@ -1,4 +1,4 @@
-"""``gradxray`` command line: check | memory | rules | rule | lsp.
+"""``gradxray`` command line: check | memory | verify | rules | rule | lsp.
 
 Exit status: 0 clean, 1 findings, 2 error (missing file, bad configuration,
 bad flag, bad target, internal failure).  Errors are one line on stderr
@@ -12,7 +12,7 @@ Findings of severity *information* / *hint* (the GX9xx analysis notes) are
 printed but never make ``check`` exit 1.
 
 This module imports nothing heavy at start: the analyzer is imported by
-``check``/``memory``, pygls only by ``lsp``, and torch never.
+``check``/``memory``, pygls only by ``lsp``, and torch only by ``verify`` (when it runs).
 """
 from __future__ import annotations
 
@@ -504,31 +504,109 @@ def memory_settings(args, path: str):
             raise CliError(f"bad --batch {args.batch}: must be positive")
         batch = args.batch
     flags = Config(batch=batch, dims=dims, inputs=_parse_inputs(args.input), device=args.device,
-                   dtype=args.dtype, optimizer=args.optimizer, loss=args.loss)
+                   dtype=args.dtype, optimizer=args.optimizer, loss=args.loss, amp=getattr(args, "amp", None))
     settings = apply_path_flags(flags.settings_for(None, base), args)
     settings.args.update(_parse_args_literal(args.args))
+    if getattr(args, "checkpoint", None) is not None:
+        settings.checkpoint = args.checkpoint.strip() or "none"
     return settings
+
+
+PLOT_FORMATS = (".svg", ".html", ".htm")
 
 
 def cmd_memory(args) -> int:
     path, _name = parse_target(args.target)
+    plot_ext = os.path.splitext(args.plot)[1].lower() if args.plot else None
+    if args.plot is not None and plot_ext not in PLOT_FORMATS:
+        raise CliError(f"bad --plot {args.plot!r}: the extension picks the format, one of .svg, .html")
     settings = memory_settings(args, path)
+    budget = parse_size(args.budget, "--budget") if args.budget is not None else None
+    if args.depth is not None and args.depth < 0:
+        raise CliError(f"bad --depth {args.depth}: must be 0 or more")
     from gradxray.analyzer.memory_report import memory_report  # the engine: only once the flags are good
     from gradxray.render import memory_report_text
 
+    show_progress = args.progress or sys.stderr.isatty()
+    progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if show_progress else None
     try:
-        report = memory_report(args.target, settings)
+        report = memory_report(args.target, settings, timeline=args.plot is not None, budget=budget,
+                               progress=progress)
     except Exception as exc:  # TargetError, or what the model raises when its training step is simulated
         if _debug():
             raise
         msg = " ".join((str(exc) or type(exc).__name__).split())
         _err(msg if path in msg else f"{args.target}: {msg}")
         return 2
+    if args.plot is not None:
+        write_plot(report, args.plot, plot_ext)
     if args.format == "json":
         print(dumps_compact(report))
     else:
-        print(memory_report_text(report, settings.optimizer))
+        print(memory_report_text(report, settings.optimizer, depth=args.depth))
     return 0
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """``24GiB``, ``512MiB``, ``8e9``, ``16GB`` → bytes (GB decimal, GiB binary, a bare number is bytes)."""
+    m = _SIZE.match(text or "")
+    unit = m.group(2).lower() if m else ""
+    if not m or unit not in SIZE_UNITS:
+        raise CliError(f"bad {flag} {text!r}: expected a size such as 24GiB, 512MiB, 16GB or 8e9 (bytes)")
+    value = int(float(m.group(1)) * SIZE_UNITS[unit])
+    if value <= 0:
+        raise CliError(f"bad {flag} {text!r}: must be more than 0 bytes")
+    return value
+
+
+def write_plot(report: dict, out: str, ext: str) -> None:
+    from gradxray.plot import timeline_html, timeline_svg
+
+    text = timeline_svg(report) if ext == ".svg" else timeline_html(report)
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise CliError(f"cannot write --plot {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}", file=sys.stderr)
+
+
+# =========================================================================== verify
+
+class _VerifyArgs(argparse.Namespace):
+    """verify's flags, read by ``memory_settings``: a `memory` flag verify does not offer reads as unset."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
+
+
+def cmd_verify(args) -> int:
+    """Estimate, then import and run the target with torch: estimate vs measured, exit 1 outside tolerance."""
+    path, _name = parse_target(args.target)
+    settings = memory_settings(_VerifyArgs(**vars(args)), path)
+    from gradxray.verify import VerifyError, render_text, run_verify
+
+    try:
+        result = run_verify(args.target, settings, peak_tolerance=args.tolerance,
+                            count_tolerance=args.count_tolerance)
+    except VerifyError as exc:
+        _err(str(exc))
+        return 2
+    except Exception as exc:  # the estimate's TargetError, or what the model raises when it is simulated
+        if _debug():
+            raise
+        msg = " ".join((str(exc) or type(exc).__name__).split())
+        _err(msg if path in msg else f"{args.target}: {msg}")
+        return 2
+    print(dumps_compact(result) if args.format == "json" else render_text(result))
+    return 0 if result["ok"] else 1
 
 
 _SCALAR_LIST = re.compile(r"\[\n\s*((?:-?[\d.eE+]+|null|true|false)(?:,\n\s*(?:-?[\d.eE+]+|null|true|false))*)\n\s*\]")
@@ -612,6 +690,12 @@ def _add_path_flags(p: argparse.ArgumentParser) -> None:
                    help="a folder of installed packages to read sources from, before sys.path (repeatable)")
 
 
+def _percent(text: str) -> float:
+    from gradxray.verify import parse_percent
+
+    return parse_percent(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -643,13 +727,50 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input", action="append", metavar="NAME=SHAPE[:DTYPE]",
                    help="an input's shape, e.g. x=[B,3,224,224]:float32 (repeatable)")
     m.add_argument("--args", metavar="DICT", help="constructor keyword arguments as a Python literal dict")
-    m.add_argument("--optimizer", choices=("none", "sgd", "sgd-momentum", "adam", "adamw"))
+    m.add_argument("--optimizer", choices=("none", "sgd", "sgd-momentum", "adam", "adamw"),
+                   help="with an optimizer the step is a steady-state iteration: zero_grad(set_to_none=True), "
+                        "forward, backward, step(), its state already allocated")
+    m.add_argument("--amp", choices=("off", "fp16", "bf16"),
+                   help="what-if: forward and loss under torch.autocast with this dtype (backward outside it)")
+    m.add_argument("--budget", metavar="SIZE",
+                   help="a memory budget (24GiB, 512MiB, 16GB, 8e9): report the largest batch whose peak fits")
+    m.add_argument("--progress", action="store_true",
+                   help="print a line per analysis on stderr (the default when stderr is a terminal)")
+    m.add_argument("--depth", type=int, metavar="N",
+                   help="module table down to this depth (default 2; JSON always lists every module)")
     m.add_argument("--device", choices=("cpu", "cuda"))
     m.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"))
     m.add_argument("--loss", choices=("auto", "sum", "mean", "cross_entropy", "mse"))
+    m.add_argument("--checkpoint", metavar="none|blocks|sqrt|PATHS",
+                   help="what-if: activation checkpointing (use_reentrant=False) of the repeated blocks, of "
+                        "sqrt(N) segments of them, or of comma-separated module paths (globs per component, "
+                        "e.g. transformer.h.*)")
     m.add_argument("--format", choices=("text", "json"), default="text")
+    m.add_argument("--plot", metavar="OUT.svg|OUT.html",
+                   help="also write the live-memory timeline of the step as SVG or self-contained HTML")
     _add_path_flags(m)
     m.set_defaults(func=cmd_memory)
+
+    v = sub.add_parser("verify", help="import and run the model with torch: the estimate next to the measured step")
+    v.add_argument("target", metavar="TARGET", help="path.py:Name, as for `memory` (its file is imported and run)")
+    v.add_argument("--batch", type=int, help="batch size (binds the dim B)")
+    v.add_argument("--dim", action="append", metavar="NAME=N", help="bind a symbolic dim, e.g. T=1024 (repeatable)")
+    v.add_argument("--input", action="append", metavar="NAME=SHAPE[:DTYPE]",
+                   help="an input's shape, e.g. x=[B,3,224,224]:float32 (repeatable)")
+    v.add_argument("--args", metavar="DICT", help="constructor keyword arguments as a Python literal dict")
+    v.add_argument("--optimizer", choices=("none", "sgd", "sgd-momentum", "adam", "adamw"))
+    v.add_argument("--amp", choices=("off", "fp16", "bf16"), help="run forward and loss under torch.autocast")
+    v.add_argument("--device", choices=("cpu", "cuda"), help="where to run it (cuda only when available)")
+    v.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"))
+    v.add_argument("--loss", choices=("auto", "sum", "mean", "cross_entropy", "mse"))
+    v.add_argument("--tolerance", type=_percent, default="5%", metavar="PCT",
+                   help="allowed relative error of the peak (default 5%%)")
+    v.add_argument("--count-tolerance", type=_percent, default="0%", metavar="PCT",
+                   help="allowed relative error of parameters, buffers, gradients, optimizer state and "
+                        "activations saved (default 0%%: exact)")
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    _add_path_flags(v)
+    v.set_defaults(func=cmd_verify)
 
     r = sub.add_parser("rules", help="the rule catalogue")
     r.add_argument("--format", choices=("text", "json"), default="text")

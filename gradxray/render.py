@@ -16,6 +16,7 @@ Formats (documented in the design's *Editor surfaces*):
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -202,6 +203,24 @@ def class_lens_title(cls: "ClassSummary", batch: int, dtype: str, optimizer: str
 
 # --------------------------------------------------------------------------- memory report (CLI)
 
+def gradient_flow_lines(flow: dict | None) -> list[str]:
+    """The memory report's gradient-flow section: a count, then one line per parameter none reaches."""
+    if not flow:
+        return []
+    missing = flow.get("not_reached") or []
+    frozen = flow.get("frozen") or 0
+    head = f"  gradient flow: {flow.get('reached', 0)} parameter tensors reached"
+    if frozen:
+        head += f", {frozen} frozen (requires_grad=False)"
+    if not missing:
+        return ["", head + ", none cut off."]
+    lines = ["", head + f", {len(missing)} not reached:"]
+    for item in missing:
+        where = f" at {item['file']}:{item['line']}" if item.get("line") else ""
+        lines.append(f"    {item.get('param', '?')}: {item.get('reason', '?')}{where}")
+    return lines
+
+
 def table(rows: list[list[str]], align: str) -> list[str]:
     """Rows of cells as aligned text lines; ``align`` holds ``l`` or ``r`` per column."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -212,13 +231,36 @@ def table(rows: list[list[str]], align: str) -> list[str]:
     return out
 
 
-def memory_report_text(report: dict, optimizer: str | None = None) -> str:
-    """``gradxray memory``'s text output; ``optimizer`` is shown when the report names none."""
+AMP_DISPLAY = {"fp16": "AMP fp16", "bf16": "AMP bf16"}
+DEFAULT_DEPTH = 2
+
+
+def module_depth(path: str) -> int:
+    """0 for the model itself, 1 for its children, ..."""
+    return 0 if not path else path.count(".") + 1
+
+
+def _peak_where(report: dict) -> str:
+    phase = report.get("peak_phase")
+    parts = [f"during {phase}"] if phase else []
+    if report.get("peak_module"):
+        parts.append(f"in {report['peak_module']}")
+    loc = report.get("peak_location")
+    if loc and loc.get("line"):
+        parts.append(f"at {os.path.basename(str(loc.get('file') or '?'))}:{loc['line']}")
+    return f"({', '.join(parts)})" if parts else ""
+
+
+def memory_report_text(report: dict, optimizer: str | None = None, depth: int | None = None) -> str:
+    """``gradxray memory``'s text output; ``optimizer`` is shown when the report names none.  The module
+    table goes down to ``depth`` (default 2) and says how many deeper modules it leaves out."""
     g = report.get
     optimizer = g("optimizer") or optimizer or "none"
-    head = [f"{g('target', '?')}",
-            f"  device {g('device', '?')} · dtype {g('dtype', '?')} · batch {g('batch', '?')} · "
-            f"{OPTIMIZER_DISPLAY.get(optimizer, optimizer)}"]
+    config = [f"device {g('device', '?')}", f"dtype {g('dtype', '?')}", f"batch {g('batch', '?')}",
+              OPTIMIZER_DISPLAY.get(optimizer, optimizer)]
+    if g("amp") and g("amp") != "off":
+        config.append(AMP_DISPLAY.get(g("amp"), g("amp")))
+    head = [f"{g('target', '?')}", "  " + " · ".join(config)]
     inputs = g("inputs") or {}
     for name, spec in inputs.items():
         head.append(f"  {'input':<9} {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
@@ -230,22 +272,39 @@ def memory_report_text(report: dict, optimizer: str | None = None) -> str:
         head.append(f"  {'loss':<9} {g('loss')}")
     params = g("params") or {}
     flops = g("flops") or {}
-    phase = g("peak_phase")
     summary = [
         ["parameters", f"{params.get('count', 0):,}", human_bytes(params.get("bytes", 0)), ""],
         ["buffers", "", human_bytes(g("buffers_bytes", 0)), ""],
         ["gradients", "", human_bytes(g("grads_bytes", 0)), ""],
         ["optimizer state", "", human_bytes(g("optimizer_bytes", 0)), ""],
         ["activations saved", "", human_bytes(g("activations_saved_bytes", 0)), "(for backward)"],
-        ["peak", "", human_bytes(g("peak_bytes", 0)), f"(during {phase})" if phase else ""],
+        ["peak", "", human_bytes(g("peak_bytes", 0)), _peak_where(report)],
+    ]
+    if g("per_sample_bytes") is not None:
+        summary.append(["per extra sample", "", human_bytes(g("per_sample_bytes")), "(peak growth per unit of B)"])
+    if g("budget_bytes") is not None:
+        mb = g("max_batch")
+        fits = ("?" if mb is None else "nothing fits" if mb == 0 else f"B = {mb}")
+        summary.append(["largest batch", "", fits, f"(peak within {human_bytes(g('budget_bytes'))})"])
+    summary += [
         ["FLOPs forward", "", human_flops(flops.get("forward")), ""],
         ["FLOPs backward", "", human_flops(flops.get("backward")), ""],
     ]
+    ckpt = g("checkpoint") or {}
+    if ckpt.get("modules"):
+        regions = len(ckpt.get("segments") or ckpt["modules"])
+        summary.append(["FLOPs recomputed", "", human_flops(ckpt.get("recompute_flops")),
+                        f"(checkpoint {ckpt.get('policy')}: {regions} region{'s' if regions != 1 else ''})"])
     lines = head + [""] + ["  " + line for line in table(summary, "lrrl")]
+    scaling = g("batch_scaling") or {}
+    if scaling.get("note"):
+        lines.append(f"  note: {scaling['note']}")
     modules = g("modules") or []
     if modules:
+        limit = DEFAULT_DEPTH if depth is None else depth
+        shown = [m for m in modules if module_depth(m.get("path") or "") <= limit]
         rows = [["module", "class", "params", "output shape", "saved", "flops"]]
-        for m in modules:
+        for m in shown:
             out_shape = m.get("output_shape")
             rows.append([m.get("path") or "(root)", str(m.get("class", "?")),
                          human_count(m.get("params", 0)),
@@ -253,6 +312,10 @@ def memory_report_text(report: dict, optimizer: str | None = None) -> str:
                          human_bytes(m.get("saved_bytes", 0)), human_flops(m.get("flops", 0))])
         text = table(rows, "llrlrr")
         lines += ["", "  " + text[0], "  " + "-" * len(text[0])] + ["  " + t for t in text[1:]]
+        hidden = len(modules) - len(shown)
+        if hidden:
+            lines.append(f"  … {hidden} deeper module{'s' if hidden != 1 else ''} not shown (--depth N)")
+    lines += gradient_flow_lines(g("gradient_flow"))
     unresolved = g("unresolved") or []
     if unresolved:
         lines += ["", f"  not traced ({len(unresolved)}); the figures above leave these out:"]

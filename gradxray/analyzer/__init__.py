@@ -34,7 +34,7 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
     """Analyse one file: construct each root module class with its defaults (or ``settings.args``),
     run it on its discovered inputs in a training step, record per-line facts, then run the rules."""
     from .interpreter import Interpreter, analyze_root
-    from .project import index_source, root_classes
+    from .project import imported_bases, index_source, propagate_class_kinds, root_classes
     from .rules import run_rules
 
     settings = settings or Settings()
@@ -51,6 +51,13 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
         runtime = _engine_runtime(runtime)
         with runtime.backend():
             interp = Interpreter(index, runtime, analysis, settings)
+            # classes built on imported classes (`class Net(timm.models.ResNet)`, `(PreTrainedModel)`):
+            # resolving their bases tells whether they are modules, and so roots to analyse
+            pending = [c.name for c in index.classes.values() if not c.is_module and imported_bases(c, index)]
+            for name in pending:
+                interp.user_class(name)
+            if pending:
+                propagate_class_kinds(index)
             for cinfo in root_classes(index):
                 try:
                     summary = analyze_root(interp, cinfo, settings)

@@ -15,6 +15,7 @@ skipped).  Keys (kebab case; snake case is accepted too)::
     optimizer = "adamw"              # none | sgd | sgd-momentum | adam | adamw
     loss = "auto"                    # auto | sum | mean | cross_entropy | mse
     amp = "off"                      # off | fp16 | bf16
+    checkpoint = "blocks"            # none | blocks | sqrt | "module.path, other.*" (what-if)
     inputs = { x = "[B, 3, 224, 224] float32" }
     roots = ["src"]                  # more folders absolute imports are looked up in
     search-paths = [".venv/lib/python3.11/site-packages"]   # installed packages, before sys.path
@@ -52,9 +53,9 @@ INPUT_DTYPES = {
     "bool": "bool", "b8": "bool",
     "complex64": "complex64", "complex128": "complex128",
 }
-CHOICE_KEYS = ("device", "dtype", "optimizer", "loss")   # settings that take one of a few strings
+CHOICE_KEYS = ("device", "dtype", "optimizer", "loss", "amp", "checkpoint")   # settings that take one string
 KEYS = ("select", "ignore", "per-file-ignores", "batch-size", "dims", "device", "dtype",
-        "optimizer", "loss", "amp", "inputs", "roots", "search-paths")
+        "optimizer", "loss", "amp", "checkpoint", "inputs", "roots", "search-paths")
 
 _SELECTOR = re.compile(r"^(ALL|GX\d{0,3})$")
 _DIM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -81,6 +82,7 @@ class Config:
     optimizer: str | None = None
     loss: str | None = None
     amp: str | None = None
+    checkpoint: str | None = None                 # none | blocks | sqrt | module paths
     inputs: dict[str, str] = field(default_factory=dict)
     roots: list[str] = field(default_factory=list)          # absolute folders
     search_paths: list[str] = field(default_factory=list)   # absolute folders
@@ -247,6 +249,10 @@ def parse_table(table: dict, where: str) -> Config:
             cfg.loss = _choice(value, LOSSES, where, raw_key)
         elif key == "amp":
             cfg.amp = _choice(value, AMP, where, raw_key)
+        elif key == "checkpoint":
+            if not isinstance(value, str) or not value.strip():
+                raise _err(where, raw_key, "expected \"none\", \"blocks\", \"sqrt\" or comma-separated module paths")
+            cfg.checkpoint = value.strip()
         elif key == "inputs":
             if not isinstance(value, dict):
                 raise _err(where, raw_key, "expected a table like { x = \"[B, 3, 224, 224] float32\" }")

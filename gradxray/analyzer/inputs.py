@@ -1,11 +1,13 @@
 """Input-shape discovery for a ``forward``.
 
-Precedence: ``Settings.inputs`` (CLI ``--input x=[B,3,224,224]:float32``), then a
-pragma comment on the ``forward`` signature::
+Precedence: ``Settings.inputs`` (CLI ``--input x=[B,3,224,224]:float32``, ``[tool.gradxray] inputs``)
+and a pragma comment on the ``forward`` signature::
 
     def forward(self, idx, targets=None):  # gradxray: idx=[B, T] int64, targets=[B, T] int64
 
-then an example call in the same file (``model(torch.randn(2, 3, 32, 32))``).
+then shape annotations of the parameters (jaxtyping ``x: Float[Tensor, "batch 3 height width"]``,
+``typing.Annotated[Tensor, "[B, T] int64"]``), then an example call in the same file
+(``model(torch.randn(2, 3, 32, 32))``), then one in the project's ``tests/`` folder.
 Dims that are names are bound from ``Settings.dim_bindings()`` and become
 ``SymInt(value, name)`` so shapes display symbolically; numbers stay ints.
 
@@ -15,6 +17,7 @@ This module parses and describes; it creates engine tensors only in
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass
 
@@ -53,7 +56,7 @@ class InputSpec:
     dims: tuple           # ints and dim names, e.g. ("B", 3, "H", "W"); None for an explicit `x=None`
     dtype: str            # canonical dtype name
     line: int | None = None     # pragma line, when it came from a pragma
-    source: str = "pragma"      # "pragma" | "settings" | "example"
+    source: str = "pragma"      # "pragma" | "settings" | "annotation" | "example" | "example in <test file>"
 
     def shape_text(self) -> tuple[str, ...]:
         return tuple(str(d) for d in (self.dims or ()))
@@ -265,6 +268,147 @@ def find_example_call(index: ModuleIndex, class_name: str, params: list[str]) ->
     return None
 
 
+# --- shape annotations: jaxtyping `Float[Tensor, "B 3 H W"]`, `Annotated[Tensor, "[B, T] int64"]` ---------
+
+# jaxtyping dtype classes -> dtype of the example tensor
+_JAXTYPING_DTYPES = {
+    "Float": "float32", "Float32": "float32", "Float16": "float16", "Float64": "float64",
+    "BFloat16": "bfloat16", "Shaped": "float32", "Num": "float32", "Inexact": "float32", "Real": "float32",
+    "Int": "int64", "Integer": "int64", "Int64": "int64", "Int32": "int32", "Int16": "int16", "Int8": "int8",
+    "UInt8": "uint8", "Bool": "bool",
+}
+# the names jaxtyping users give common dims, mapped onto the dims gradxray binds (B, T, H, W)
+_DIM_ALIASES = {
+    "b": "B", "batch": "B", "bs": "B", "batch_size": "B",
+    "t": "T", "seq": "T", "seq_len": "T", "seqlen": "T", "time": "T", "tokens": "T", "length": "T",
+    "h": "H", "height": "H", "w": "W", "width": "W",
+}
+
+
+def _jaxtyping_dims(text: str, name: str) -> tuple | None:
+    """``"batch 3 height width"`` -> ("B", 3, "H", "W"); None when a dim has no fixed count or size
+    (``*batch``, ``...``, ``_``), which a concrete example tensor cannot stand for."""
+    dims = []
+    for d in text.split():
+        d = d.lstrip("#")                         # broadcastable marker: the size is still the size
+        if d.startswith("*") or d in ("...", "_") or d.startswith("_"):
+            return None
+        if "=" in d:                              # `name=expr`: the expression gives the size
+            d = d.split("=", 1)[1]
+        if re.fullmatch(r"\d+", d):
+            dims.append(int(d))
+        elif re.fullmatch(r"[A-Za-z_]\w*", d):
+            dims.append(_DIM_ALIASES.get(d.lower(), d) if d not in ("B", "T", "H", "W") else d)
+        elif _DIM_EXPR_RE.match(d) and _dim_expr_ok(d):
+            dims.append(d)
+        else:
+            raise InputSpecError(f"cannot read dim `{d}` of the annotation of `{name}`")
+    return tuple(dims)
+
+
+def annotation_spec(arg: ast.arg, imports, line: int) -> InputSpec | None:
+    """The input spec a parameter's shape annotation gives, or None when it has none."""
+    ann = arg.annotation
+    if not isinstance(ann, ast.Subscript):
+        return None
+    head = dotted_name(ann.value)
+    if not head:
+        return None
+    full = resolve_dotted(head, imports)
+    items = list(ann.slice.elts) if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+    strings = [i.value for i in items[1:] if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+    if not strings:
+        return None
+    kind = full.rsplit(".", 1)[-1]
+    if full.startswith("jaxtyping."):
+        dims = _jaxtyping_dims(strings[0], arg.arg)
+        if dims is None or kind not in _JAXTYPING_DTYPES:
+            return None
+        return InputSpec(arg.arg, dims, _JAXTYPING_DTYPES[kind], line, "annotation")
+    if kind == "Annotated" and (full.startswith("typing") or full == "Annotated"):
+        text = strings[0].strip()
+        if text.startswith(("[", "(")):
+            parsed = parse_shape(text, arg.arg)
+            if parsed is None:
+                return None
+            dims, dtype = parsed
+        else:
+            dims = _jaxtyping_dims(text, arg.arg)
+            if dims is None:
+                return None
+            dtype = "float32"
+            for extra in strings[1:]:
+                dtype = DTYPE_ALIASES.get(extra.strip().removeprefix("torch."), dtype)
+        return InputSpec(arg.arg, dims, dtype, line, "annotation")
+    return None
+
+
+def annotation_specs(index: ModuleIndex, fn: ast.FunctionDef) -> tuple[dict[str, InputSpec], list]:
+    """Specs from the forward's parameter annotations, and notes for annotations that cannot be read."""
+    specs, diags = {}, []
+    a = fn.args
+    for arg in [*positional_params(a)[1:], *a.kwonlyargs]:
+        try:
+            spec = annotation_spec(arg, index.imports, arg.lineno)
+        except InputSpecError as e:
+            diags.append(_note(index, arg.lineno, str(e), arg.col_offset))
+            continue
+        if spec is not None:
+            specs[arg.arg] = spec
+    return specs, diags
+
+
+# --- example calls in the project's tests -----------------------------------------------------------
+
+MAX_TEST_FILES = 400           # a folder of tests larger than this is sampled in path order
+MAX_TEST_FILE_BYTES = 500_000
+
+
+def _test_folders(path: str, roots) -> list[str]:
+    from .project import workspace_roots
+
+    out = []
+    for root in workspace_roots(path, roots):
+        for name in ("tests", "test"):
+            folder = os.path.join(root, name)
+            if os.path.isdir(folder) and folder not in out:
+                out.append(folder)
+    return out
+
+
+def find_example_call_in_tests(path: str, class_name: str, params: list[str], roots=()) -> list[InputSpec] | None:
+    """An example call (``Net(...)(torch.randn(2, 3, 32, 32))``) of ``class_name`` in the project's
+    ``tests/`` folder.  Files are read and parsed, never imported; only those naming the class are parsed."""
+    from .project import index_source
+
+    seen = 0
+    for folder in _test_folders(path, roots):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__pycache__")))
+            for fname in sorted(filenames):
+                if not fname.endswith(".py"):
+                    continue
+                seen += 1
+                if seen > MAX_TEST_FILES:
+                    return None
+                fpath = os.path.join(dirpath, fname)
+                try:
+                    if os.path.getsize(fpath) > MAX_TEST_FILE_BYTES:
+                        continue
+                    with open(fpath, encoding="utf-8") as fh:
+                        text = fh.read()
+                    if class_name not in text:
+                        continue
+                    index = index_source(text, fpath)
+                except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+                    continue
+                found = find_example_call(index, class_name, params)
+                if found:
+                    return [InputSpec(s.name, s.dims, s.dtype, None, f"example in {os.path.relpath(fpath, folder)}")
+                            for s in found]
+    return None
+
+
 def make_input_tensors(specs: list[InputSpec], settings, runtime) -> dict:
     """name -> engine tensor (data-less), or None for an explicit `x=None`."""
     bindings = settings.dim_bindings()
@@ -357,8 +501,15 @@ def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, se
             continue
         specs[name] = InputSpec(name, None, "none", None, "settings") if parsed is None else \
             InputSpec(name, parsed[0], parsed[1], None, "settings")
+    if not pragma_bad:
+        annotated, notes = annotation_specs(index, fn)
+        diags.extend(notes)
+        for name, spec in annotated.items():
+            specs.setdefault(name, spec)
     if not specs and not pragma_bad:
         example = find_example_call(index, class_name, names)
+        if not example and index.path:
+            example = find_example_call_in_tests(index.path, class_name, names, getattr(settings, "roots", ()))
         if example:
             specs = {s.name: s for s in example}
     bindings = settings.dim_bindings()

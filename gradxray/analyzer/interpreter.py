@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import contextlib
+import copy
 import gc
 import itertools
 import operator
@@ -28,7 +30,9 @@ import types
 import weakref
 from typing import Any
 
+from gradxray.engine.memory import current_phase
 from gradxray.engine.symbolic import sym_text
+from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
@@ -37,8 +41,8 @@ from .results import Analysis, ClassSummary, GradCut, LineFact, Span, TensorFact
 from .torch_api import Runtime, upstream_params
 from .training_step import simulate_training_step
 from .values import (
-    BoundMethod, Builtin, FieldDefault, Marker, Namespace, SuperProxy, Transparent, Unknown, UserClass,
-    UserFunction, UserInstance, first_unknown, interpreted_module_base, make_module_class,
+    CONTEXTMANAGER, PARTIAL, BoundMethod, GeneratorContext, Builtin, FieldDefault, Marker, Namespace, Partial, SuperProxy, Transparent, Unknown,
+    UserClass, UserFunction, UserInstance, first_unknown, interpreted_module_base, make_module_class,
 )
 
 MAX_LOOP = 100_000
@@ -69,6 +73,14 @@ class _Continue(_Flow):
 class _Raise(_Flow):
     def __init__(self, node):
         self.node = node
+
+
+class _HostError(_Raise):
+    """An exception a host call raised, travelling to the ``try`` handler that catches it."""
+
+    def __init__(self, node, error: Exception):
+        super().__init__(node)
+        self.error = error
 
 
 class Budget(_Flow):
@@ -166,6 +178,33 @@ class CutTracker:
                     out |= self.sites_of(x)
         return out
 
+    def record_lost(self, callee, receiver, args, kwargs, result, method_name, span: Span) -> None:
+        """A call on tensors that require grad whose result does not: the gradient stops here.  Kinds:
+        "item" (``.item()`` / ``.tolist()``), "no_grad" (a region with grad mode off),
+        "non_differentiable" (argmax, comparisons, round ...).  ``.detach()`` is recorded by the caller."""
+        rt = self.rt
+        if rt.is_tensor(result):
+            if result.requires_grad:
+                return
+        elif method_name not in ("item", "tolist"):
+            return
+        upstream: set[int] = set()
+        if rt.is_module(callee):
+            upstream |= {id(p) for p in callee.parameters() if p.requires_grad}
+        for v in (receiver, *args, *kwargs.values()):
+            for x in (v if isinstance(v, (tuple, list)) else (v,)):
+                if rt.is_tensor(x) and x.requires_grad:
+                    upstream |= upstream_params(x, rt)
+        if not upstream:
+            return
+        if method_name in ("item", "tolist") and not rt.is_tensor(result):
+            kind = "item"
+        else:
+            kind = "non_differentiable" if rt.tx.is_grad_enabled() else "no_grad"
+        key = (kind, span.line, span.col)
+        site = self.sites.setdefault(key, {"kind": kind, "span": span, "upstream": set()})
+        site["upstream"] |= upstream
+
     def propagate(self, sites: frozenset, result) -> None:
         if not sites:
             return
@@ -186,12 +225,18 @@ class Interpreter:
         self.path = index.path
         self._globals: dict[str, Any] = {}
         self._globals_busy: set[str] = set()
+        self._bindings: dict[str, tuple] | None = None     # see sequential_binding
+        self._yield_sinks: list[list] = []                 # what the running generator functions yielded
+        self._with_body = None                             # the with-body a @contextmanager call runs at its yield
+        self._try_stack: list[tuple] = []                  # (frame scope id, caught classes, per handler)
         self._classes: dict[str, UserClass] = {}
         self._seen_unresolved: set[tuple] = {(u.file, u.line, u.reason) for u in analysis.unresolved}
         self.frames: list[tuple[UserFunction, Scope]] = []
         self.forward_depth = 0
         self.steps = 0
         self.cuts = CutTracker(runtime)
+        self.class_patches: dict[tuple, Any] = {}     # (engine class, name) -> value the analysed code set
+        self.module_flags: set[str] = set()             # private attribute names it set on engine modules
         self._module_base = interpreted_module_base(runtime.Module)
         runtime.target_device = settings.device
 
@@ -215,6 +260,8 @@ class Interpreter:
     def record_facts(self, stmt, pairs) -> None:
         """Per-line facts for the tensors among ``pairs`` of (target expression, value).  The first run
         of a line records them (naming each by its source text), later runs count calls."""
+        if current_phase() == RECOMPUTE_PHASE:     # a checkpoint re-running the line in backward
+            return
         tensors = [(expr, v) for expr, v in pairs if self.rt.is_tensor(v)]
         if not tensors:
             return
@@ -237,6 +284,21 @@ class Interpreter:
             dtype=t.dtype.name,
             requires_grad=bool(t.requires_grad),
         )
+
+    def module_name(self) -> str:
+        """The dotted module name of this file (``pkg.sub.mod``, following ``__init__.py`` files up),
+        what ``__module__`` of its classes and functions says."""
+        name = getattr(self, "_module_name", None)
+        if name is None:
+            folder, base = os.path.split(os.path.abspath(self.path))
+            parts = [os.path.splitext(base)[0]]
+            if parts[0] == "__init__":
+                parts = []
+            while os.path.isfile(os.path.join(folder, "__init__.py")):
+                folder, pkg = os.path.split(folder)
+                parts.insert(0, pkg)
+            name = self._module_name = ".".join(parts) or "__main__"
+        return name
 
     # ------------------------------------------------------------------------------------------
     # names
@@ -262,6 +324,8 @@ class Interpreter:
             val = self.resolve_import(idx.imports[name], node)
             if isinstance(val, Unknown):
                 return val                      # not cached: each use site is recorded
+        elif (span := self.sequential_binding(name)) is not None:
+            return self.run_module_statements(name, span, node)
         elif name in idx.assigns:
             if name in self._globals_busy:
                 return self.unknown(f"`{name}` is defined in terms of itself", node)
@@ -280,6 +344,50 @@ class Interpreter:
             return self.unknown(f"undefined name `{name}`", node)
         self._globals[name] = val
         return val
+
+    def sequential_binding(self, name: str) -> tuple[int, int] | None:
+        """(first, last) indices of the top-level statements that bind a module global when one
+        expression does not define it: it is bound more than once (``cfgs = {...}`` ... ``cfgs =
+        build(cfgs)``) or inside a top-level ``if`` / ``try`` / ``for`` / ``with``.  Else None."""
+        table = self._bindings
+        if table is None:
+            table = self._bindings = {}
+            for i, stmt in enumerate(self.index.tree.body):
+                simple = isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.AsyncFunctionDef,
+                                           ast.ClassDef, ast.Import, ast.ImportFrom))
+                for bound in _bound_names(stmt):
+                    first, last, count, compound = table.get(bound, (i, i, 0, False))
+                    table[bound] = (first, i, count + 1, compound or not simple)
+        entry = table.get(name)
+        if entry is None or (entry[2] == 1 and not entry[3]):
+            return None
+        return entry[0], entry[1]
+
+    def run_module_statements(self, name: str, span: tuple[int, int], node):
+        """A global bound by several top-level statements: they run in order, from its first binding to
+        its last, in the module's namespace (skipping definitions and imports of other names, which
+        resolve lazily, and statements that only rebind names already evaluated)."""
+        if name in self._globals_busy:
+            return self.unknown(f"`{name}` is defined in terms of itself", node)
+        self._globals_busy.add(name)
+        scope = Scope(self._globals)
+        try:
+            for stmt in self.index.tree.body[span[0]:span[1] + 1]:
+                bound = _bound_names(stmt)
+                if name not in bound:
+                    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import,
+                                         ast.ImportFrom)) or (bound and bound <= self._globals.keys()):
+                        continue
+                self.exec_stmt(stmt, scope)
+        except _Flow as f:
+            if isinstance(f, Budget):
+                raise
+            self.unknown(f"module-level code defining `{name}` did not complete", node)
+        finally:
+            self._globals_busy.discard(name)
+        if name not in self._globals:
+            return self.unknown(f"undefined name `{name}`", node)
+        return self._globals[name]
 
     def resolve_import(self, dotted: str, node):
         if dotted in _KNOWN_IMPORTS:
@@ -310,11 +418,25 @@ class Interpreter:
         bases = []
         for b in info.bases:
             if b in self.index.classes and b != name:
-                bases.append(self.user_class(b))
+                val = self.user_class(b)
+                bases.append(val)
+                # a base of this file may be a module (a dataclass) through a base of another file
+                info.is_module = info.is_module or val.info.is_module
+                info.is_dataclass = info.is_dataclass or val.info.is_dataclass
             elif b.startswith("torch.nn."):
                 val, _ = self.rt.resolve_import(b)
                 if isinstance(val, type):
                     bases.append(val)
+            elif b != "<expr>":
+                val = self._imported_base(b)
+                if isinstance(val, UserClass):
+                    bases.append(val)
+                    # a class of another file: what it is (module, dataclass) carries over
+                    info.is_module = info.is_module or val.info.is_module
+                    info.is_dataclass = info.is_dataclass or val.info.is_dataclass
+                elif isinstance(val, type) and issubclass(val, self.rt.Module):
+                    bases.append(val)
+                    info.is_module = True
         ucls = UserClass(self, info, bases)
         self._classes[name] = ucls
         if info.is_module:
@@ -323,9 +445,25 @@ class Interpreter:
             ucls.py_class = make_module_class(ucls, self._module_base, host)
         return ucls
 
+    def _imported_base(self, dotted: str):
+        """A base class named by an import: the class from the file or package source that defines it,
+        an engine class, or None.  Quiet: a base that cannot be resolved (``enum.Enum``, ``object``)
+        leaves the class a plain class of this file."""
+        if dotted.startswith("torch."):
+            val, reason = self.rt.resolve_import(dotted)
+            return val if reason is None else None
+        if not dotted.startswith(".") and not is_source_resolvable(dotted):
+            return None
+        from .resolver import resolve_project_import
+
+        val, reason = resolve_project_import(self, dotted)
+        return val if reason is None else None
+
     def class_attrs(self, ucls: UserClass) -> dict:
         if ucls.attrs is not None:
             return ucls.attrs
+        if ucls.interp is not self:         # a class of another file: its body evaluates there
+            return ucls.interp.class_attrs(ucls)
         attrs: dict[str, Any] = {}
         ucls.attrs = attrs
         fields: list[str] = []
@@ -382,7 +520,17 @@ class Interpreter:
                 continue
             elif hasattr(dv, "__enter__") and hasattr(dv, "__exit__"):
                 fn.context_decorators.append(dv)      # @torch.no_grad()
-            elif isinstance(dv, (Marker, Transparent)):
+            elif dv is CONTEXTMANAGER:
+                fn.kind = "contextmanager"            # a call gives a GeneratorContext, run by `with`
+            elif isinstance(dv, (Marker, Transparent, GeneratorContext)):
+                # a @contextmanager used as a decorator wraps each call in its context; written in Python
+                # source, it is taken to keep what the function computes, as other source decorators are
+                continue
+            elif isinstance(dv, (UserFunction, BoundMethod, Partial, UserInstance, UserClass)):
+                # A decorator written in Python source (the user's or a package's: model registries,
+                # legacy-argument shims, docstring helpers) is taken to keep what the function computes:
+                # calls go to the undecorated function.  Interpreting the wrapper instead would mean
+                # following `inspect.signature` and registries, which a static analysis cannot.
                 continue
             else:
                 self.unknown(f"decorator `{ast.unparse(dec)}` is ignored", dec)
@@ -404,6 +552,13 @@ class Interpreter:
         self.frames.append((fn, scope))
         if is_forward:
             self.forward_depth += 1
+        # a generator function runs to completion when called; the call gives an iterator over what it
+        # yielded (consumers see the same items; only the interleaving of side effects differs)
+        sink = [] if _is_generator(fnode) else None
+        if sink is not None and self._with_body is not None:
+            sink, self._with_body = _WithBodySink(self._with_body), None     # a @contextmanager generator
+        if sink is not None:
+            self._yield_sinks.append(sink)
         try:
             with contextlib.ExitStack() as stack:
                 for cm in fn.context_decorators:
@@ -411,14 +566,16 @@ class Interpreter:
                 if isinstance(fnode, ast.Lambda):
                     return self.eval(fnode.body, scope)
                 self.exec_block(fnode.body, scope)
-                return None
+                return None if sink is None else iter(sink)
         except _Return as r:
-            return r.value
+            return r.value if sink is None else iter(sink)
         except _Raise as r:
             return self.unknown(f"reached `{ast.unparse(r.node)}`", r.node)
         except (_Break, _Continue):
             return None
         finally:
+            if sink is not None:
+                self._yield_sinks.pop()
             if is_forward:
                 self.forward_depth -= 1
             self.frames.pop()
@@ -497,6 +654,9 @@ class Interpreter:
     def call(self, callee, args: list, kwargs: dict, node, receiver=None, method_name: str | None = None):
         if isinstance(callee, Unknown):
             return callee
+        if isinstance(callee, (UserFunction, BoundMethod)) and (
+                callee.kind if isinstance(callee, UserFunction) else callee.func.kind) == "contextmanager":
+            return GeneratorContext(callee, tuple(args), kwargs)
         if isinstance(callee, UserFunction):
             if callee.kind == "classmethod" and receiver is None:
                 return self.call_function(callee, [callee.owner, *args], kwargs, node)
@@ -507,7 +667,11 @@ class Interpreter:
             return self.instantiate(callee, args, kwargs, node)
         if isinstance(callee, Builtin):
             return callee.fn(self, node, args, kwargs)
+        if isinstance(callee, Partial):
+            return self.call(callee.func, [*callee.args, *args], {**callee.keywords, **kwargs}, node)
         if isinstance(callee, Marker):
+            if callee.name in ("typing.cast", "typing_extensions.cast") and len(args) == 2:
+                return args[1]                  # cast(T, v) is v at run time
             return callee
         if isinstance(callee, UserInstance):
             _, dunder_call = callee.cls.lookup("__call__")
@@ -534,22 +698,69 @@ class Interpreter:
         else:
             sites = self.cuts.sources([receiver, *args, *kwargs.values()])
         try:
-            result = callee(*args, **kwargs)
+            if self.forward_depth == 0 and id(callee) in self.rt.constant_creators:
+                result = self._constant_tensor(callee, args, kwargs)
+            else:
+                result = callee(*args, **kwargs)
         except _Flow:
             raise
         except RecursionError:
             return self.unknown("recursion limit reached", node)
         except Exception as e:
+            if self._try_stack:
+                self._raise_if_caught(e, node)
             name = ast.unparse(node.func) if isinstance(node, ast.Call) else getattr(
                 callee, "__name__", type(callee).__name__)
+            if method_name in ("item", "tolist"):     # no value without data, but the gradient stops here
+                self.cuts.record_lost(callee, receiver, args, kwargs, None, method_name, self.span(node))
             return self.unknown(f"`{name}(...)` failed: {type(e).__name__}: {e}", node)
         if isinstance(result, types.ModuleType):
             return self.unknown("call returned a module", node)
         if sites:
             self.cuts.propagate(sites, result)
+        if method_name not in ("detach", "detach_") and not (self.rt.is_tensor(result) and result.requires_grad):
+            self.cuts.record_lost(callee, receiver, args, kwargs, result, method_name, self.span(node))
         return result
 
+    def _constant_tensor(self, creator, args: list, kwargs: dict):
+        """``torch.arange(n)`` / ``torch.tensor([...])`` ... called with Python numbers while a model is built:
+        a small tensor of known values (the data backend), so that code computing layer sizes with torch
+        (``.tolist()``, ``.item()``) gets them.  Anything else runs on the shape backend as usual."""
+        from .torch_api import MAX_CONSTANT_NUMEL
+
+        if _plain_numbers(args) and _plain_numbers(kwargs.values()) and \
+                _creation_numel(creator.__name__, args, kwargs) <= MAX_CONSTANT_NUMEL:
+            try:
+                with self.rt.data_backend():
+                    out = creator(*args, **kwargs)
+                self.rt.made_constants = True
+                return out
+            except Exception:
+                pass                             # e.g. a device the data backend lacks: no values
+        return creator(*args, **kwargs)
+
+    def enum_lookup(self, ucls: UserClass, args: list, kwargs: dict, node):
+        """``Color(value)`` on an ``enum.Enum`` subclass: its member with that value.  Members are held as
+        their values (the class attributes as written), so the member is that attribute."""
+        if len(args) != 1 or kwargs:
+            return self.unknown(f"`{ucls.name}(...)`: only the value lookup of an Enum is supported", node)
+        value = args[0]
+        if isinstance(value, Unknown):
+            return value
+        for cls in ucls.mro():
+            for name, member in cls.interp.class_attrs(cls).items():
+                if name.startswith("_") or isinstance(member, (UserFunction, BoundMethod, Builtin)):
+                    continue
+                try:
+                    if member is value or member == value:
+                        return member
+                except Exception:
+                    continue
+        return self.unknown(f"{value!r} is not a valid `{ucls.name}`", node)
+
     def instantiate(self, ucls: UserClass, args: list, kwargs: dict, node):
+        if any(b.startswith("enum.") for c in ucls.mro() for b in c.info.bases):
+            return self.enum_lookup(ucls, args, kwargs, node)
         if ucls.info.is_module:
             py = ucls.py_class
             obj = py.__new__(py)
@@ -569,42 +780,70 @@ class Interpreter:
             return obj
         inst = UserInstance(ucls)
         self.class_attrs(ucls)                # builds ucls.fields
+        is_dict = _is_dict_class(ucls)
+        if is_dict:
+            inst.mapping = {}                 # a dict subclass: the dict it is (fields are its __dict__)
         owner, init = ucls.lookup("__init__")
         if isinstance(init, UserFunction):
             self.call_function(init, [inst, *args], kwargs, node)
             return inst
         if any(c.info.is_dataclass or c.info.is_namedtuple for c in ucls.mro()):
-            fields = ucls.fields
-            kwargs = dict(kwargs)
-            if len(args) > len(fields):
-                return self.unknown(f"`{ucls.name}()` takes {len(fields)} positional arguments", node)
-            for i, f in enumerate(fields):
-                if i < len(args):
-                    inst.fields[f] = args[i]
-                elif f in kwargs:
-                    inst.fields[f] = kwargs.pop(f)
-                else:
-                    owner, default = ucls.lookup(f)
-                    if isinstance(default, FieldDefault):
-                        if default.factory is not None:
-                            default = self.call(default.factory, [], {}, node)
-                        elif default.has_default:
-                            default = default.default
-                        else:
-                            owner = None
-                    if owner is None:
-                        default = self.unknown(f"`{ucls.name}()` called without field `{f}`", node)
-                    inst.fields[f] = default
-            if kwargs:
-                return self.unknown(f"`{ucls.name}()` got unexpected keyword argument `{next(iter(kwargs))}`", node)
-            _, post = ucls.lookup("__post_init__")
-            if isinstance(post, UserFunction):
-                self.call_function(post, [inst], {}, node)
+            err = self._dataclass_init(ucls, inst, args, kwargs, node)
+            if err is not None:
+                return err
+        elif is_dict:
+            try:
+                inst.mapping.update(*args, **kwargs)
+            except Exception as e:
+                return self.unknown(f"`{ucls.name}(...)` failed: {type(e).__name__}: {e}", node)
         return inst
+
+    def _dataclass_init(self, ucls: UserClass, inst: UserInstance, args: list, kwargs: dict, node):
+        """The ``__init__`` a dataclass (or NamedTuple) ``ucls`` generates, run on ``inst``: None, or an
+        Unknown for a call that does not fit its fields."""
+        self.class_attrs(ucls)                # builds ucls.fields
+        fields = ucls.fields
+        kwargs = dict(kwargs)
+        if len(args) > len(fields):
+            return self.unknown(f"`{ucls.name}()` takes {len(fields)} positional arguments", node)
+        for i, f in enumerate(fields):
+            if i < len(args):
+                inst.fields[f] = args[i]
+            elif f in kwargs:
+                inst.fields[f] = kwargs.pop(f)
+            else:
+                owner, default = ucls.lookup(f)
+                if isinstance(default, FieldDefault):
+                    if default.factory is not None:
+                        default = self.call(default.factory, [], {}, node)
+                    elif default.has_default:
+                        default = default.default
+                    else:
+                        owner = None
+                if owner is None:
+                    default = self.unknown(f"`{ucls.name}()` called without field `{f}`", node)
+                inst.fields[f] = default
+        if kwargs:
+            return self.unknown(f"`{ucls.name}()` got unexpected keyword argument `{next(iter(kwargs))}`", node)
+        _, post = inst.cls.lookup("__post_init__")
+        if isinstance(post, UserFunction):
+            self.call_function(post, [inst], {}, node)
+        return None
 
     def _host_super_attr(self, obj, name: str):
         """``super().name`` past the user classes: the engine base class's attribute, bound."""
         if not self.rt.is_module(obj):
+            if isinstance(obj, UserInstance) and name == "__getattribute__":     # object.__getattribute__
+                return Builtin("object.__getattribute__", lambda it, node, args, kwargs: it._default_attr(
+                    obj, args[0] if args else None, node))
+            mapping = getattr(obj, "mapping", None)
+            if mapping is not None and hasattr(dict, name):                        # dict's own methods
+                return (Builtin("dict.__init__", lambda it, node, args, kwargs: mapping.update(*args, **kwargs))
+                        if name == "__init__" else getattr(mapping, name))
+            if isinstance(obj, UserInstance) and name == "__setattr__":          # object.__setattr__
+                return Builtin("object.__setattr__", lambda it, node, args, kwargs: obj.fields.__setitem__(
+                    *args) if len(args) == 2 and isinstance(args[0], str) else it.unknown(
+                    "`__setattr__` needs a name and a value", node))
             return _NOOP if name == "__init__" else None
         for klass in type(obj).__mro__:
             if "_gx_user_class" in klass.__dict__ or klass is self._module_base:
@@ -629,6 +868,12 @@ class Interpreter:
             ucls = self.user_class_of(obj)
             if ucls is not None:
                 return ucls, None
+            if isinstance(obj, (UserFunction, BoundMethod)):
+                return (types.FunctionType if isinstance(obj, UserFunction) else types.MethodType), None
+        if name == "__module__":
+            definer = _defining_interp(self, obj)
+            if definer is not None:
+                return definer.module_name(), None
         if self.is_user_module(obj):
             d = obj.__dict__
             if name in d and not name.startswith("_gx"):
@@ -641,17 +886,22 @@ class Interpreter:
             owner, raw = ucls.lookup(name)
             if owner is not None:
                 return self._bind_class_attr(raw, obj, ucls, owner), None
+            if self.class_patches:
+                patched = self._patched(type(obj), name)
+                if patched is not _MISSING:
+                    return self._bind_class_attr(patched, obj, ucls, ucls), None
             return self.rt.safe_attr(obj, name)
         if isinstance(obj, UserInstance):
-            if name in obj.fields:
-                return obj.fields[name], None
-            owner, raw = obj.cls.lookup(name)
-            if owner is not None:
-                return self._bind_class_attr(raw, obj, obj.cls, owner), None
-            return None, f"`{obj.cls.name}` has no attribute `{name}`"
+            hook = self._dunder(obj, "__getattribute__")
+            if hook is not None:                    # a class that redirects attribute reads (alias maps)
+                val = self.call_function(hook, [obj, name], {}, None)
+                return (None, val.reason) if isinstance(val, Unknown) else (val, None)
+            return self._instance_attr(obj, name)
         if isinstance(obj, UserClass):
             if name == "__name__":
                 return obj.name, None
+            if name == "__bases__":
+                return tuple(obj.bases) or (object,), None
             owner, raw = obj.lookup(name)
             if owner is not None:
                 if isinstance(raw, UserFunction) and raw.kind == "classmethod":
@@ -666,15 +916,129 @@ class Interpreter:
             owner, raw = rcls.lookup(name, after=obj.cls)
             if owner is not None:
                 return self._bind_class_attr(raw, obj.receiver, rcls, owner), None
+            if name == "__init__" and isinstance(obj.receiver, UserInstance):
+                # the __init__ a dataclass base generates (`super().__init__(*fields)` in a subclass)
+                mro = rcls.mro()
+                after = mro[mro.index(obj.cls) + 1:] if obj.cls in mro else []
+                dc = next((c for c in after if c.info.is_dataclass or c.info.is_namedtuple), None)
+                if dc is not None:
+                    recv = obj.receiver
+                    return Builtin(f"{dc.name}.__init__", lambda it, node, args, kwargs:
+                                   self._dataclass_init(dc, recv, args, kwargs, node)), None
             host = self._host_super_attr(obj.receiver, name)
             if host is not None:
                 return host, None
             return None, f"`super().{name}` is not resolved"
-        if isinstance(obj, (UserFunction, BoundMethod, Builtin)):
+        if isinstance(obj, Partial) and name in ("func", "args", "keywords"):
+            return getattr(obj, name), None
+        if isinstance(obj, (UserFunction, BoundMethod)) and name in ("__name__", "__qualname__"):
+            return obj.func.name if isinstance(obj, BoundMethod) else obj.name, None
+        if isinstance(obj, (UserFunction, BoundMethod, Builtin, Partial)):
             return None, f"attribute `{name}` of a function is not supported"
+        if self.class_patches and isinstance(obj, type):
+            patched = self._patched(obj, name)
+            if patched is not _MISSING:
+                return patched, None
+        if self.module_flags and name in self.module_flags and self.rt.is_module(obj) and name in obj.__dict__:
+            return obj.__dict__[name], None
+        if self.rt.is_module(obj) and self.class_patches:
+            patched = self._patched(type(obj), name)
+            if isinstance(patched, UserFunction):
+                return BoundMethod(patched, obj), None
         if isinstance(obj, Marker):
+            if obj.name in ("typing", "typing_extensions"):
+                return Marker(f"{obj.name}.{name}"), None       # typing.cast, typing.Optional ...
             return obj, None
         return self.rt.safe_attr(obj, name)
+
+    def _patched(self, cls: type, name: str):
+        """An attribute the analysed code set on an engine class (or a base of it), else _MISSING."""
+        for klass in cls.__mro__:
+            val = self.class_patches.get((klass, name), _MISSING)
+            if val is not _MISSING:
+                return val
+        return _MISSING
+
+    def _instance_attr(self, obj: UserInstance, name: str):
+        """``object.__getattribute__`` of an instance (its fields, then its class), then the class's
+        ``__getattr__``, then the methods ``collections.abc.Mapping`` gives a mapping class."""
+        if name in obj.fields:
+            return obj.fields[name], None
+        if name == "__dict__":
+            return obj.fields, None
+        owner, raw = obj.cls.lookup(name)
+        if owner is not None:
+            return self._bind_class_attr(raw, obj, obj.cls, owner), None
+        fallback = self._dunder(obj, "__getattr__")
+        if fallback is not None and not name.startswith("__"):
+            val = self.call_function(fallback, [obj, name], {}, None)
+            return (None, val.reason) if isinstance(val, Unknown) else (val, None)
+        mapping = getattr(obj, "mapping", None)
+        if mapping is not None and not name.startswith("_") and hasattr(dict, name):
+            return getattr(mapping, name), None
+        if name in _MAPPING_MIXINS and _is_mapping_class(obj.cls):
+            return Builtin(f"{obj.cls.name}.{name}", lambda it, node, args, kwargs:
+                           it._mapping_method(obj, name, args, node)), None
+        return None, f"`{obj.cls.name}` has no attribute `{name}`"
+
+    def _dunder(self, obj: UserInstance, name: str):
+        """The method ``name`` (a special method) a user instance's class defines in source, else None."""
+        hooks = obj.cls.__dict__.setdefault("_gx_dunders", {})
+        if name not in hooks:
+            _, fn = obj.cls.lookup(name)
+            hooks[name] = fn if isinstance(fn, UserFunction) else None
+        return hooks[name]
+
+    def _mapping_method(self, obj: UserInstance, name: str, args: list, node):
+        """``keys/items/values/get/__contains__`` of a ``Mapping`` subclass, from its ``__iter__`` and
+        ``__getitem__``, as ``collections.abc.Mapping`` defines them."""
+        keys = self.iterate(obj, node)
+        if keys is None:
+            return self.unknown(f"cannot iterate over `{obj.cls.name}`", node)
+        if name == "keys":
+            return keys
+        if name == "__contains__":
+            return args[0] in keys if args else self.unknown("`__contains__` needs a key", node)
+        if name == "get":
+            if not args:
+                return self.unknown("`get` needs a key", node)
+            return self.subscript(obj, args[0], node) if args[0] in keys else (args[1] if len(args) > 1 else None)
+        values = [self.subscript(obj, k, node) for k in keys]
+        return values if name == "values" else list(zip(keys, values))
+
+    def _default_attr(self, obj: UserInstance, name, node):
+        if not isinstance(name, str):
+            return self.unknown("`__getattribute__` needs a name", node)
+        val, reason = self._instance_attr(obj, name)
+        # a missing attribute (AttributeError) is not recorded here: `getattr(o, k, d)` and `hasattr` take
+        # it as an answer; a plain read records it where the hook returns it
+        return Unknown(reason, self.span(node)) if reason is not None else val
+
+    def _user_compare(self, op, left, right, node):
+        """``left <op> right`` through the rich comparison a class of the source defines (``__lt__`` ...,
+        then the reflected one of the right operand), as Python does."""
+        name, reflected = _CMP_DUNDERS[type(op)]
+        for a, b, meth in ((left, right, name), (right, left, reflected)):
+            if isinstance(a, UserInstance):
+                fn = self._dunder(a, meth)
+                if fn is not None:
+                    r = self.call_function(fn, [a, b], {}, node)
+                    if r is not NotImplemented:
+                        return r
+        if isinstance(op, (ast.Eq, ast.NotEq)):
+            return (left is right) == isinstance(op, ast.Eq)
+        return self.unknown(f"`{ast.unparse(node)}`: no comparison defined", node)
+
+    def _contains_view(self, obj: UserInstance, node):
+        """What ``x in obj`` tests against: the class's ``__contains__`` (as a one-item answer), else
+        its iteration."""
+        contains = self._dunder(obj, "__contains__")
+        if contains is not None:
+            return _ContainsBy(lambda x: self.call_function(contains, [obj, x], {}, node))
+        if getattr(obj, "mapping", None) is not None:
+            return obj.mapping
+        items = self.iterate(obj, node)
+        return items if items is not None else self.unknown(f"`in` over `{obj.cls.name}` is not known", node)
 
     def _bind_class_attr(self, raw, receiver, ucls, owner):
         if isinstance(raw, UserFunction):
@@ -708,16 +1072,31 @@ class Interpreter:
             self.unknown(f"setting `{name}` is not supported", node)
             return
         if isinstance(obj, UserInstance):
+            hook = self._dunder(obj, "__setattr__")
+            if hook is not None:                    # a class that redirects attribute writes
+                self.call_function(hook, [obj, name, value], {}, node)
+                return
             obj.fields[name] = value
             return
         if isinstance(obj, UserClass):
             self.class_attrs(obj)[name] = value
             return
         if not self.is_user_module(obj) and name.startswith("_"):
+            if self.rt.is_module(obj) and not name.startswith("_gx") and not hasattr(obj, name):
+                # a new private flag on an engine module (`module._is_hf_initialized = True`): the
+                # analysed code's own attribute, readable back; engine internals stay out of reach
+                obj.__dict__[name] = value
+                self.module_flags.add(name)
+                return
             self.unknown(f"setting private attribute `{name}` is not supported", node)
             return
         if isinstance(obj, (Namespace, Marker, UserFunction, BoundMethod, Builtin, SuperProxy)):
             self.unknown(f"cannot set `{name}` here", node)
+            return
+        if isinstance(obj, type):
+            # a package patching an engine class (`setattr(nn.Module, "smart_apply", f)`): the patch is the
+            # analysis's own, never a change of the engine's class
+            self.class_patches[(obj, name)] = value
             return
         try:
             setattr(obj, name, value)
@@ -894,6 +1273,9 @@ class Interpreter:
                 entered: Any = None
                 if isinstance(cm, Unknown):
                     entered = cm
+                elif isinstance(cm, GeneratorContext) and len(stmt.items) == 1:
+                    self._run_generator_context(cm, stmt, item, scope)
+                    return
                 elif isinstance(cm, UserInstance) and isinstance(enter := cm.cls.lookup("__enter__")[1], UserFunction):
                     exit_ = cm.cls.lookup("__exit__")[1]
                     entered = self.call_function(enter, [cm], {}, expr)
@@ -912,14 +1294,73 @@ class Interpreter:
 
     exec_AsyncWith = exec_With
 
-    def exec_Try(self, stmt, scope):
+    def _run_generator_context(self, cm: "GeneratorContext", stmt, item, scope) -> None:
+        """``with f(...) as v: body`` for a ``@contextmanager`` generator ``f``: ``f`` runs, and at its
+        ``yield`` the with-body runs (``v`` bound to the yielded value), inside whatever regions ``f``
+        opened (``torch.no_grad()`` ...), as Python interleaves them."""
+        flow: list = []
+
+        def body(value):
+            if item.optional_vars is not None:
+                self.assign(item.optional_vars, value, scope, stmt)
+            try:
+                self.exec_block(stmt.body, scope)
+            except _Flow as f:           # return/break/continue of the with-body: after the generator ends
+                flow.append(f)
+
+        self._with_body = body
+        func, args = cm.func, list(cm.args)
+        if isinstance(func, BoundMethod):
+            func, args = func.func, [func.receiver, *args]
         try:
-            self.exec_block(stmt.body, scope)
-        except _Raise:
+            if isinstance(func, UserFunction):
+                self.call_function(func, args, dict(cm.kwargs), item.context_expr)
+            else:
+                self.call(func, args, dict(cm.kwargs), item.context_expr)
+        finally:
+            ran = self._with_body is None
+            self._with_body = None
+        if not ran:
+            self.unknown(f"`{ast.unparse(item.context_expr)}` did not run as a generator", item.context_expr)
+            body(None)
+        if flow:
+            raise flow[0]
+
+    def _raise_if_caught(self, error: Exception, node) -> None:
+        """A host call (engine, builtin) raised ``error``: when a ``try`` of the running frame has a handler
+        naming a specific exception class it matches (``except TypeError:``), the handler runs, as in
+        Python.  Catch-alls (``except:`` / ``except Exception:``) are not taken: there the failure may be
+        a limitation of the engine rather than what torch would do, so it stays an unresolved place."""
+        frame = id(self.frames[-1][1]) if self.frames else None
+        for owner, classes, _ in reversed(self._try_stack):
+            if owner == frame and classes and isinstance(error, classes):
+                raise _HostError(node, error)
+
+    def exec_Try(self, stmt, scope):
+        entry = None
+        if stmt.handlers:
+            per_handler = []
+            for h in stmt.handlers:
+                t = self.eval(h.type, scope) if h.type is not None else None
+                t = t if isinstance(t, tuple) else (t,)
+                per_handler.append(tuple(c for c in t if isinstance(c, type) and issubclass(c, Exception)
+                                         and c is not Exception))
+            entry = (id(scope), tuple(c for cs in per_handler for c in cs), per_handler)
+            self._try_stack.append(entry)
+        try:
+            try:
+                self.exec_block(stmt.body, scope)
+            finally:
+                if entry is not None:
+                    self._try_stack.pop()
+        except _Raise as r:
             if stmt.handlers:
                 h = stmt.handlers[0]
+                if isinstance(r, _HostError):
+                    h = next(h for h, cs in zip(stmt.handlers, entry[2]) if isinstance(r.error, cs))
                 if h.name:
-                    scope.vars[h.name] = self.unknown("caught exception", h)
+                    scope.vars[h.name] = self.unknown("caught exception", h) if not isinstance(
+                        r, _HostError) else r.error
                 self.exec_block(h.body, scope)
         else:
             self.exec_block(stmt.orelse, scope)
@@ -1030,6 +1471,11 @@ class Interpreter:
     def setitem(self, obj, idx, value, node) -> None:
         if isinstance(obj, Unknown) or isinstance(idx, Unknown):
             return
+        if isinstance(obj, UserInstance) and (setitem := self._dunder(obj, "__setitem__")) is not None:
+            self.call_function(setitem, [obj, idx, value], {}, node)
+            return
+        if isinstance(obj, UserInstance) and getattr(obj, "mapping", None) is not None:
+            obj = obj.mapping
         if isinstance(obj, (UserInstance, UserClass, Namespace, UserFunction, BoundMethod)):
             self.unknown("item assignment on this value is not supported", node)
             return
@@ -1047,6 +1493,12 @@ class Interpreter:
         or None (recorded) if unknown."""
         if isinstance(it, Unknown):
             return None
+        if isinstance(it, UserInstance) and (dunder_iter := self._dunder(it, "__iter__")) is not None:
+            it = self.call_function(dunder_iter, [it], {}, node)
+            if isinstance(it, Unknown):
+                return None
+        elif isinstance(it, UserInstance) and getattr(it, "mapping", None) is not None:
+            it = it.mapping
         if isinstance(it, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin, Marker)):
             if quiet:
                 return None
@@ -1203,10 +1655,20 @@ class Interpreter:
             else:
                 if isinstance(op, (ast.In, ast.NotIn)) and first_unknown([right]) is not None:
                     return first_unknown([right])
-                try:
-                    r = _CMPOPS[type(op)](left, right)
-                except Exception as e:
-                    return self.unknown(f"`{ast.unparse(node)}` failed: {type(e).__name__}: {e}", node)
+                container = right
+                if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right, UserInstance):
+                    container = self._contains_view(right, node)
+                    if isinstance(container, Unknown):
+                        return container
+                if type(op) in _CMP_DUNDERS and (isinstance(left, UserInstance) or isinstance(right, UserInstance)):
+                    r = self._user_compare(op, left, right, node)
+                    if isinstance(r, Unknown):
+                        return r
+                else:
+                    try:
+                        r = _CMPOPS[type(op)](left, container)
+                    except Exception as e:
+                        return self.unknown(f"`{ast.unparse(node)}` failed: {type(e).__name__}: {e}", node)
             if len(node.ops) == 1:
                 return r
             t = self.truth(r)
@@ -1255,6 +1717,10 @@ class Interpreter:
             return idx
         if isinstance(obj, Marker):
             return obj
+        if isinstance(obj, UserInstance) and (getitem := self._dunder(obj, "__getitem__")) is not None:
+            return self.call_function(getitem, [obj, idx], {}, node)
+        if isinstance(obj, UserInstance) and getattr(obj, "mapping", None) is not None:
+            obj = obj.mapping
         if isinstance(obj, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin)):
             return self.unknown(f"`{ast.unparse(node)}`: indexing this value is not supported", node)
         sites = self.cuts.sources([obj])
@@ -1431,12 +1897,67 @@ class Interpreter:
         return self.unknown("`await` is not supported", node)
 
     def eval_Yield(self, node, scope):
-        return self.unknown("generators (`yield`) are not supported", node)
+        if not self._yield_sinks:
+            return self.unknown("`yield` outside a generator function", node)
+        self._yield_sinks[-1].append(self.eval(node.value, scope) if node.value is not None else None)
+        return None                         # what `.send()` would pass in: nothing
 
-    eval_YieldFrom = eval_Yield
+    def eval_YieldFrom(self, node, scope):
+        if not self._yield_sinks:
+            return self.unknown("`yield from` outside a generator function", node)
+        sink = self._yield_sinks[-1]
+        items = self.iterate(self.eval(node.value, scope), node.value)
+        if items is None:
+            sink.append(self.unknown(f"cannot iterate over `{ast.unparse(node.value)}`", node))
+        else:
+            sink.extend(items)
+        return None
 
 
 _CONSUMERS = (list, tuple, set, frozenset, dict, sorted, sum, min, max, any, all)
+
+class _WithBodySink(list):
+    """The yield sink of a ``@contextmanager`` generator run by a ``with``: its first ``yield`` runs the
+    with-body."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def append(self, value):
+        super().append(value)
+        if len(self) == 1:
+            self.body(value)
+
+
+_CMP_DUNDERS = {ast.Lt: ("__lt__", "__gt__"), ast.LtE: ("__le__", "__ge__"), ast.Gt: ("__gt__", "__lt__"),
+                ast.GtE: ("__ge__", "__le__"), ast.Eq: ("__eq__", "__eq__"), ast.NotEq: ("__ne__", "__ne__")}
+_MAPPING_MIXINS = frozenset({"keys", "items", "values", "get", "__contains__"})
+_DICT_BASES = frozenset({"dict", "collections.OrderedDict", "typing.OrderedDict", "typing.Dict"})
+
+
+def _is_dict_class(ucls: UserClass) -> bool:
+    """Whether a class derives from ``dict`` (or ``OrderedDict``): its instances are dicts."""
+    return any(b in _DICT_BASES for c in ucls.mro() for b in c.info.bases)
+
+
+def _is_mapping_class(ucls: UserClass) -> bool:
+    """Whether a class derives from ``collections.abc.Mapping`` (or ``MutableMapping``, or typing's)."""
+    return any(b.rsplit(".", 1)[-1] in ("Mapping", "MutableMapping") and b.split(".", 1)[0] in ("collections", "typing")
+               for c in ucls.mro() for b in c.info.bases)
+
+
+class _ContainsBy:
+    """The right operand of ``in`` for a class with ``__contains__``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __contains__(self, x):
+        r = self.fn(x)
+        if isinstance(r, Unknown):
+            raise TypeError(r.reason)
+        return bool(r)
 
 
 def _too_big(op, left, right) -> bool:
@@ -1450,6 +1971,106 @@ def _too_big(op, left, right) -> bool:
     if op in (operator.lshift, operator.ilshift) and isinstance(right, int):
         return int(right) > 65536
     return False
+
+
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _plain_numbers(values, depth: int = 0) -> bool:
+    """Whether ``values`` are Python numbers (or strings, None, engine dtypes), possibly in nested lists."""
+    for v in values:
+        if type(v) in _PLAIN:
+            continue
+        if isinstance(v, (list, tuple)) and depth < 4:
+            if not _plain_numbers(v, depth + 1):
+                return False
+        elif type(v).__name__ != "dtype":
+            return False
+    return True
+
+
+def _creation_numel(name: str, args: list, kwargs: dict) -> float:
+    """The element count a creation call with plain arguments asks for (an upper bound; inf if unclear)."""
+    try:
+        if name == "arange":
+            nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+            start, end, step = (0, nums[0], 1) if len(nums) == 1 else (*nums[:2], nums[2] if len(nums) > 2 else 1)
+            start, end, step = kwargs.get("start", start), kwargs.get("end", end), kwargs.get("step", step)
+            return max(0.0, (end - start) / step)
+        if name in ("linspace", "logspace"):
+            return float(args[2] if len(args) > 2 else kwargs["steps"])
+        return 0.0                               # tensor / as_tensor: as many as the literal data holds
+    except Exception:
+        return float("inf")
+
+
+def _defining_interp(it: Interpreter, obj) -> Interpreter | None:
+    """The interpreter of the file that defines a user class, function or instance, else None."""
+    if isinstance(obj, BoundMethod):
+        obj = obj.func
+    if isinstance(obj, (UserClass, UserFunction)):
+        return obj.interp
+    ucls = it.user_class_of(obj)
+    return ucls.interp if ucls is not None else None
+
+
+def _is_generator(fnode) -> bool:
+    """Whether a function's own body (not nested functions or classes) contains ``yield``; cached on the node."""
+    flag = getattr(fnode, "_gx_generator", None)
+    if flag is None:
+        flag = False
+        if not isinstance(fnode, ast.Lambda):
+            stack = list(fnode.body)
+            while stack and not flag:
+                n = stack.pop()
+                if isinstance(n, (ast.Yield, ast.YieldFrom)):
+                    flag = True
+                elif not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                    stack.extend(ast.iter_child_nodes(n))
+        fnode._gx_generator = flag
+    return flag
+
+
+def _bound_names(stmt) -> set[str]:
+    """The names a top-level statement binds (in nested ``if`` / ``try`` / ``for`` / ``with`` blocks too)."""
+    out: set[str] = set()
+
+    def targets(t):
+        if isinstance(t, ast.Name):
+            out.add(t.id)
+        elif isinstance(t, (ast.Tuple, ast.List)):
+            for e in t.elts:
+                targets(e)
+        elif isinstance(t, ast.Starred):
+            targets(t.value)
+
+    def visit(st):
+        if isinstance(st, ast.Assign):
+            for t in st.targets:
+                targets(t)
+        elif isinstance(st, (ast.AnnAssign, ast.AugAssign)):
+            if not isinstance(st, ast.AnnAssign) or st.value is not None:
+                targets(st.target)
+        elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(st.name)
+        elif isinstance(st, (ast.Import, ast.ImportFrom)):
+            out.update(local for local, _ in import_bindings(st))
+        elif isinstance(st, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)):
+            if isinstance(st, (ast.For, ast.AsyncFor)):
+                targets(st.target)
+            if isinstance(st, (ast.With, ast.AsyncWith)):
+                for item in st.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars)
+            for block in (getattr(st, "body", []), getattr(st, "orelse", []), getattr(st, "finalbody", [])):
+                for sub in block:
+                    visit(sub)
+            for h in getattr(st, "handlers", []):
+                for sub in h.body:
+                    visit(sub)
+
+    visit(stmt)
+    return out
 
 
 def _mark_captured(scope: Scope | None) -> None:
@@ -1481,12 +2102,35 @@ def _isinstance_one(it: Interpreter, obj, cls):
         ucls = it.user_class_of(obj)
         return ucls is not None and ucls.subclass_of(cls)
     if isinstance(cls, Marker):
-        return None
+        abc = _TYPING_ABC.get(cls.name.rsplit(".", 1)[-1]) if cls.name.startswith("typing") else None
+        if abc is None:
+            return None
+        if isinstance(obj, (UserFunction, BoundMethod, UserClass, Builtin, Partial)):
+            return abc is collections.abc.Callable
+        if isinstance(obj, UserInstance):
+            return abc is collections.abc.Callable and obj.cls.lookup("__call__")[0] is not None
+        return isinstance(obj, abc)
+    if cls is PARTIAL:                      # isinstance(f, functools.partial)
+        return isinstance(obj, Partial)
     if isinstance(cls, type):
         if isinstance(obj, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin)):
+            if cls is collections.abc.Callable:
+                return not isinstance(obj, (UserInstance, Namespace)) or (
+                    isinstance(obj, UserInstance) and obj.cls.lookup("__call__")[0] is not None)
+            if cls is types.FunctionType:
+                return isinstance(obj, UserFunction)
+            if cls is types.MethodType:
+                return isinstance(obj, BoundMethod)
             return cls is object
         return isinstance(obj, cls)
     return None
+
+
+# typing aliases of the collections.abc classes, as isinstance() sees them
+_TYPING_ABC = {n: getattr(collections.abc, n) for n in (
+    "Sequence", "Mapping", "MutableMapping", "Callable", "Iterable", "Iterator", "Collection", "Sized",
+    "MutableSequence", "Set", "MutableSet", "Container")}
+_TYPING_ABC.update(List=list, Dict=dict, Tuple=tuple, FrozenSet=frozenset)
 
 
 def _bi_isinstance(it: Interpreter, node, args, kwargs):
@@ -1590,6 +2234,157 @@ def _bi_field(it: Interpreter, node, args, kwargs):
     return FieldDefault()
 
 
+def _bi_dir(it: Interpreter, node, args, kwargs):
+    """``dir(obj)``: the public names (private ones are never reachable from analysed code)."""
+    if len(args) != 1:
+        return it.unknown("dir() without an argument is not supported", node)
+    obj = args[0]
+    if isinstance(obj, Unknown):
+        return obj
+    if isinstance(obj, (UserInstance, UserClass)):
+        ucls = obj if isinstance(obj, UserClass) else obj.cls
+        names = set(obj.fields) if isinstance(obj, UserInstance) else set()
+        for c in ucls.mro():
+            names.update(c.interp.class_attrs(c))
+    elif isinstance(obj, Namespace):
+        names = set(dir(obj.obj))
+    elif isinstance(obj, (UserFunction, BoundMethod, Builtin, Partial, SuperProxy, Marker)):
+        return it.unknown("dir() of this value is not supported", node)
+    else:
+        names = set(dir(obj))
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+def _dataclass_of(obj) -> UserClass | None:
+    ucls = obj if isinstance(obj, UserClass) else obj.cls if isinstance(obj, UserInstance) else None
+    if ucls is None or not any(c.info.is_dataclass for c in ucls.mro()):
+        return None
+    ucls.interp.class_attrs(ucls)           # builds ucls.fields
+    return ucls
+
+
+def _bi_dc_replace(it: Interpreter, node, args, kwargs):
+    """``dataclasses.replace(obj, **changes)``: a new instance built from obj's fields and the changes
+    (``__init__`` and ``__post_init__`` run again, as in Python)."""
+    if len(args) != 1:
+        return it.unknown("replace() takes one positional argument", node)
+    obj = args[0]
+    if isinstance(obj, Unknown):
+        return obj
+    ucls = _dataclass_of(obj)
+    if ucls is None or not isinstance(obj, UserInstance):
+        return it.unknown("replace() of a value that is not a dataclass instance", node)
+    init = {f: obj.fields[f] for f in ucls.fields if f in obj.fields}
+    init.update(kwargs)
+    return it.instantiate(ucls, [], init, node)
+
+
+def _asdict_value(v):
+    if isinstance(v, UserInstance) and _dataclass_of(v) is not None:
+        return {f: _asdict_value(v.fields.get(f)) for f in v.cls.fields}
+    if isinstance(v, list):
+        return [_asdict_value(x) for x in v]
+    if isinstance(v, tuple) and not hasattr(v, "_fields"):
+        return tuple(_asdict_value(x) for x in v)
+    if isinstance(v, dict):
+        return type(v)((k, _asdict_value(x)) for k, x in v.items()) if type(v) is dict else {
+            k: _asdict_value(x) for k, x in v.items()}
+    return v
+
+
+def _bi_dc_asdict(it: Interpreter, node, args, kwargs):
+    obj = args[0] if len(args) == 1 else None
+    if isinstance(obj, Unknown):
+        return obj
+    if not isinstance(obj, UserInstance) or _dataclass_of(obj) is None:
+        return it.unknown("asdict() of a value that is not a dataclass instance", node)
+    return _asdict_value(obj)
+
+
+def _bi_dc_fields(it: Interpreter, node, args, kwargs):
+    obj = args[0] if len(args) == 1 else None
+    if isinstance(obj, Unknown):
+        return obj
+    ucls = _dataclass_of(obj) if obj is not None else None
+    if ucls is None:
+        return it.unknown("fields() of a value that is not a dataclass", node)
+    return tuple(types.SimpleNamespace(name=f) for f in ucls.fields)
+
+
+def _bi_dc_is_dataclass(it: Interpreter, node, args, kwargs):
+    obj = args[0] if len(args) == 1 else None
+    if isinstance(obj, Unknown):
+        return obj
+    return _dataclass_of(obj) is not None
+
+
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, slice, frozenset, type)
+
+
+def _copy_value(it: Interpreter, v, memo: dict | None):
+    """``copy.copy`` (memo None) / ``copy.deepcopy`` of an abstract value; raises TypeError where the
+    copy is not modelled (tensors, modules: their copies would be new storages and parameters)."""
+    if memo is not None and id(v) in memo:
+        return memo[id(v)]
+    deep = memo is not None
+
+    def sub(x):
+        return _copy_value(it, x, memo) if deep else x
+
+    if isinstance(v, _IMMUTABLE) or isinstance(v, (UserFunction, BoundMethod, UserClass, Builtin, Namespace,
+                                                   Marker, Transparent)):
+        return v                              # functions, classes and modules are copied by reference
+    if isinstance(v, UserInstance):
+        new = UserInstance(v.cls)
+        if deep:
+            memo[id(v)] = new
+        new.fields = {k: sub(x) for k, x in v.fields.items()}
+        return new
+    if isinstance(v, Partial):
+        return Partial(v.func, tuple(sub(x) for x in v.args), {k: sub(x) for k, x in v.keywords.items()})
+    if isinstance(v, (list, dict, set, collections.deque)):
+        new = copy.copy(v)                    # keeps the container type (defaultdict factory, deque maxlen)
+        if deep:
+            memo[id(v)] = new
+            if isinstance(v, dict):
+                new.clear()
+                new.update((k, sub(x)) for k, x in v.items())
+            elif isinstance(v, set):
+                new = type(v)(sub(x) for x in v)
+            else:
+                new.clear()
+                new.extend(sub(x) for x in v)
+        return new
+    if isinstance(v, tuple):
+        items = tuple(sub(x) for x in v)
+        return type(v)(*items) if hasattr(v, "_fields") else items
+    if it.rt.is_tensor(v) or it.rt.is_module(v):
+        raise TypeError("copying a tensor or module is not supported")
+    return copy.deepcopy(v) if deep else copy.copy(v)
+
+
+def _bi_deepcopy(it: Interpreter, node, args, kwargs):
+    if len(args) != 1:
+        return it.unknown("deepcopy() with a memo is not supported", node)
+    if first_unknown(args) is not None:
+        return first_unknown(args)
+    try:
+        return _copy_value(it, args[0], {})
+    except Exception as e:
+        return it.unknown(f"deepcopy: {e}", node)
+
+
+def _bi_copy(it: Interpreter, node, args, kwargs):
+    if len(args) != 1:
+        return it.unknown("copy() takes one argument", node)
+    if isinstance(args[0], Unknown):
+        return args[0]
+    try:
+        return _copy_value(it, args[0], None)
+    except Exception as e:
+        return it.unknown(f"copy: {e}", node)
+
+
 # Python's builtins as user code sees them: pure host functions and exception classes as they are,
 # the rest implemented above
 _BUILTINS: dict[str, Any] = {
@@ -1605,6 +2400,7 @@ _BUILTINS: dict[str, Any] = {
     "setattr": Builtin("setattr", _bi_setattr),
     "super": Builtin("super", _bi_super),
     "type": Builtin("type", _bi_type),
+    "dir": Builtin("dir", _bi_dir),
 }
 
 _NOOP = Builtin("noop", lambda *a: None)
@@ -1612,10 +2408,17 @@ _NOOP = Builtin("noop", lambda *a: None)
 # non-torch import targets with a meaning at analysis time
 _DATACLASS = Marker("dataclass")
 _FIELD = Builtin("field", _bi_field)
+_DATACLASS_NAMES: dict[str, Any] = {
+    "dataclass": _DATACLASS, "field": _FIELD, "replace": Builtin("replace", _bi_dc_replace),
+    "asdict": Builtin("asdict", _bi_dc_asdict), "fields": Builtin("fields", _bi_dc_fields),
+    "is_dataclass": Builtin("is_dataclass", _bi_dc_is_dataclass),
+}
+_COPY_NAMES: dict[str, Any] = {"deepcopy": Builtin("deepcopy", _bi_deepcopy), "copy": Builtin("copy", _bi_copy)}
 _KNOWN_IMPORTS: dict[str, Any] = {
-    "dataclasses": Namespace("dataclasses", types.SimpleNamespace(dataclass=_DATACLASS, field=_FIELD)),
-    "dataclasses.dataclass": _DATACLASS,
-    "dataclasses.field": _FIELD,
+    "dataclasses": Namespace("dataclasses", types.SimpleNamespace(**_DATACLASS_NAMES)),
+    **{f"dataclasses.{n}": v for n, v in _DATACLASS_NAMES.items()},
+    "copy": Namespace("copy", types.SimpleNamespace(**_COPY_NAMES)),
+    **{f"copy.{n}": v for n, v in _COPY_NAMES.items()},
     "typing.TYPE_CHECKING": False,
 }
 
@@ -1672,7 +2475,32 @@ def prepare_root(interp: Interpreter, name: str, settings):
             model = interp.call(fn, [], dict(settings.args or {}), None)
     else:
         raise LookupError(f"{interp.path}: no nn.Module class or function named `{name}`")
+    if getattr(rt, "made_constants", False) and rt.is_module(model):
+        _drop_constant_values(model, rt)
     return model, interp.user_class_of(model) if rt.is_module(model) else None
+
+
+def _drop_constant_values(model, rt) -> None:
+    """Values of constant tensors serve building the model (sizes computed with torch); the built model
+    holds shape-only tensors, as it would without them, so its forward, backward and device moves never
+    meet data (parameters, buffers and tensor attributes, in lists and tuples too)."""
+    rt.made_constants = False
+
+    def drop(v):
+        if rt.is_tensor(v):
+            if v.data_ is not None:
+                v.data_ = None
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                if rt.is_tensor(x) and x.data_ is not None:
+                    x.data_ = None
+
+    for m in model.modules():
+        for store in (m._parameters, m._buffers):
+            for t in store.values():
+                drop(t)
+        for v in m.__dict__.values():
+            drop(v)
 
 
 def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):

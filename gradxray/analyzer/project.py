@@ -19,6 +19,7 @@ import ast
 import hashlib
 import importlib.machinery
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -181,6 +182,19 @@ def index_source(source: str, path: str) -> ModuleIndex:
         info.engine_bases = [b for b in info.bases if _is_engine_module_base(b)]
         if info.engine_bases:
             info.is_module = True
+    propagate_class_kinds(index)
+    return index
+
+
+def imported_bases(info: ClassInfo, index: ModuleIndex) -> list[str]:
+    """Bases of a class named by an import from another file or package (not torch, typing or the
+    file itself): only resolving them tells whether the class is a module or a dataclass."""
+    return [b for b in info.bases if b != "<expr>" and b not in index.classes
+            and not b.startswith(("torch.", "typing", "builtins.")) and "." in b]
+
+
+def propagate_class_kinds(index: ModuleIndex) -> None:
+    """A class whose base (a class of this file) is a module or a dataclass is one too."""
     changed = True
     while changed:
         changed = False
@@ -192,7 +206,6 @@ def index_source(source: str, path: str) -> ModuleIndex:
             if not info.is_dataclass and any(index.classes[b].is_dataclass for b in info.user_bases):
                 info.is_dataclass = True
                 changed = True
-    return index
 
 
 def _referenced_names(node: ast.AST) -> set[str]:
@@ -372,6 +385,8 @@ class ProjectIndex:
         self._overlays: dict[str, str] = {}            # unsaved editor text, by path
         self._dependents: dict[str, set[str]] = {}     # file -> files that import it
         self._found: dict[tuple, ModuleLocation | None] = {}
+        self._star_scans: dict[str, tuple] = {}         # path -> (star sources, literal __all__ or None)
+        self._star_origins: dict[tuple, ModuleLocation | None] = {}
 
     # sources and parsing --------------------------------------------------------------------------
     def source(self, path: str) -> str:
@@ -464,13 +479,90 @@ class ProjectIndex:
             self._found[key] = _find_in(dirs, part, name)
         return self._found[key]
 
+    # star imports ----------------------------------------------------------------------------------
+    def star_origin(self, path: str, name: str, roots, sources=None,
+                    _active: set | None = None) -> ModuleLocation | None:
+        """The module that binds ``name`` itself, reached from ``path`` through its ``from m import *``
+        chain (honouring each ``m``'s ``__all__``), or None.
+
+        Packages with lazy re-exports (``if TYPE_CHECKING: from .models import *``, hundreds of
+        subpackages deep) make this chain long; so a file is read as text first (its star imports
+        and a literal ``__all__`` found with regular expressions, cached) and parsed only when it
+        may bind ``name``.  Results are cached per (file, name) until a file changes.  ``sources``: the
+        star imports of ``path`` when the caller parsed it (an editor's unsaved text), else read here."""
+        key = (path, name, tuple(roots)) if sources is None else None
+        if key in self._star_origins:
+            return self._star_origins[key]
+        top = _active is None
+        active = set() if top else _active
+        active.add(path)
+        result, complete = None, True
+        for source in self._star_scan(path)[0] if sources is None else sources:
+            level, _ = split_relative(source)
+            if level == 0 and not is_source_resolvable(source):
+                continue
+            loc = self.resolve_module(source, path, roots)
+            if loc is None or loc.file is None:
+                continue
+            file = os.path.abspath(loc.file)
+            if file in active:
+                complete = False                 # a cycle: the answer depends on the path taken
+                continue
+            _, exported = self._star_scan(file)
+            if exported is not None and name not in exported:
+                continue
+            if exported is not None or self._mentions(file, name):
+                index, _ = self.module_index(file)
+                if index is not None and index.defines(name):
+                    result = loc
+                    break
+            sub = self.star_origin(file, name, roots, None, active)
+            if sub is not None:
+                result = sub
+                break
+            if (file, name, tuple(roots)) not in self._star_origins:
+                complete = False
+        active.discard(path)
+        if key is not None and (complete or top):
+            self._star_origins[key] = result
+        return result
+
+    def _star_scan(self, path: str) -> tuple:
+        """(star import sources, names of a literal ``__all__`` or None) of a file, from its text."""
+        entry = self._star_scans.get(path)
+        if entry is None:
+            try:
+                text = self.source(path)
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            sources = tuple(m.group(1) for m in _STAR_IMPORT.finditer(text) if m.group(1) != "__future__"
+                            and _line_start(text, m.start())) if "import *" in text else ()
+            exported = None
+            found = [m.group(1) for m in _ALL_LITERAL.finditer(text) if _line_start(text, m.start(), False)]
+            if len(found) == 1 and "__all__ +" not in text and "__all__." not in text:
+                try:
+                    names = ast.literal_eval(found[0])   # evaluates literals only, never code
+                except (ValueError, TypeError, SyntaxError, RecursionError):
+                    names = None
+                if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+                    exported = frozenset(names)
+            entry = (sources, exported)
+            self._star_scans[path] = entry
+        return entry
+
+    def _mentions(self, path: str, name: str) -> bool:
+        try:
+            return name in self.source(path)
+        except (OSError, UnicodeDecodeError):
+            return False
+
     # the import graph ------------------------------------------------------------------------------
     def _record_imports(self, path: str, index: ModuleIndex) -> None:
         """The files ``path`` imports (every import statement, wherever it is, with the ``__init__.py``
         of the packages on the way), for ``dependents``; and whether a module it names is missing."""
         entry = self._files[path]
         roots = workspace_roots(path)
-        for node in ast.walk(index.tree):
+        for node in _statements(index.tree.body):
             if isinstance(node, ast.Import):
                 modules, names = [alias.name for alias in node.names], []
             elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
@@ -542,6 +634,8 @@ class ProjectIndex:
         if entry is not None and entry.digest is not None and entry.digest == current:
             return set()
         stale = {path} | self.dependents(path)
+        self._star_scans.pop(path, None)
+        self._star_origins.clear()
         if entry is None or current is None:
             self._found.clear()                   # a new or deleted file changes what names resolve to
         if entry is None:
@@ -558,6 +652,29 @@ class ProjectIndex:
             if users is not None:
                 users.discard(path)
 
+
+def _statements(body):
+    """Every statement of a body, nested ones included (imports are statements: expressions need no
+    walk, which makes this several times cheaper than ``ast.walk`` on large files)."""
+    todo = list(reversed(body))
+    while todo:
+        node = todo.pop()
+        yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            sub = getattr(node, name, None)
+            if isinstance(sub, list):
+                todo.extend(reversed(sub))
+
+
+# patterns that start with a literal (fast to search); where a match starts is checked by _line_start
+_STAR_IMPORT = re.compile(r"from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\*")
+_ALL_LITERAL = re.compile(r"__all__[ \t]*(?::[^=\n]*)?=[ \t]*(\[[^\]]*\]|\([^)]*\))")
+
+
+def _line_start(text: str, pos: int, indented: bool = True) -> bool:
+    """Whether only (``indented``: blanks) stand between the start of its line and ``pos``."""
+    start = text.rfind("\n", 0, pos) + 1
+    return start == pos or (indented and not text[start:pos].strip(" \t"))
 
 _PROJECTS: dict[tuple[str, ...], ProjectIndex] = {}
 

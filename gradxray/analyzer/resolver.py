@@ -58,6 +58,8 @@ class FileInterpreter(Interpreter):
         self._seen_unresolved = root._seen_unresolved
         self.frames = root.frames
         self.cuts = root.cuts
+        self.class_patches = root.class_patches
+        self.module_flags = root.module_flags
 
     # counters of the whole analysis, not of one file
     @property
@@ -137,7 +139,8 @@ class ImportSession:
             interp, error = self.interpreter_for(loc)
             if interp is None:
                 return None, error
-            if interp.index.defines(name) or self.star_member(interp.index, name, probe=True) is not _MISSING:
+            if (interp.index.defines(name) or interp.sequential_binding(name) is not None
+                    or self.star_member(interp.index, name, probe=True) is not _MISSING):
                 key = (interp.path, name)
                 if key in self._active:
                     return None, f"circular import of `{name}` from `{loc.name}`"
@@ -154,40 +157,25 @@ class ImportSession:
 
     def star_member(self, index: ModuleIndex, name: str, probe: bool = False):
         """``name`` as one of the ``from m import *`` of ``index``'s file binds it (honouring ``m``'s
-        ``__all__``); ``_MISSING`` when none does.  ``probe``: only say whether one does."""
+        ``__all__``); ``_MISSING`` when none does.  ``probe``: only say whether one does.  The module
+        that binds it is found by the project index (``star_origin``), which reads the files of a
+        long star-import chain as text and parses only those that may bind the name."""
         if name.startswith("_") or not index.star_imports:
             return _MISSING
-        for source in index.star_imports:
-            level, _ = split_relative(source)
-            if level == 0 and not is_source_resolvable(source):
-                continue
-            loc = self.project.resolve_module(source, index.path, self.roots)
-            if loc is None or loc.file is None:
-                continue
-            interp, _ = self.interpreter_for(loc)
-            if interp is None:
-                continue
-            exported = interp.index.declared_all()
-            if exported is not None and name not in exported:
-                continue
-            key = (interp.path, "*" + name)
-            if key in self._active:
-                continue
-            self._active.add(key)
-            try:
-                if exported is None and not interp.index.defines(name):
-                    # no __all__: the module's public names, its own star imports included
-                    found = self.star_member(interp.index, name, probe=True)
-                    if found is _MISSING:
-                        continue
-                if probe:
-                    return True
-                val, reason = self.member(loc, name)
-                if reason is None:
-                    return val
-            finally:
-                self._active.discard(key)
-        return _MISSING
+        loc = self.project.star_origin(os.path.abspath(index.path), name, self.roots, index.star_imports)
+        if loc is None:
+            return _MISSING
+        if probe:
+            return True
+        key = (os.path.abspath(loc.file), "*" + name)
+        if key in self._active:
+            return _MISSING
+        self._active.add(key)
+        try:
+            val, reason = self.member(loc, name)
+        finally:
+            self._active.discard(key)
+        return val if reason is None else _MISSING
 
     def module_value(self, loc: ModuleLocation) -> tuple[Any, str | None]:
         """(the module as a value, None), or (None, why it cannot be analyzed)."""

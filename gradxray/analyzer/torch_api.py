@@ -19,37 +19,149 @@ from __future__ import annotations
 
 import builtins
 import collections
+import collections.abc
 import contextlib
 import functools
+import itertools
+import logging
 import math
 import operator
+import posixpath
+import re
+import sys
 import types
 from typing import Any
 
-from .values import Namespace, Transparent
+from .values import CONTEXTMANAGER, PARTIAL, Namespace, Transparent
 
 
 def _noop(*args, **kwargs):
     return None
 
 
-_NULL_LOGGER = types.SimpleNamespace(**{
-    n: _noop for n in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")})
+class _NullLogger:
+    """A logger (handler, stream) that records nothing: every public method is a no-op, including the
+    ones packages add to ``logging.Logger`` themselves (``warning_once``)."""
+
+    handlers = ()
+    propagate = True
+
+    def isEnabledFor(self, level):
+        return False
+
+    def getEffectiveLevel(self):
+        return 30
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _noop
+
+
+_NULL_LOGGER = _NullLogger()
+
+_BOUND = 100_001          # items an infinite iterator yields here (the interpreter's loop limit + 1)
 
 # standard-library names that are pure functions of their arguments (modules or curated subsets)
 SAFE_STDLIB = {
     "math": math,
-    "collections": types.SimpleNamespace(OrderedDict=collections.OrderedDict, defaultdict=collections.defaultdict),
-    "functools": types.SimpleNamespace(partial=functools.partial, reduce=functools.reduce,
+    "collections": types.SimpleNamespace(OrderedDict=collections.OrderedDict, defaultdict=collections.defaultdict,
+                                         deque=collections.deque, namedtuple=collections.namedtuple,
+                                         Counter=collections.Counter, abc=types.SimpleNamespace(**{
+                                             n: getattr(collections.abc, n) for n in (
+                                                 "Iterable", "Sequence", "Mapping", "MutableMapping", "Callable",
+                                                 "Sized", "Container", "Iterator", "Set")})),
+    "functools": types.SimpleNamespace(partial=PARTIAL, reduce=functools.reduce,
                                        lru_cache=Transparent("functools.lru_cache"),
-                                       cache=Transparent("functools.cache")),
+                                       cache=Transparent("functools.cache"),
+                                       # `@wraps(f)` on a wrapper: the wrapper as it is (metadata only)
+                                       wraps=lambda *a, **k: Transparent("functools.wraps")),
+    # itertools; the infinite iterators are bounded (a loop over more items is not analysed anyway)
+    "itertools": types.SimpleNamespace(
+        chain=itertools.chain, product=itertools.product, accumulate=itertools.accumulate,
+        islice=itertools.islice, combinations=itertools.combinations, permutations=itertools.permutations,
+        zip_longest=itertools.zip_longest, starmap=itertools.starmap, groupby=itertools.groupby,
+        repeat=lambda obj, times=None: itertools.repeat(obj, _BOUND if times is None else times),
+        count=lambda start=0, step=1: itertools.islice(itertools.count(start, step), _BOUND)),
+    # regular expressions: pure functions of their arguments (model-name and block-string parsing)
+    "re": types.SimpleNamespace(**{n: getattr(re, n) for n in (
+        "split", "match", "fullmatch", "search", "sub", "subn", "findall", "compile", "escape",
+        "IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "VERBOSE", "X")}),
+    # the process environment: modelled as holding no overrides, so settings read from it take the
+    # package's defaults (`os.environ.get(k, default)` -> default; `k in os.environ` -> False)
+    "os": types.SimpleNamespace(environ=types.MappingProxyType({}), getenv=lambda key, default=None: default,
+                                sep="/", path=types.SimpleNamespace(join=posixpath.join, basename=posixpath.basename,
+                                                                    dirname=posixpath.dirname,
+                                                                    splitext=posixpath.splitext)),
     "operator": types.SimpleNamespace(**{n: getattr(operator, n) for n in (
         "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "matmul", "getitem", "itemgetter")}),
+    "types": types.SimpleNamespace(FunctionType=types.FunctionType, MethodType=types.MethodType,
+                                   SimpleNamespace=types.SimpleNamespace),
     # diagnostics output: no-ops (the analyzer never prints on the user's behalf)
     "warnings": types.SimpleNamespace(warn=_noop),
     "logging": types.SimpleNamespace(getLogger=lambda *a, **k: _NULL_LOGGER, **{
-        n: _noop for n in ("debug", "info", "warning", "error", "exception", "critical")}),
+        n: _noop for n in ("debug", "info", "warning", "error", "exception", "critical")},
+        # handlers and formatters (a package configuring its own loggers): the null logger too
+        **{n: (lambda *a, **k: _NULL_LOGGER) for n in ("Handler", "StreamHandler", "Formatter", "Logger")},
+        **{n: getattr(logging, n) for n in ("NOTSET", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL",
+                                            "FATAL")}),
+    # the interpreter's own facts (version, platform, sizes); no module counts as imported (nothing is),
+    # and the standard streams are sinks
+    "sys": types.SimpleNamespace(version_info=sys.version_info, version=sys.version, platform=sys.platform,
+                                 maxsize=sys.maxsize, byteorder=sys.byteorder, float_info=sys.float_info,
+                                 modules=types.MappingProxyType({}), stderr=_NULL_LOGGER, stdout=_NULL_LOGGER,
+                                 implementation=types.SimpleNamespace(name=sys.implementation.name)),
+    # `@contextmanager`: a call gives a GeneratorContext, which a `with` runs (its body at the yield)
+    "contextlib": types.SimpleNamespace(contextmanager=CONTEXTMANAGER,
+                                        nullcontext=contextlib.nullcontext, suppress=contextlib.suppress,
+                                        AbstractContextManager=contextlib.AbstractContextManager),
+    # the analysis runs on one thread: a lock is a context manager that does nothing
+    "threading": types.SimpleNamespace(Lock=contextlib.nullcontext, RLock=contextlib.nullcontext),
 }
+
+def _numpy_subset():
+    """The numpy functions model code uses for sizes and schedules (``np.linspace(0, p, n).tolist()``),
+    pure functions of their arguments; the ones that allocate take at most 2**20 elements."""
+    import numpy as np
+
+    limit = 1 << 20
+
+    def bounded(fn, count):
+        def run(*args, **kwargs):
+            if count(*args, **kwargs) > limit:
+                raise ValueError(f"more than {limit} elements")
+            return fn(*args, **kwargs)
+        run.__name__ = fn.__name__
+        return run
+
+    def arange_count(*args, **kwargs):
+        start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args[:2], args[2] if len(args) > 2 else 1)
+        return (stop - start) / step
+
+    return types.SimpleNamespace(
+        linspace=bounded(np.linspace, lambda start, stop, num=50, *a, **k: k.get("num", num)),
+        arange=bounded(np.arange, arange_count),
+        pi=np.pi, e=np.e, inf=np.inf,
+        **{n: getattr(np, n) for n in ("prod", "cumsum", "sqrt", "log", "log2", "exp", "ceil", "floor", "round",
+                                       "int32", "int64", "float32", "float64")})
+
+
+class _LazyNamespace(types.SimpleNamespace):
+    """A curated namespace built on first use (numpy is imported only when model code uses it)."""
+
+    def __init__(self, build):
+        super().__init__()
+        object.__setattr__(self, "_build", build)
+
+    def __getattr__(self, name):
+        if name.startswith("_") or "_built" in self.__dict__:
+            raise AttributeError(name)
+        self.__dict__.update(vars(self._build()))
+        self.__dict__["_built"] = True
+        return getattr(self, name)
+
+
+SAFE_STDLIB["numpy"] = _LazyNamespace(_numpy_subset)
 
 _BLOCKED_CALLABLES = {
     id(getattr(builtins, n)) for n in (
@@ -74,6 +186,9 @@ class Runtime:
         self._source_location = source_location
         self.target_device = "cpu"                     # settings.device: what torch.cuda.is_available() says
         self._shims: dict | None = None
+        self.data_backend = None                       # a context for small tensors of known values, or None
+        self.constant_creators: set[int] = set()       # ids of the creation functions that may use it
+        self.made_constants = False                    # whether such tensors exist (dropped once a model is built)
         self.Tensor = tx.Tensor
         self.Module = tx.nn.Module
         self._allowed_modules = {id(tx)}
@@ -149,6 +264,12 @@ class Runtime:
                     return math.sqrt(2.0 / (1 + slope ** 2))
                 return gains.get(nonlinearity, 1.0)
 
+            def fan_in_and_fan_out(tensor):        # torch.nn.init._calculate_fan_in_and_fan_out: from the shape
+                if tensor.dim() < 2:
+                    raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+                receptive = math.prod(int(d) for d in tensor.shape[2:])
+                return int(tensor.shape[1]) * receptive, int(tensor.shape[0]) * receptive
+
             init = types.SimpleNamespace(calculate_gain=calculate_gain, **{n: init_noop for n in (
                 "normal_", "uniform_", "zeros_", "ones_", "constant_", "eye_", "dirac_", "xavier_uniform_",
                 "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_",
@@ -161,10 +282,28 @@ class Runtime:
                 is_scripting=lambda: False, is_tracing=lambda: False,
                 **{n: Transparent(f"torch.jit.{n}") for n in ("script", "trace", "unused", "ignore", "export")})
             compiler = types.SimpleNamespace(disable=Transparent("torch.compiler.disable"),
+                                             allow_in_graph=Transparent("torch.compiler.allow_in_graph"),
                                              is_compiling=lambda: False)
+            # torch's API-usage logging (`torch._C._log_api_usage_once`, called by torchvision's
+            # constructors): inactive unless a process installs a logger, and no tensor work
+            c_api = types.SimpleNamespace()
             self._shims = {"torch.nn.init": init, "torch.cuda": cuda, "torch.jit": jit, "torch.compiler": compiler,
+                           "torch._C": c_api, "torch._C._log_api_usage_once": _noop,
+                           # TorchScript overload declarations: the real definition follows them
+                           "torch.jit._overload_method": Transparent("torch.jit._overload_method"),
+                           "torch.jit._overload": Transparent("torch.jit._overload"),
+                           # `torch._assert(cond, msg)`: an assert, which the analysis does not evaluate
+                           "torch._assert": _noop,
+                           "torch.nn.init._calculate_fan_in_and_fan_out": fan_in_and_fan_out,
+                           # torch.fx: tracing markers (`torch.fx.wrap("fn")`, `@torch.fx.wrap`) change nothing
+                           # when the model runs eagerly
+                           "torch.fx": types.SimpleNamespace(wrap=Transparent("torch.fx.wrap")),
                            "torch.compile": Transparent("torch.compile"),
-                           "torch.manual_seed": lambda seed: None}
+                           # the module torch.nn.Parameter is defined in
+                           "torch.nn.parameter": types.SimpleNamespace(Parameter=self.tx.nn.Parameter),
+                           "torch.manual_seed": lambda seed: None,
+                           # no `with torch.device(...)` region is open during an analysis
+                           "torch.get_default_device": lambda: self.tx.device("cpu")}
         return self._shims.get(dotted)
 
     def wrap(self, dotted: str, obj):
@@ -175,7 +314,10 @@ class Runtime:
     def namespace_attr(self, ns: Namespace, name: str):
         """``torch.X`` -> (value, reason-if-unknown)."""
         if name.startswith("_"):
-            return None, f"`{ns.dotted}.{name}` is private"
+            obj = self.shim(f"{ns.dotted}.{name}") if ns.dotted.startswith("torch") else None
+            if obj is None:
+                return None, f"`{ns.dotted}.{name}` is private"
+            return (Namespace(f"{ns.dotted}.{name}", obj) if isinstance(obj, types.SimpleNamespace) else obj), None
         if ns.obj is self.tx and name in _ENGINE_ONLY:
             return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"
         obj = getattr(ns.obj, name, None)
@@ -222,7 +364,23 @@ def engine_runtime() -> Runtime:
     """The runtime on gradxray's engine, shape backend (no data)."""
     import gradxray.engine as gx
 
-    return Runtime(gx, backend=lambda: gx.backend("shape"), source_location=gx.memory.source_location)
+    def shape_backend():
+        stack = contextlib.ExitStack()
+        stack.enter_context(gx.backend("shape"))
+        stack.enter_context(gx.backends.shape_absorbs_data())   # constants with values meet activations
+        return stack
+
+    rt = Runtime(gx, backend=shape_backend, source_location=gx.memory.source_location)
+    rt.data_backend = lambda: gx.backend("numpy")
+    rt.constant_creators = {id(getattr(gx, n)) for n in CONSTANT_CREATORS}
+    return rt
+
+
+# creation functions whose result, when called with Python numbers only while a model is built, is a small
+# tensor of known values (torch.arange(depth) * w_a + w_0 ... .tolist() in RegNet's width rule): they run on
+# the numpy backend so that later `.tolist()` / `.item()` / `int(t)` on them give their values
+CONSTANT_CREATORS = ("arange", "tensor", "as_tensor", "linspace", "logspace")
+MAX_CONSTANT_NUMEL = 1 << 16
 
 
 # --- helpers over tensors and graphs ------------------------------------------------------------

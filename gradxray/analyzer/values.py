@@ -110,6 +110,9 @@ class UserClass:
     def __repr__(self) -> str:
         return f"<class {self.name}>"
 
+    def __call__(self, *args, **kwargs):    # called back from host code: defaultdict(Cfg), map(Cls, ...)
+        return self.interp.instantiate(self, list(args), kwargs, None)
+
     @property
     def __name__(self):
         return self.name
@@ -150,6 +153,7 @@ class UserInstance:
     def __init__(self, cls: UserClass):
         self.cls = cls
         self.fields: dict[str, Any] = {}
+        self.mapping: dict | None = None     # the dict an instance of a dict subclass is
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
@@ -171,6 +175,59 @@ class Builtin:
 
     def __repr__(self) -> str:
         return f"<builtin {self.name}>"
+
+
+class Partial:
+    """``functools.partial(func, *args, **keywords)`` over any callable the interpreter knows (a user
+    class or function as well as an engine one): calling it calls ``func`` with the stored arguments
+    first, as functools does."""
+
+    def __init__(self, func, args: tuple, keywords: dict):
+        self.func = func
+        self.args = tuple(args)
+        self.keywords = dict(keywords)
+
+    def __repr__(self) -> str:
+        return f"<partial {self.func!r}>"
+
+    def __call__(self, *args, **kwargs):    # called back from engine code: Module.apply(partial(init, ...))
+        return self.func(*self.args, *args, **{**self.keywords, **kwargs})
+
+
+def _make_partial(interp, node, args, kwargs):
+    if not args:
+        return interp.unknown("`partial()` needs a callable", node)
+    func, *rest = args
+    if isinstance(func, Partial):            # partial(partial(f, a), b) flattens, as functools does
+        return Partial(func.func, (*func.args, *rest), {**func.keywords, **kwargs})
+    return Partial(func, tuple(rest), kwargs)
+
+
+PARTIAL = Builtin("functools.partial", _make_partial)
+
+
+class GeneratorContext:
+    """The call ``f(*args, **kwargs)`` of a ``@contextlib.contextmanager`` generator function ``f``, not run
+    yet: a ``with`` statement runs it, with its body at ``f``'s ``yield``."""
+
+    def __init__(self, func, args: tuple, kwargs: dict):
+        self.func = func
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+
+    def __repr__(self) -> str:
+        return f"<context {self.func!r}>"
+
+
+def _contextmanager(interp, node, args, kwargs):
+    if len(args) != 1 or kwargs:
+        return interp.unknown("`contextmanager` takes one function", node)
+    func = args[0]
+    return Builtin(f"contextmanager({getattr(func, 'name', func)!r})",
+                   lambda it, node, a, k: GeneratorContext(func, tuple(a), k))
+
+
+CONTEXTMANAGER = Builtin("contextlib.contextmanager", _contextmanager)
 
 
 class Marker:

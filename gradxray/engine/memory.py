@@ -14,6 +14,7 @@ _trackers: list["MemoryTracker"] = []
 _location: tuple[str, int] | None = None
 _module_stack: list[str] = []
 _phase: str = "forward"
+_phase_depth = 0
 
 
 def active_trackers() -> list["MemoryTracker"]:
@@ -81,15 +82,21 @@ class phase:
         self.name = name
 
     def __enter__(self):
-        global _phase
+        global _phase, _phase_depth
         self.prev = _phase
         _phase = self.name
+        _phase_depth += 1
         for t in _trackers:
             t._mark_phase(self.name)
 
     def __exit__(self, *exc):
-        global _phase
+        global _phase, _phase_depth
         _phase = self.prev
+        _phase_depth -= 1
+        if _phase_depth == 0:
+            for t in _trackers:
+                if t.keep_timeline:
+                    t.phase_ends.append(len(t.timeline))
         return False
 
 
@@ -145,6 +152,12 @@ class MemoryTracker:
     peak_module: str = ""
     live: dict[int, Allocation] = field(default_factory=dict)
     timeline: list[tuple[str, int, str]] = field(default_factory=list)   # (phase, bytes after event, category)
+    # parallel to ``timeline``: (storage uid, module path that allocated it); (0, "") for phase marks
+    timeline_details: list[tuple[int, str]] = field(default_factory=list)
+    peak_event: int = -1            # index in ``timeline`` of the event that first reached the peak
+    phase_ends: list[int] = field(default_factory=list)   # timeline lengths when the outermost phase was left
+    # timeline length when tracking stopped: storages it saw still report their frees after that
+    closed_at: int | None = None
     saved: list[SavedRecord] = field(default_factory=list)
     _saved_uids: set[int] = field(default_factory=set)
     keep_timeline: bool = True
@@ -155,10 +168,13 @@ class MemoryTracker:
 
     def __enter__(self):
         _trackers.append(self)
+        self.closed_at = None
         return self
 
     def __exit__(self, *exc):
-        _trackers.remove(self)
+        # by identity: trackers are dataclasses, and two that saw the same events compare equal
+        del _trackers[next(i for i, t in enumerate(_trackers) if t is self)]
+        self.closed_at = len(self.timeline)
         return False
 
     # -- events ---------------------------------------------------------
@@ -183,7 +199,9 @@ class MemoryTracker:
         self.current_bytes += size
         if self.keep_timeline:
             self.timeline.append((_phase, self.current_bytes, storage.category))
+            self.timeline_details.append((storage.uid, storage.module))
         if self.current_bytes > self.peak_bytes:
+            self.peak_event = len(self.timeline) - 1
             self.peak_bytes = self.current_bytes
             self.peak_phase = _phase
             self.peak_location = _location
@@ -196,8 +214,13 @@ class MemoryTracker:
         self.current_bytes -= alloc.nbytes
         if self.keep_timeline:
             self.timeline.append((_phase, self.current_bytes, alloc.category))
+            self.timeline_details.append((storage.uid, alloc.module))
 
     def on_saved(self, op: str, what: str, tensor) -> None:
+        if _phase == "recompute":
+            # a checkpoint's recomputation (utils.checkpoint) holds what it saves for one use in this
+            # backward: allocations the timeline counts, not tensors the forward saved
+            return
         st = tensor._storage
         new = st.uid not in self._saved_uids
         self._saved_uids.add(st.uid)
@@ -228,8 +251,91 @@ class MemoryTracker:
     def _mark_phase(self, name: str) -> None:
         if self.keep_timeline:
             self.timeline.append((name, self.current_bytes, "phase"))
+            self.timeline_details.append((0, ""))
 
     # -- summaries ------------------------------------------------------
     def saved_activation_bytes(self) -> int:
         """Bytes of distinct storages saved for backward, excluding parameters and buffers."""
         return sum(r.nbytes for r in self.saved if r.new_storage and r.category not in ("param", "buffer"))
+
+    def category_timeline(self, relabel: dict[int, str] | None = None, max_points: int = 2000) -> dict:
+        """The live bytes of each category over the step, JSON-ready, for plotting.
+
+        A storage is counted under the category it ends with (an optimizer re-tags its state after
+        allocating it), or under ``relabel[uid]`` (e.g. to tell parameter gradients from activation
+        gradients).  Point ``x = 0`` is what is live when the first phase begins; ``x = k`` is the
+        state after the k-th allocation or free since then.  Phases are runs of events under one
+        phase label ("end": after the outermost phase was left).  Longer timelines are thinned to
+        about ``max_points`` points, keeping each stretch's lowest and highest total and the peak."""
+        relabel = relabel or {}
+        aligned = len(self.timeline_details) == len(self.timeline)
+        final: dict[int, str] = {}
+        if aligned:
+            for (_, _, cat), (uid, _) in zip(self.timeline, self.timeline_details):
+                if cat != "phase":
+                    final[uid] = cat          # a storage's last event (its free) has its latest category
+            final.update((uid, a.category) for uid, a in self.live.items())
+        ends = set(self.phase_ends)
+        running: dict[str, int] = {}
+        events = [("start", None, "", 0)]     # (phase, {category: delta} | (category, delta), module, total)
+        peak_at, prev_total, state = 0, 0, "start"
+        for i, (ph, total, cat) in enumerate(self.timeline[:self.closed_at]):
+            if i in ends:
+                state = "end"
+            if cat == "phase":
+                state = None
+                continue
+            uid, module = self.timeline_details[i] if aligned else (0, "")
+            cat = relabel.get(uid) or final.get(uid, cat)
+            delta, prev_total = total - prev_total, total
+            if state == "start":              # before the step: one point, whatever order things were made in
+                running[cat] = running.get(cat, 0) + delta
+                events[0] = ("start", None, "", total)
+            else:
+                running.setdefault(cat, 0)
+                events.append((state or ph, (cat, delta), module, total))
+            if i == self.peak_event:
+                peak_at = len(events) - 1
+        if self.peak_event < 0 or self.peak_event >= len(self.timeline):
+            peak_at = max(range(len(events)), key=lambda k: (events[k][3], -k))
+        n = len(events)
+        last_phase_at = max((k for k, e in enumerate(events) if e[0] not in ("start", "end")), default=0)
+        for k in range(1, last_phase_at):     # between two phases: part of the one before
+            if events[k][0] == "end":
+                events[k] = (events[k - 1][0], *events[k][1:])
+        keep = set(range(n))
+        if n > max_points:
+            per = -(-n // max(1, max_points // 2))
+            keep = {0, peak_at, n - 1}
+            for lo in range(0, n, per):
+                stretch = range(lo, min(n, lo + per))
+                keep.add(min(stretch, key=lambda k: events[k][3]))
+                keep.add(max(stretch, key=lambda k: events[k][3]))
+        order = list(running)
+        totals = dict(running)
+        series: dict[str, list[int]] = {c: [] for c in order}
+        xs, modules = [], []
+        for k, (_, change, module, _) in enumerate(events):
+            if change is not None:
+                totals[change[0]] += change[1]
+            if k in keep:
+                xs.append(k)
+                modules.append(module)
+                for c in order:
+                    series[c].append(totals[c])
+        phases: list[list] = []
+        for k, (ph, *_rest) in enumerate(events):
+            if phases and phases[-1][0] == ph:
+                phases[-1][2] = k + 1
+            else:
+                phases.append([ph, k, k + 1])
+        loc = self.peak_location
+        return {
+            "events": n,
+            "x": xs,
+            "series": series,
+            "module": modules,
+            "phases": phases,
+            "peak": {"bytes": self.peak_bytes, "event": peak_at, "phase": self.peak_phase,
+                     "module": self.peak_module, "file": loc[0] if loc else None, "line": loc[1] if loc else None},
+        }

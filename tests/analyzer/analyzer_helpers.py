@@ -46,3 +46,25 @@ def fc_net(forward: str, *, fc: str = "4, 4", pragma: str | None = "x=[B, 4]", i
     ``# gradxray: <pragma>`` (none when None) and the body ``forward``."""
     return _FC_NET.format(imports=imports, fc=fc, pragma=f"  # gradxray: {pragma}" if pragma is not None else "",
                           body=textwrap.indent(textwrap.dedent(forward), " " * 8))
+
+
+def first_shape(analysis, src: str, needle: str) -> tuple[str, ...]:
+    """The shape of the first tensor bound on the line of ``src`` containing ``needle``."""
+    return facts(analysis, line_of(src, needle))[0][1]
+
+
+def write_tree(root, files: dict[str, str]) -> None:
+    """Write ``{relative path: dedented text}`` under ``root`` (a pathlib.Path), creating folders."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def analyze_in_tree(root, name: str):
+    """``analyze_source`` of ``root/name`` with ``root`` as a workspace root."""
+    from gradxray.analyzer import analyze_source
+    from gradxray.analyzer.settings import Settings
+
+    path = root / name
+    return analyze_source(path.read_text(), str(path), Settings(roots=[str(root)]))

@@ -44,7 +44,7 @@ FAKE_REPORT = {
 }
 
 
-def fake_memory_report(target: str, settings) -> dict:
+def fake_memory_report(target: str, settings, **_options) -> dict:
     if "Boom" in target:
         raise ValueError("cannot construct Boom: missing argument 'dim'")
     report = dict(FAKE_REPORT, target=target, batch=settings.batch)

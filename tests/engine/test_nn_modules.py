@@ -229,6 +229,17 @@ def test_traversal_matches_torch():
     assert net.get_buffer("a.norm.running_var") is net.a.norm.running_var
 
 
+def test_module_list_concatenation_matches_torch():
+    for lib in (torch.nn, gx.nn):
+        layers = lib.ModuleList([lib.ReLU()])
+        same = layers
+        layers += [lib.Tanh(), lib.GELU()]
+        joined = layers + lib.ModuleList([lib.SiLU()])
+        assert layers is same and [type(m).__name__ for m in layers] == ["ReLU", "Tanh", "GELU"]
+        assert type(joined).__name__ == "ModuleList" and list(dict(joined.named_children())) == ["0", "1", "2", "3"]
+        assert joined[3].__class__.__name__ == "SiLU" and joined[0] is layers[0]
+
+
 def test_state_dict_round_trip_and_errors():
     net, other = _net(), _net()
     keys = list(net.state_dict())

@@ -300,6 +300,25 @@ def test_mixing_backends_in_one_op_is_an_error():
         a + gx.ones(3)
 
 
+def test_shape_absorbs_data_only_inside_its_block():
+    with gx.backend("numpy"):
+        a = gx.arange(3.0)
+    with gx.backend("torch"):
+        b = gx.ones(3)
+    s = gx.ones(3)                                  # shape backend: no data
+    with gx.backends.shape_absorbs_data():
+        c = a + s
+        assert c.data_ is None and tuple(c.shape) == (3,)
+        d = a * 2                                  # data alone keeps computing
+        assert d.tolist() == [0.0, 2.0, 4.0]
+        d.add_(s)                                  # in place with a shape input: its values are no longer known
+        assert d.data_ is None
+        with pytest.raises(RuntimeError, match=r"different backends \(numpy, torch\)"):
+            a + b
+    with pytest.raises(RuntimeError, match=r"different backends \(numpy, shape\)"):
+        a + s
+
+
 def test_unknown_backend_and_missing_kernel_are_clear_errors():
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
         with gx.backend("jax"):

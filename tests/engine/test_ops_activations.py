@@ -93,6 +93,7 @@ MODULES = {
     "Hardswish": ((), {}), "Hardsigmoid": ((), {}), "Hardtanh": ((-2.0, 2.0), {}), "ReLU6": ((), {}),
     "Softsign": ((), {}), "LogSigmoid": ((), {}), "ELU_inplace": ((), {"inplace": True}),
     "LeakyReLU_inplace": ((), {"inplace": True}), "SiLU_inplace": ((), {"inplace": True}),
+    "Softmax": ((1,), {}), "LogSoftmax": ((), {"dim": 0}), "Softmin": ((-1,), {}),
 }
 
 
@@ -104,6 +105,12 @@ def test_module_matches_functional_torch(name):
     gx_module = getattr(gnn, cls_name)(*args, **kwargs)
     check_op(lambda x: torch_module(x * 1), lambda x: gx_module(x * 1), [Arg((3, 5))],
              second_order=cls_name != "Hardsigmoid")      # torch has no derivative of hardsigmoid_backward
+
+
+def test_upsample_module_matches_torch():
+    for kwargs in ({"scale_factor": 2}, {"size": (6, 4), "mode": "bilinear", "align_corners": False}):
+        check_op(lambda x, k=kwargs: torch.nn.Upsample(**k)(x * 1), lambda x, k=kwargs: gnn.Upsample(**k)(x * 1),
+                 [Arg((2, 3, 3, 2))])
 
 
 def test_prelu_module_learns_its_weight():

@@ -143,6 +143,14 @@ CASES = {
                            {}),
     "diff_bool": (*same(lambda x: (x > 2).diff()), [Arg((3, 5), dtype=torch.int64)], {}),
     "diff_integers": (*both("diff"), [Arg((3, 5), dtype=torch.int64)], {}),
+    # meshgrid: views of each input expanded to the grid (ViewBackward0, ExpandBackward0)
+    "meshgrid_ij": (lambda x, y: torch.meshgrid(x, y, indexing="ij"), lambda x, y: gx.meshgrid(x, y, indexing="ij"),
+                    [Arg((3,)), Arg((4,))], {}),
+    "meshgrid_xy_three": (lambda x, y, z: torch.meshgrid([x, y, z], indexing="xy"),
+                          lambda x, y, z: gx.meshgrid([x, y, z], indexing="xy"), [Arg((3,)), Arg((4,)), Arg((2,))], {}),
+    "meshgrid_one_frozen_sum": (lambda x, y: sum(g * 1.0 for g in torch.meshgrid(x, y, indexing="ij")),
+                                lambda x, y: sum(g * 1.0 for g in gx.meshgrid(x, y, indexing="ij")),
+                                [Arg((2,)), Arg((5,), requires_grad=False)], {}),
     # cat aliases
     "concat": (lambda x, y: torch.concat([x, y], dim=1), lambda x, y: gx.concat([x, y], dim=1),
                [Arg((3, 2)), Arg((3, 4))], {}),

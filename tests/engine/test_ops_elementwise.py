@@ -30,7 +30,7 @@ def _ops(name):
 CASES = {}
 
 # unary float ops: plain, a non-contiguous input, a 0-dim input and an integer input (-> default float)
-for _name, _positive in [("exp", False), ("log", True), ("log1p", True), ("expm1", False), ("sqrt", True),
+for _name, _positive in [("exp", False), ("log", True), ("log2", True), ("log1p", True), ("expm1", False), ("sqrt", True),
                          ("rsqrt", True), ("reciprocal", True), ("sin", False), ("cos", False), ("erf", False)]:
     _t, _g = _ops(_name)
     _kind = dict(positive=_positive)
@@ -143,6 +143,18 @@ CASES.update({
     "div_inplace_frozen_divisor": _case(lambda a, b: (a * 1).div_(b), [Arg((3, 5)), Arg((5,), positive=True,
                                                                                       requires_grad=False)]),
     "div_inplace_scalar": _case(lambda a: (a * 1).div_(4.0), [Arg((3, 5))]),
+    # torch.divide / true_divide: aliases of div (rounding modes are piecewise constant)
+    "divide": (torch.divide, gx.divide, [Arg((3, 5)), Arg((5,), **P)], {}),
+    "divide_scalar": (lambda a: torch.divide(a, 3.0), lambda a: gx.divide(a, 3.0), [Arg((3, 5))], {}),
+    "divide_floor": (lambda a, b: torch.divide(a, b, rounding_mode="floor"),
+                     lambda a, b: gx.divide(a, b, rounding_mode="floor"),
+                     [Arg((3, 5), **NO_GRAD), Arg((3, 5), positive=True, requires_grad=False)], {}),
+    "true_divide": (torch.true_divide, gx.true_divide, [Arg((3, 5)), Arg((3, 5), **P)], {}),
+    "divide_method": _case(lambda a, b: a.divide(b), [Arg((3, 5)), Arg((3, 5), **P)]),
+    # erfinv on (0.05, 0.95) (its domain is (-1, 1)); in place saves a clone of the original (formula reads self)
+    "erfinv": (torch.erfinv, gx.erfinv, [Arg((3, 5), unit=True)], {}),
+    "erfinv_method": _case(lambda a: a.erfinv(), [Arg((3, 5), unit=True)]),
+    "erfinv_inplace": _case(lambda a: (a * 1).erfinv_() * a, [Arg((3, 5), unit=True)]),
     "itruediv": _case(lambda a, b: a.__mul__(1).__itruediv__(b), [Arg((3, 5)), Arg((1, 5), **P)]),
     "zero_inplace": _case(lambda a: (a * 1).zero_() + a, [Arg((3, 5))]),
     "fill_inplace": _case(lambda a: (a * 1).fill_(2.5) * a, [Arg((3, 5))]),
@@ -295,6 +307,7 @@ NODE_NAMES = {
     "lerp_scalar": lambda x: x.lerp(x * 2, 0.5), "lerp_tensor": lambda x: x.lerp(x * 2, x),
     "remainder": lambda x: x % 2, "remainder_tensor": lambda x: x % x.abs(), "minimum": lambda x: x.minimum(x * 2),
     "abs": lambda x: abs(x), "sgn": lambda x: x.sgn(), "erf": lambda x: x.erf(),
+    "erfinv": lambda x: (x * 0.5).erfinv(),
 }
 
 

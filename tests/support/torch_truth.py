@@ -2,7 +2,7 @@
 
 Three instruments:
 
-* :class:`LiveStorageTracker` -- a ``TorchDispatchMode`` that follows every tensor storage
+* :class:`LiveStorageTracker` (from :mod:`gradxray.measure`) -- a ``TorchDispatchMode`` that follows every tensor storage
   created by an aten op and released by Python/C++ garbage collection, and so knows the live
   bytes at any moment and their peak.  Counting is by storage: a view costs nothing.
 * :func:`measure_training_step` -- one forward + loss + backward of a model under the tracker and
@@ -21,16 +21,14 @@ tensor-level, which is what an op-level estimator models.
 from __future__ import annotations
 
 import ast
+import contextlib
 import gc
 import os
 import sys
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 __all__ = [
     "LiveStorageTracker",
@@ -43,181 +41,13 @@ __all__ = [
 ]
 
 
-def _storage(t: torch.Tensor):
-    """The tensor's UntypedStorage, or None for tensors without one (sparse, nested ...)."""
-    try:
-        return t.untyped_storage()
-    except (RuntimeError, NotImplementedError):
-        return None
-
-
-def _key(st) -> int:
-    """Identity of a storage: the address of its C++ StorageImpl (unique while it is alive)."""
-    return st._cdata
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def _tensors_in(obj) -> list[torch.Tensor]:
-    """Tensors found in a (nested) structure of tuples, lists, dicts and objects with fields."""
-    out: list[torch.Tensor] = []
-    seen: set[int] = set()
-
-    def walk(o, depth=0):
-        if depth > 6 or id(o) in seen:
-            return
-        if isinstance(o, torch.Tensor):
-            seen.add(id(o))
-            out.append(o)
-        elif isinstance(o, (tuple, list)):
-            seen.add(id(o))
-            for e in o:
-                walk(e, depth + 1)
-        elif isinstance(o, dict):
-            seen.add(id(o))
-            for e in o.values():
-                walk(e, depth + 1)
-        elif hasattr(o, "__dataclass_fields__"):
-            seen.add(id(o))
-            for name in o.__dataclass_fields__:
-                walk(getattr(o, name, None), depth + 1)
-
-    walk(obj)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Live storages
-# --------------------------------------------------------------------------------------------
-
-
-class LiveStorageTracker(TorchDispatchMode):
-    """Follows live tensor storages during the ops run under it.
-
-    Before entering, register the tensors that exist already and should count
-    (``register(params, counted=True)``); on entry every other live tensor found
-    through ``gc`` is registered as *not counted*, so that an op returning an alias
-    of one of them is not taken for an allocation.  Each op output whose storage was
-    not seen before, and does not alias one of the op's inputs (views, in-place ops,
-    ``out=``), is an allocation; ``weakref.finalize`` on the storage object (which
-    lives exactly as long as the C++ StorageImpl) subtracts it when it is freed.
-
-    ``current_bytes`` / ``peak_bytes`` count registered-counted plus allocated storages.
-    ``phase`` is a free label (e.g. "forward", "backward") copied into the timeline and
-    into ``peak_phase``.
-    """
-
-    def __init__(self, timeline: bool = False):
-        super().__init__()
-        self.current_bytes = 0
-        self.peak_bytes = 0
-        self.peak_phase: str | None = None
-        self.phase: str | None = None
-        self.record_timeline = timeline
-        # (event, op, nbytes, current_bytes, phase); event is "alloc" | "free"
-        self.timeline: list[tuple[str, str, int, int, str | None]] = []
-        self._sizes: dict[int, int] = {}      # key -> bytes counted for it (0 = registered, not counted)
-        self._finalizers: dict[int, weakref.finalize] = {}
-        self._op = "?"
-
-    # -- registration -----------------------------------------------------------------------
-    def register(self, tensors, counted: bool = True) -> None:
-        """Register already-existing tensors (params, buffers, inputs...); each storage once."""
-        items = [tensors] if isinstance(tensors, torch.Tensor) else _tensors_in(tensors)
-        for t in items:
-            st = _storage(t)
-            if st is None:
-                continue
-            k = _key(st)
-            if k in self._sizes:
-                continue
-            self._add(k, st, st.nbytes() if counted else 0, "register")
-
-    def register_live_tensors(self) -> None:
-        """Register every live tensor not registered yet as not counted."""
-        for obj in gc.get_objects():
-            # type(), not isinstance(): isinstance reads __class__, which some proxies override
-            if issubclass(type(obj), torch.Tensor):
-                self.register(obj, counted=False)
-
-    def __enter__(self):
-        self.register_live_tensors()
-        return super().__enter__()
-
-    def reset_peak(self) -> None:
-        self.peak_bytes = self.current_bytes
-        self.peak_phase = self.phase
-
-    # -- bookkeeping --------------------------------------------------------------------------
-    def _add(self, k: int, st, nbytes: int, op: str) -> None:
-        self._sizes[k] = nbytes
-        self._finalizers[k] = weakref.finalize(st, self._free, k)
-        if nbytes:
-            self.current_bytes += nbytes
-            if self.record_timeline:
-                self.timeline.append(("alloc", op, nbytes, self.current_bytes, self.phase))
-            if self.current_bytes > self.peak_bytes:
-                self.peak_bytes = self.current_bytes
-                self.peak_phase = self.phase
-
-    def _free(self, k: int) -> None:
-        nbytes = self._sizes.pop(k, 0)
-        self._finalizers.pop(k, None)
-        if nbytes:
-            self.current_bytes -= nbytes
-            if self.record_timeline:
-                self.timeline.append(("free", "", nbytes, self.current_bytes, self.phase))
-
-    def _resize(self, k: int, st, op: str) -> None:
-        """A counted storage that changed size (``resize_`` / ``out=`` into an empty tensor)."""
-        old = self._sizes.get(k, 0)
-        new = st.nbytes()
-        if old and new != old:
-            self._sizes[k] = new
-            self.current_bytes += new - old
-            if self.record_timeline:
-                self.timeline.append(("alloc" if new > old else "free", op, abs(new - old),
-                                      self.current_bytes, self.phase))
-            if self.current_bytes > self.peak_bytes:
-                self.peak_bytes = self.current_bytes
-                self.peak_phase = self.phase
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        op = str(func.overloadpacket.__name__) if hasattr(func, "overloadpacket") else str(func)
-        in_keys = set()
-        for t in tree_flatten((args, kwargs))[0]:
-            if isinstance(t, torch.Tensor):
-                st = _storage(t)
-                if st is not None:
-                    in_keys.add(_key(st))
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor):
-                continue
-            st = _storage(t)
-            if st is None:
-                continue
-            k = _key(st)
-            if func is torch.ops.aten.lift_fresh.default and k not in self._sizes:
-                # torch.tensor(...) fills its storage outside the dispatcher and then lifts it:
-                # the lift is the first time that (new) storage is seen
-                self._add(k, st, st.nbytes(), op)
-                continue
-            if k in in_keys or k in self._sizes:
-                if k in self._sizes:
-                    self._resize(k, st, op)
-                continue
-            self._add(k, st, st.nbytes(), op)
-        return out
-
-    def close(self) -> None:
-        """Detach the finalizers (the tracker stops counting)."""
-        for f in list(self._finalizers.values()):
-            f.detach()
-        self._finalizers.clear()
+# The live-storage tracker and its storage helpers are the product's (``gradxray verify`` measures
+# with them too): one implementation, re-exported here under the names the tests use.
+from gradxray.measure import LiveStorageTracker  # noqa: E402
+from gradxray.measure import dtype_name as _dtype_name  # noqa: E402
+from gradxray.measure import storage_key as _key  # noqa: E402
+from gradxray.measure import storage_of as _storage  # noqa: E402
+from gradxray.measure import tensors_in as _tensors_in  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,6 +86,8 @@ class Measurement:
     loss_value: float | None = None
     saved: list[SavedRecord] = field(default_factory=list)
     timeline: list[tuple] = field(default_factory=list)
+    optimizer_bytes: int = 0       # optimizer state held between steps (unique storages)
+    backward_peak_bytes: int = 0   # peak over forward + loss + backward (before the optimizer step)
 
     @property
     def baseline_bytes(self) -> int:
@@ -328,17 +160,61 @@ def _call(model, inputs: dict[str, Any]):
     return model(**inputs)
 
 
+def make_optimizer(kind: str | None, params) -> torch.optim.Optimizer | None:
+    """``--optimizer kind`` as a torch optimizer with its default hyper-parameters and default
+    implementation (on CPU: the for-loop one); None for "none"."""
+    if kind in (None, "none"):
+        return None
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=1e-3)
+    if kind == "sgd-momentum":
+        return torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    if kind == "adam":
+        return torch.optim.Adam(params)
+    if kind == "adamw":
+        return torch.optim.AdamW(params)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(amp: str | None, device_type: str = "cpu"):
+    if amp in (None, "off"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=AMP_DTYPES[amp])
+
+
 def measure_training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor], loss: str = "auto",
-                          timeline: bool = False) -> Measurement:
+                          timeline: bool = False, optimizer: str | None = None,
+                          amp: str | None = None, label_saved: bool = True) -> Measurement:
     """Run ``out = model(**inputs); loss(out).backward()`` in train mode and measure it.
 
     Gradients start as None; ``out`` stays referenced during backward.  ``inputs`` are
     created by the caller (their storages count as live from the start).
+
+    ``optimizer`` ("sgd", "sgd-momentum", "adam", "adamw") measures a steady-state iteration
+    instead: one untracked iteration allocates the state, then ``zero_grad(set_to_none=True)`` →
+    forward → loss → backward → ``step()`` is measured (the peak includes the step).  ``amp``
+    ("bf16", "fp16") runs forward and loss under CPU ``torch.autocast``, backward outside it.
+    ``label_saved=False`` leaves the saved records' node names unread: pass it for a model with
+    ``torch.utils.checkpoint`` regions, where reading a node's saved values recomputes its region.
     """
     model.train()
     params = list(model.parameters())            # named_parameters de-duplicates tied weights
     for p in params:
         p.grad = None
+    opt = make_optimizer(optimizer, params)
+    if opt is not None:
+        with _autocast(amp):
+            warm_out = _call(model, inputs)
+            warm_loss = pick_loss(warm_out, loss)
+        warm_loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        del warm_out, warm_loss
+    state = [t for st in (opt.state.values() if opt is not None else ()) for t in st.values()
+             if isinstance(t, torch.Tensor)]
     buffers = list(model.buffers())
     param_count = sum(p.numel() for p in {id(p): p for p in params}.values())
     param_bytes, param_keys = _unique_bytes(params)
@@ -379,25 +255,33 @@ def measure_training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor
     tracker.register(params, counted=True)
     tracker.register(buffers, counted=True)
     tracker.register(input_tensors, counted=True)
+    optimizer_bytes, _ = _unique_bytes(state, exclude=param_keys | buffer_keys | input_keys)
+    tracker.register(state, counted=True)
     try:
         with tracker:
             tracker.phase = "forward"
             with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-                out = _call(model, inputs)
-                tracker.phase = "loss"
-                loss_t = pick_loss(out, loss)
+                with _autocast(amp):
+                    out = _call(model, inputs)
+                    tracker.phase = "loss"
+                    loss_t = pick_loss(out, loss)
             forward_peak = tracker.peak_bytes
-            loss_value = float(loss_t.detach()) if loss_t.numel() == 1 else None
-            _attribute_saved(out, loss_t, current)
+            loss_value = float(loss_t.detach().float()) if loss_t.numel() == 1 else None
+            if label_saved:
+                _attribute_saved(out, loss_t, current)
             tracker.phase = "backward"
             loss_t.backward()
             del loss_t
+            backward_peak = tracker.peak_bytes
+            grads = [p.grad for p in params if p.grad is not None]
+            grads_bytes, _ = _unique_bytes(grads)
+            del grads
+            if opt is not None:
+                tracker.phase = "optimizer"
+                opt.step()
             final = tracker.current_bytes
     finally:
         tracker.close()
-
-    grads = [p.grad for p in params if p.grad is not None]
-    grads_bytes, _ = _unique_bytes(grads)
     outs = _tensors_in(out)
     saved = [SavedRecord(**r) for r in records]
     activations = sum(r.nbytes for r in saved if r.new_storage)
@@ -417,6 +301,8 @@ def measure_training_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor
         loss_value=loss_value,
         saved=saved,
         timeline=list(tracker.timeline),
+        optimizer_bytes=optimizer_bytes,
+        backward_peak_bytes=backward_peak,
     )
 
 

@@ -41,6 +41,24 @@ def backend(name: str):
         _default = prev
 
 
+_shape_absorbs = False
+
+
+@contextlib.contextmanager
+def shape_absorbs_data():
+    """Inside the block an op whose inputs mix data tensors with data-less (shape backend) ones runs on
+    the shape backend (its outputs have no data) instead of raising.  For static analysis, where small
+    tensors computed from constants carry values (``torch.arange(4)``) and meet shape-only activations;
+    an in-place op of that kind leaves its target without data (its values are no longer known)."""
+    global _shape_absorbs
+    prev = _shape_absorbs
+    _shape_absorbs = True
+    try:
+        yield
+    finally:
+        _shape_absorbs = prev
+
+
 class _MemoryFormat:
     """torch.contiguous_format without importing torch (mapped when a torch kernel runs)."""
 
@@ -97,6 +115,8 @@ def data_kind(*xs):
     kinds: set = set()
     _collect_kinds(xs, kinds)
     if len(kinds) != 1:
+        if _shape_absorbs and "shape" in kinds:
+            return None
         if kinds:
             raise RuntimeError("an op received tensors from different backends (" + ", ".join(sorted(kinds)) +
                                "); convert them to one backend first")

@@ -1093,6 +1093,12 @@ class ModuleList(_IndexedModules):
             self.append(m)
         return self
 
+    def __iadd__(self, ms):
+        return self.extend(ms)
+
+    def __add__(self, other):
+        return ModuleList([*self, *other])
+
 
 class ModuleDict(Module):
     def __init__(self, modules=None):

@@ -7,7 +7,8 @@ from . import Module
 from . import functional as F
 
 __all__ = ["Sigmoid", "Tanh", "SiLU", "Mish", "Softplus", "LeakyReLU", "ELU", "SELU", "CELU", "Hardswish",
-           "Hardsigmoid", "Hardtanh", "ReLU6", "Softsign", "LogSigmoid", "PReLU"]
+           "Hardsigmoid", "Hardtanh", "ReLU6", "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Softmin",
+           "Upsample"]
 
 
 class _InplaceFlag(Module):
@@ -125,3 +126,47 @@ class PReLU(Module):
 
     def forward(self, input):
         return F.prelu(input, self.weight)
+
+
+class _SoftmaxFamily(Module):
+    """nn.Softmax / LogSoftmax / Softmin: the functional over ``dim`` (None: torch's legacy choice)."""
+
+    function = None
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return type(self).function(input, self.dim, _stacklevel=5)
+
+
+class Softmax(_SoftmaxFamily):
+    function = staticmethod(F.softmax)
+
+
+class LogSoftmax(_SoftmaxFamily):
+    function = staticmethod(F.log_softmax)
+
+
+class Softmin(_SoftmaxFamily):
+    function = staticmethod(F.softmin)
+
+
+class Upsample(Module):
+    """nn.Upsample: ``F.interpolate`` with the module's size / scale_factor / mode (torch keeps it among the
+    upsampling modules; it lives here with the other parameter-free layers)."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        self.size = size
+        self.scale_factor = float(scale_factor) if isinstance(scale_factor, (int, float)) else (
+            tuple(float(f) for f in scale_factor) if scale_factor is not None else None)
+        self.mode = mode
+        self.align_corners = align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input):
+        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             recompute_scale_factor=self.recompute_scale_factor)

@@ -100,6 +100,8 @@ def inplace(aten_name: str, target: Tensor, *args, **kwargs) -> Tensor:
         numpy_kernels.run_inplace(aten_name, target.data_, args, kwargs)
     elif kind == "torch":
         backends.aten(aten_name, target, *args, **kwargs)
+    elif target.data_ is not None:      # data mixed with shape-only inputs (backends.shape_absorbs_data)
+        target.data_ = None
     return target
 
 

@@ -19,7 +19,7 @@ from ..tensor import wrap_dim
 from ._kernel import kernel, strides_like
 from .pointwise import div, mul, neg, sub
 from .shapes import broadcast_shapes
-from .views import cat, expand, narrow, reshape, squeeze, unsqueeze
+from .views import cat, expand, narrow, reshape, squeeze, unsqueeze, view_
 
 
 # -- softmax family --------------------------------------------------------------------
@@ -475,6 +475,39 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
     return result
 
 
+def meshgrid(*tensors, indexing=None):
+    """torch.meshgrid (at::meshgrid, composite): each 0- or 1-D input viewed as [-1 on its own axis, 1
+    elsewhere] and expanded to the grid shape; ``indexing="xy"`` swaps the first two inputs and outputs.
+    No ``indexing`` is "ij" with torch's warning."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument.")
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but received: {indexing}')
+    if not tensors:
+        raise RuntimeError("torch.meshgrid expects a non-empty TensorList")
+    for t in tensors:
+        if t.dim() > 1:
+            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {t.dim()}D")
+        if t.dtype is not tensors[0].dtype:
+            raise RuntimeError("torch.meshgrid: Expected all tensors in the tensor list to have the same dtype")
+    refs = list(tensors)
+    swap = indexing == "xy" and len(refs) >= 2
+    if swap:
+        refs[0], refs[1] = refs[1], refs[0]
+    shape = [t.numel() for t in refs]
+    grids = []
+    for i, t in enumerate(refs):
+        view_shape = [1] * len(refs)
+        view_shape[i] = -1
+        grids.append(expand(view_(t, view_shape), shape))
+    if swap:
+        grids[0], grids[1] = grids[1], grids[0]
+    return tuple(grids)
+
+
 # -- registration ---------------------------------------------------------------------------------
 
 def _register_linalg_cross():
@@ -497,6 +530,7 @@ TORCH_FUNCTIONS: dict = {
     "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_unshuffle, "cosine_similarity": cosine_similarity,
     "concat": lambda tensors, dim=0: cat(tensors, dim),
     "concatenate": lambda tensors, axis=0: cat(tensors, axis),
+    "meshgrid": meshgrid,
 }
 FUNCTIONAL: dict = {
     "softmin": softmin, "normalize": normalize, "cosine_similarity": cosine_similarity, "glu": glu,

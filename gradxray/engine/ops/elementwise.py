@@ -173,6 +173,21 @@ class LogInplace(_UnaryInplace):
     out_of_place = Log
 
 
+class Log2(_Unary):
+    """y = log2(x).  Saves: self (torch's formula: grad / (self * ln 2))."""
+
+    aten = "log2"
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return div(grad, mul(x, 0.6931471805599453))
+
+
+class Log2Inplace(_UnaryInplace):
+    out_of_place = Log2
+
+
 class Log1p(_Unary):
     """y = log(1 + x).  Saves: self."""
 
@@ -291,6 +306,21 @@ class Erf(_Unary):
 
 class ErfInplace(_UnaryInplace):
     out_of_place = Erf
+
+
+class Erfinv(_Unary):
+    """y = erfinv(x).  Saves: self (the formula recomputes erfinv(self): 0.5 sqrt(pi) exp(erfinv(x)^2))."""
+
+    aten = "erfinv"
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return mul(mul(exp(pow(erfinv(x), 2)), 0.5 * math.sqrt(math.pi)), grad)
+
+
+class ErfinvInplace(_UnaryInplace):
+    out_of_place = Erfinv
 
 
 class Abs(_Unary):
@@ -1161,6 +1191,10 @@ def log(x):
     return Log.apply(x)
 
 
+def log2(x):
+    return Log2.apply(x)
+
+
 def log1p(x):
     return Log1p.apply(x)
 
@@ -1191,6 +1225,10 @@ def cos(x):
 
 def erf(x):
     return Erf.apply(x)
+
+
+def erfinv(x):
+    return Erfinv.apply(x)
 
 
 def abs(x):  # noqa: A001 - torch's name
@@ -1325,9 +1363,11 @@ TENSOR_METHODS: dict = {
     "exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "rsqrt": rsqrt, "reciprocal": reciprocal,
     "sin": sin, "cos": cos, "erf": erf, "abs": abs, "__abs__": abs, "sgn": sgn, "sign": sign,
     "floor": floor, "ceil": ceil, "trunc": trunc, "round": round,
+    "log2": log2, "log2_": _method(Log2Inplace),
     "exp_": _method(ExpInplace), "log_": _method(LogInplace), "log1p_": _method(Log1pInplace),
     "expm1_": _method(Expm1Inplace), "sqrt_": _method(SqrtInplace), "rsqrt_": _method(RsqrtInplace),
     "reciprocal_": _method(ReciprocalInplace), "sin_": _method(SinInplace), "cos_": _method(CosInplace),
+    "erfinv": erfinv, "erfinv_": _method(ErfinvInplace),
     "erf_": _method(ErfInplace), "abs_": _method(AbsInplace), "sign_": _method(SignInplace),
     "floor_": _method(FloorInplace), "ceil_": _method(CeilInplace), "trunc_": _method(TruncInplace),
     "round_": lambda x, *, decimals=0: _check_round_inplace(decimals) or RoundInplace.apply(x),
@@ -1351,6 +1391,8 @@ TENSOR_METHODS: dict = {
     "__isub__": lambda x, other: SubInplace.apply(x, other),
     "div_": lambda x, other, *, rounding_mode=None: _div_inplace(x, other, rounding_mode),
     "__itruediv__": lambda x, other: DivInplace.apply(x, other),
+    "divide": lambda x, other, *, rounding_mode=None: divide(x, other, rounding_mode=rounding_mode),
+    "true_divide": lambda x, other: div(x, other),
     "zero_": _method(Zero), "fill_": _fill,
 }
 
@@ -1366,6 +1408,16 @@ def _lerp_inplace(x, end, weight):
     return LerpScalarInplace.apply(x, end, weight)
 
 
+def divide(input, other, *, rounding_mode=None):
+    """torch.divide / torch.true_divide (aliases of torch.div): true division, or with ``rounding_mode``
+    ("floor" | "trunc") the rounded quotient (piecewise constant: zero gradients)."""
+    if rounding_mode is None:
+        return div(input, other)
+    if not isinstance(input, Tensor):
+        raise TypeError("divide(): with rounding_mode the input must be a tensor")
+    return DivRounding.apply(input, other, rounding_mode)
+
+
 def _div_inplace(x, other, rounding_mode):
     if rounding_mode is not None:
         raise NotImplementedError("div_(rounding_mode=...) is not supported yet")
@@ -1373,8 +1425,9 @@ def _div_inplace(x, other, rounding_mode):
 
 
 TORCH_FUNCTIONS: dict = {
+    "log2": log2,
     "exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "rsqrt": rsqrt, "reciprocal": reciprocal,
-    "sin": sin, "cos": cos, "erf": erf, "abs": abs, "sgn": sgn, "sign": sign,
+    "sin": sin, "cos": cos, "erf": erf, "erfinv": erfinv, "abs": abs, "sgn": sgn, "sign": sign,
     "floor": floor, "ceil": ceil, "trunc": trunc, "round": round,
     "pow": pow, "square": square, "clamp": clamp, "clip": clamp, "clamp_min": clamp_min, "clamp_max": clamp_max,
     "minimum": minimum, "maximum": maximum,
@@ -1382,5 +1435,6 @@ TORCH_FUNCTIONS: dict = {
     "logical_not": logical_not, "logical_and": logical_and, "logical_or": logical_or, "logical_xor": logical_xor,
     "isnan": isnan, "isinf": isinf, "isfinite": isfinite,
     "lerp": lerp, "addcmul": addcmul, "addcdiv": addcdiv, "remainder": remainder, "floor_divide": floor_divide,
+    "divide": divide, "true_divide": lambda input, other: div(input, other),
 }
 FUNCTIONAL: dict = {}

@@ -286,8 +286,10 @@ class _CheckpointInputs:
         return "checkpoint"
 
 
-class _StopRecomputation(Exception):
-    """Raised by the recomputation's pack hook once every needed tensor exists (early stop)."""
+class _StopRecomputation(BaseException):
+    """Raised by the recomputation's pack hook once every needed tensor exists (early stop).  A
+    BaseException (torch's is an Exception): it must cross the analyzer's interpreter, which turns
+    every Exception raised by an op into an unresolved value and carries on."""
 
 
 def _internal_assert(cond) -> None:
@@ -324,6 +326,14 @@ class _CheckpointFrame:
         # SavedTensor: what torch's _make_saved_tensor makes (an enclosing checkpoint packs it too)
         self.saved_args = [SavedTensor(a, is_output=False, name="input") if isinstance(a, Tensor) else a
                            for a in args]
+        # saved as a node saves (torch's saved-tensor hooks see them): the memory tracker counts them too
+        trackers = memory.active_trackers()
+        for saved in self.saved_args:
+            if isinstance(saved, SavedTensor):
+                kept = saved.tensor if saved.unpack_hook is None else saved.packed
+                if isinstance(kept, Tensor):
+                    for tr in trackers:
+                        tr.on_saved("checkpoint", "input", kept)
 
     def get_inputs(self) -> list:
         return [a.unpack(_CheckpointInputs) if isinstance(a, SavedTensor) else a for a in self.saved_args]
