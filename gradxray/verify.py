@@ -132,6 +132,32 @@ def _default_config(annotation, module) -> Any:
     return None
 
 
+_CONFIG_PARAMS = ("config", "cfg", "conf", "args", "hparams", "params", "model_config")
+
+
+def _config_classes(module) -> list:
+    return [v for v in vars(module).values() if inspect.isclass(v) and getattr(v, "__module__", None) ==
+            module.__name__ and (dataclasses.is_dataclass(v) or (issubclass(v, tuple) and hasattr(v, "_fields")))]
+
+
+def _args_through_config(cls, params, args: dict, module) -> dict:
+    """``args`` naming fields of the file's config class (``GPT(config)``, ``--args '{"n_layer": 4}'``):
+    the config built with them, as the estimate does; otherwise an error."""
+    for p in params:
+        ann = p.annotation
+        if isinstance(ann, str):
+            ann = getattr(module, ann.strip("'\""), None)
+        candidates = [ann] if ann in _config_classes(module) else (
+            _config_classes(module) if p.name in _CONFIG_PARAMS else [])
+        for config_cls in candidates:
+            fields = ({f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls)
+                      else set(config_cls._fields))
+            if set(args) <= fields:
+                return {p.name: config_cls(**args)}
+    raise VerifyError(f"--args {', '.join(sorted(args))}: not parameters of {cls.__name__}.__init__ "
+                      f"nor fields of a config class it takes")
+
+
 def constructor_kwargs(cls, args: dict, module) -> dict:
     """The keyword arguments the estimate constructs ``cls`` with: ``args`` when the constructor
     takes them all (or has ``**kwargs``), and a default instance of the file's config dataclass
@@ -143,6 +169,8 @@ def constructor_kwargs(cls, args: dict, module) -> dict:
     names = {p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     has_var_kw = any(p.kind == p.VAR_KEYWORD for p in params)
     kwargs = dict(args) if args and (has_var_kw or set(args) <= names) else {}
+    if args and not kwargs:
+        kwargs = _args_through_config(cls, params, args, module)
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is not p.empty or p.name in kwargs:
             continue

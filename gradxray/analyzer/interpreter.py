@@ -22,7 +22,9 @@ import builtins
 import collections
 import contextlib
 import copy
+import dataclasses
 import gc
+import inspect
 import itertools
 import operator
 import os
@@ -38,11 +40,11 @@ from .inputs import discover_inputs, forward_params, infer_from_consumers, make_
 from .line_facts import add_step_facts
 from .project import ModuleIndex, import_bindings, is_source_resolvable, positional_params, required_params
 from .results import Analysis, ClassSummary, GradCut, LineFact, Span, TensorFact, Unresolved
-from .torch_api import Runtime, upstream_params
+from .torch_api import EngineGap, Runtime, upstream_params
 from .training_step import simulate_training_step
 from .values import (
-    CONTEXTMANAGER, PARTIAL, BoundMethod, GeneratorContext, Builtin, FieldDefault, Marker, Namespace, Partial, SuperProxy, Transparent, Unknown,
-    UserClass, UserFunction, UserInstance, first_unknown, interpreted_module_base, make_module_class,
+    CONTEXTMANAGER, PARTIAL, BoundMethod, GeneratorContext, Builtin, FieldDefault, Marker, Namespace, Partial, ProjectModule,
+    SuperProxy, Transparent, Unknown, UserClass, UserFunction, UserInstance, first_unknown, interpreted_module_base, make_module_class,
 )
 
 MAX_LOOP = 100_000
@@ -71,8 +73,12 @@ class _Continue(_Flow):
 
 
 class _Raise(_Flow):
-    def __init__(self, node):
+    """A ``raise`` statement reached; ``exc`` is the exception instance when its class is known (a host
+    exception class, or a class of the analysed sources deriving from one), else None."""
+
+    def __init__(self, node, exc=None):
         self.node = node
+        self.exc = exc
 
 
 class _HostError(_Raise):
@@ -178,10 +184,11 @@ class CutTracker:
                     out |= self.sites_of(x)
         return out
 
-    def record_lost(self, callee, receiver, args, kwargs, result, method_name, span: Span) -> None:
+    def record_lost(self, callee, receiver, args, kwargs, result, method_name, span_of) -> None:
         """A call on tensors that require grad whose result does not: the gradient stops here.  Kinds:
         "item" (``.item()`` / ``.tolist()``), "no_grad" (a region with grad mode off),
-        "non_differentiable" (argmax, comparisons, round ...).  ``.detach()`` is recorded by the caller."""
+        "non_differentiable" (argmax, comparisons, round ...).  ``.detach()`` is recorded by the caller.
+        ``span_of()`` gives the call's Span (made only for a site actually recorded: most calls are not)."""
         rt = self.rt
         if rt.is_tensor(result):
             if result.requires_grad:
@@ -201,6 +208,7 @@ class CutTracker:
             kind = "item"
         else:
             kind = "non_differentiable" if rt.tx.is_grad_enabled() else "no_grad"
+        span = span_of()
         key = (kind, span.line, span.col)
         site = self.sites.setdefault(key, {"kind": kind, "span": span, "upstream": set()})
         site["upstream"] |= upstream
@@ -217,6 +225,15 @@ class CutTracker:
 
 
 class Interpreter:
+    # node type -> the eval_/exec_ function for it (None: unsupported), per class: a subclass may
+    # override some; saves building the method name and a getattr for every node interpreted
+    _eval_methods: dict = {}
+    _exec_methods: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._eval_methods, cls._exec_methods = {}, {}
+
     def __init__(self, index: ModuleIndex, runtime: Runtime, analysis: Analysis, settings):
         self.index = index
         self.rt = runtime
@@ -228,7 +245,11 @@ class Interpreter:
         self._bindings: dict[str, tuple] | None = None     # see sequential_binding
         self._yield_sinks: list[list] = []                 # what the running generator functions yielded
         self._with_body = None                             # the with-body a @contextmanager call runs at its yield
-        self._try_stack: list[tuple] = []                  # (frame scope id, caught classes, per handler)
+        # enclosing `try` blocks, innermost last: (frame scope id, caught host classes, per handler, per
+        # handler as written); None marks a boundary (host code or lazily evaluated module code runs
+        # between it and the entries below it, so an exception never travels past it)
+        self._try_stack: list[tuple | None] = []
+        self._handling: list = []                          # exceptions whose `except` bodies are running
         self._classes: dict[str, UserClass] = {}
         self._seen_unresolved: set[tuple] = {(u.file, u.line, u.reason) for u in analysis.unresolved}
         self.frames: list[tuple[UserFunction, Scope]] = []
@@ -330,9 +351,11 @@ class Interpreter:
             if name in self._globals_busy:
                 return self.unknown(f"`{name}` is defined in terms of itself", node)
             self._globals_busy.add(name)
+            self._try_stack.append(None)
             try:
                 val = self.eval(idx.assigns[name], None)
             finally:
+                self._try_stack.pop()
                 self._globals_busy.discard(name)
         elif name in _BUILTINS:
             return _BUILTINS[name]
@@ -371,6 +394,7 @@ class Interpreter:
             return self.unknown(f"`{name}` is defined in terms of itself", node)
         self._globals_busy.add(name)
         scope = Scope(self._globals)
+        self._try_stack.append(None)         # module code: the `try` of whoever looked the name up is not its caller
         try:
             for stmt in self.index.tree.body[span[0]:span[1] + 1]:
                 bound = _bound_names(stmt)
@@ -384,6 +408,7 @@ class Interpreter:
                 raise
             self.unknown(f"module-level code defining `{name}` did not complete", node)
         finally:
+            self._try_stack.pop()
             self._globals_busy.discard(name)
         if name not in self._globals:
             return self.unknown(f"undefined name `{name}`", node)
@@ -392,6 +417,8 @@ class Interpreter:
     def resolve_import(self, dotted: str, node):
         if dotted in _KNOWN_IMPORTS:
             return _KNOWN_IMPORTS[dotted]
+        if dotted == "sys.modules":
+            return self.sys_modules()
         if dotted.startswith("typing.") or dotted == "typing" or dotted.startswith("typing_extensions"):
             return Marker(dotted)
         if not dotted.startswith("."):
@@ -407,6 +434,12 @@ class Interpreter:
         if reason is not None:
             return self.unknown(reason, node)
         return val
+
+    def sys_modules(self) -> "_SysModules":
+        mods = self.__dict__.get("_sys_modules")
+        if mods is None:
+            mods = self._sys_modules = _SysModules(self)
+        return mods
 
     # ------------------------------------------------------------------------------------------
     # classes and functions
@@ -474,6 +507,15 @@ class Interpreter:
                     if f not in fields:
                         fields.append(f)
         cscope = Scope(attrs, None)
+        self._try_stack.append(None)         # a class body runs apart from the code that first used the class
+        try:
+            self._class_body(ucls, attrs, fields, cscope)
+        finally:
+            self._try_stack.pop()
+        ucls.fields = fields
+        return attrs
+
+    def _class_body(self, ucls: UserClass, attrs: dict, fields: list, cscope: Scope) -> None:
         for item in ucls.info.node.body:
             try:
                 with self.rt.source_location(self.path, item.lineno):
@@ -499,8 +541,6 @@ class Interpreter:
                 pass
             except Exception as e:  # pragma: no cover - defensive
                 self.unknown(f"internal error in class body: {type(e).__name__}: {e}", item)
-        ucls.fields = fields
-        return attrs
 
     def make_function(self, node, scope: Scope | None, owner: UserClass | None):
         fn = UserFunction(self, node, scope, owner)
@@ -526,11 +566,26 @@ class Interpreter:
                 # a @contextmanager used as a decorator wraps each call in its context; written in Python
                 # source, it is taken to keep what the function computes, as other source decorators are
                 continue
+            elif isinstance(dv, UserFunction) and _replaces_function(dv):
+                # a decorator that returns a new function which never calls the decorated one (a factory:
+                # `@as_validated_field` turns a validator into a field constructor) is applied: keeping the
+                # decorated function would give callers a different signature
+                made = self.call(dv, [fn], {}, dec)
+                if isinstance(made, (UserFunction, BoundMethod, Partial, Builtin)):
+                    fn = made
             elif isinstance(dv, (UserFunction, BoundMethod, Partial, UserInstance, UserClass)):
                 # A decorator written in Python source (the user's or a package's: model registries,
                 # legacy-argument shims, docstring helpers) is taken to keep what the function computes:
                 # calls go to the undecorated function.  Interpreting the wrapper instead would mean
-                # following `inspect.signature` and registries, which a static analysis cannot.
+                # following `inspect.signature` and the like, which a static analysis cannot.  One that
+                # changes state beyond its own locals (`@register_model` filling a registry that code
+                # reads later, e.g. pretrained configs holding a model's default sizes) is still
+                # applied, for those side effects: its result is discarded, and what it could not
+                # trace is reported as anywhere else.  One that only rewrites the function (docstring
+                # builders, argument shims) changes nothing the analysis reads and is not run.
+                body = _decorator_body(dv)
+                if body is not None and _stores_outside(body):
+                    self.call(dv, [fn], {}, dec)
                 continue
             else:
                 self.unknown(f"decorator `{ast.unparse(dec)}` is ignored", dec)
@@ -570,6 +625,12 @@ class Interpreter:
         except _Return as r:
             return r.value if sink is None else iter(sink)
         except _Raise as r:
+            # an exception an enclosing `try` of an interpreted caller handles travels there, as in Python;
+            # any other one ends this call: its result is Unknown, with the reason, and the caller goes on
+            if self._caught_outside(r):
+                raise
+            if isinstance(r, _HostError):
+                return self.unknown(f"`{ast.unparse(r.node)}` raised {type(r.error).__name__}: {r.error}", r.node)
             return self.unknown(f"reached `{ast.unparse(r.node)}`", r.node)
         except (_Break, _Continue):
             return None
@@ -599,16 +660,9 @@ class Interpreter:
     def bind_args(self, fn: UserFunction, scope: Scope, args: list, kwargs: dict, node):
         a = fn.node.args
         positional = positional_params(a)
-        if fn.defaults_cache is None:
-            defaults = {}
-            pos_defaults = a.defaults
-            for p, d in zip(positional[len(positional) - len(pos_defaults):], pos_defaults):
-                defaults[p.arg] = self.eval(d, fn.scope)
-            for p, d in zip(a.kwonlyargs, a.kw_defaults):
-                if d is not None:
-                    defaults[p.arg] = self.eval(d, fn.scope)
-            fn.defaults_cache = defaults
         defaults = fn.defaults_cache
+        if defaults is None:
+            defaults = self.function_defaults(fn)
         v = scope.vars
         kwargs = dict(kwargs)
         for i, p in enumerate(positional):
@@ -639,6 +693,21 @@ class Interpreter:
             return self.unknown(f"`{fn.name}()` got unexpected keyword argument `{next(iter(kwargs))}`",
                                 node or fn.node)
         return None
+
+    def function_defaults(self, fn: UserFunction) -> dict:
+        """Parameter name -> default value of a function of this file, evaluated once."""
+        if fn.defaults_cache is None:
+            a = fn.node.args
+            positional = positional_params(a)
+            defaults = {}
+            pos_defaults = a.defaults
+            for p, d in zip(positional[len(positional) - len(pos_defaults):], pos_defaults):
+                defaults[p.arg] = self.eval(d, fn.scope)
+            for p, d in zip(a.kwonlyargs, a.kw_defaults):
+                if d is not None:
+                    defaults[p.arg] = self.eval(d, fn.scope)
+            fn.defaults_cache = defaults
+        return fn.defaults_cache
 
     def is_user_module(self, v) -> bool:
         return isinstance(v, self._module_base)
@@ -681,9 +750,9 @@ class Interpreter:
             text = ast.unparse(node.func) if isinstance(node, ast.Call) else repr(callee)
             return self.unknown(f"`{text}` is not callable", node)
         # a host callable: engine function, tensor method, engine module, Python builtin
-        container_safe = any(callee is c for c in _CONTAINER_SAFE) or isinstance(
+        container_safe = id(callee) in _CONTAINER_SAFE_IDS or isinstance(
             getattr(callee, "__self__", None), (list, dict, set))
-        if any(callee is c for c in _CONSUMERS) and any(
+        if id(callee) in _CONSUMER_IDS and any(
                 isinstance(a, range) and len(a) > MAX_LOOP for a in args):
             return self.unknown(f"iterating over more than {MAX_LOOP} items is not supported", node)
         if not container_safe:
@@ -697,29 +766,39 @@ class Interpreter:
             sites = self.cuts.sources([receiver]) | {key}
         else:
             sites = self.cuts.sources([receiver, *args, *kwargs.values()])
+        boundary = bool(self._try_stack)     # interpreted code the host calls back raises no further
+        if boundary:
+            self._try_stack.append(None)
         try:
-            if self.forward_depth == 0 and id(callee) in self.rt.constant_creators:
-                result = self._constant_tensor(callee, args, kwargs)
-            else:
-                result = callee(*args, **kwargs)
+            try:
+                if self.forward_depth == 0 and id(callee) in self.rt.constant_creators:
+                    result = self._constant_tensor(callee, args, kwargs)
+                else:
+                    result = callee(*args, **kwargs)
+            finally:
+                if boundary:
+                    self._try_stack.pop()
         except _Flow:
             raise
         except RecursionError:
             return self.unknown("recursion limit reached", node)
         except Exception as e:
+            if isinstance(e, EngineGap):           # a torch class the engine lacks, instantiated
+                return self.unknown(str(e), node)
             if self._try_stack:
                 self._raise_if_caught(e, node)
             name = ast.unparse(node.func) if isinstance(node, ast.Call) else getattr(
                 callee, "__name__", type(callee).__name__)
             if method_name in ("item", "tolist"):     # no value without data, but the gradient stops here
-                self.cuts.record_lost(callee, receiver, args, kwargs, None, method_name, self.span(node))
+                self.cuts.record_lost(callee, receiver, args, kwargs, None, method_name,
+                                      lambda: self.span(node))
             return self.unknown(f"`{name}(...)` failed: {type(e).__name__}: {e}", node)
         if isinstance(result, types.ModuleType):
             return self.unknown("call returned a module", node)
         if sites:
             self.cuts.propagate(sites, result)
         if method_name not in ("detach", "detach_") and not (self.rt.is_tensor(result) and result.requires_grad):
-            self.cuts.record_lost(callee, receiver, args, kwargs, result, method_name, self.span(node))
+            self.cuts.record_lost(callee, receiver, args, kwargs, result, method_name, lambda: self.span(node))
         return result
 
     def _constant_tensor(self, creator, args: list, kwargs: dict):
@@ -837,13 +916,17 @@ class Interpreter:
                 return Builtin("object.__getattribute__", lambda it, node, args, kwargs: it._default_attr(
                     obj, args[0] if args else None, node))
             mapping = getattr(obj, "mapping", None)
-            if mapping is not None and hasattr(dict, name):                        # dict's own methods
+            if mapping is not None and hasattr(dict, name) and name not in _OBJECT_ONLY:  # dict's own methods
                 return (Builtin("dict.__init__", lambda it, node, args, kwargs: mapping.update(*args, **kwargs))
                         if name == "__init__" else getattr(mapping, name))
             if isinstance(obj, UserInstance) and name == "__setattr__":          # object.__setattr__
                 return Builtin("object.__setattr__", lambda it, node, args, kwargs: obj.fields.__setitem__(
                     *args) if len(args) == 2 and isinstance(args[0], str) else it.unknown(
                     "`__setattr__` needs a name and a value", node))
+            if isinstance(obj, UserInstance) and name in _MAPPING_MIXINS and _is_mapping_class(obj.cls):
+                # `super().get(k, d)` in a Mapping subclass: collections.abc.Mapping's method
+                return Builtin(f"Mapping.{name}", lambda it, node, args, kwargs:
+                               it._mapping_method(obj, name, args, node))
             return _NOOP if name == "__init__" else None
         for klass in type(obj).__mro__:
             if "_gx_user_class" in klass.__dict__ or klass is self._module_base:
@@ -863,6 +946,10 @@ class Interpreter:
     def lookup_attr(self, obj, name: str):
         """(value, None) or (None, reason)."""
         if isinstance(obj, Namespace):
+            if isinstance(obj.obj, ProjectModule):
+                return obj.obj.gx_member(name)
+            if name == "modules" and obj.dotted == "sys":
+                return self.sys_modules(), None
             return self.rt.namespace_attr(obj, name)
         if name == "__class__":
             ucls = self.user_class_of(obj)
@@ -870,6 +957,8 @@ class Interpreter:
                 return ucls, None
             if isinstance(obj, (UserFunction, BoundMethod)):
                 return (types.FunctionType if isinstance(obj, UserFunction) else types.MethodType), None
+            if self.rt.is_module(obj) or self.rt.is_tensor(obj) or isinstance(obj, _PLAIN_TYPES):
+                return type(obj), None          # as type(obj) gives (`module.__class__.__name__`)
         if name == "__module__":
             definer = _defining_interp(self, obj)
             if definer is not None:
@@ -1068,6 +1157,11 @@ class Interpreter:
     def set_attr(self, obj, name: str, value, node) -> None:
         if isinstance(obj, Unknown):
             return
+        if isinstance(obj, Namespace) and isinstance(obj.obj, ProjectModule):
+            reason = obj.obj.gx_set(name, value)          # the analysis's state of that file, see gx_set
+            if reason is not None:
+                self.unknown(reason, node)
+            return
         if name.startswith("__") and name.endswith("__"):
             self.unknown(f"setting `{name}` is not supported", node)
             return
@@ -1115,13 +1209,17 @@ class Interpreter:
         if self.steps > MAX_STEPS:
             self.unknown(f"analysis stopped after {MAX_STEPS} statements", stmt)
             raise Budget()
-        method = getattr(self, "exec_" + type(stmt).__name__, None)
+        kind = type(stmt)
+        table = type(self)._exec_methods
+        method = table.get(kind, False)
+        if method is False:
+            method = table[kind] = getattr(type(self), "exec_" + kind.__name__, None)
         if method is None:
             self.unknown(f"unsupported statement `{type(stmt).__name__}`", stmt)
             return
         try:
             with self.rt.source_location(self.path, stmt.lineno):
-                method(stmt, scope)
+                method(self, stmt, scope)
         except _Flow:
             raise
         except RecursionError:
@@ -1153,7 +1251,16 @@ class Interpreter:
         raise _Continue()
 
     def exec_Raise(self, stmt, scope):
-        raise _Raise(stmt)
+        node = stmt.exc
+        if node is None:                     # bare `raise` in an `except` body: the exception it handles
+            exc = self._handling[-1] if self._handling else None
+        elif isinstance(node, ast.Call):
+            # only the class matters to the handlers; the message (often an f-string of names the
+            # analysis does not know) is not evaluated
+            exc = _exception_instance(self.eval(node.func, scope))
+        else:
+            exc = _exception_instance(self.eval(node, scope))
+        raise _Raise(stmt, exc)
 
     def exec_Return(self, stmt, scope):
         value = self.eval(stmt.value, scope) if stmt.value is not None else None
@@ -1327,25 +1434,39 @@ class Interpreter:
             raise flow[0]
 
     def _raise_if_caught(self, error: Exception, node) -> None:
-        """A host call (engine, builtin) raised ``error``: when a ``try`` of the running frame has a handler
-        naming a specific exception class it matches (``except TypeError:``), the handler runs, as in
-        Python.  Catch-alls (``except:`` / ``except Exception:``) are not taken: there the failure may be
-        a limitation of the engine rather than what torch would do, so it stays an unresolved place."""
-        frame = id(self.frames[-1][1]) if self.frames else None
-        for owner, classes, _ in reversed(self._try_stack):
-            if owner == frame and classes and isinstance(error, classes):
+        """A host call (engine, builtin) raised ``error``: when an enclosing ``try`` (of the running frame
+        or of an interpreted caller) has a handler naming a specific exception class it matches
+        (``except TypeError:``), the handler runs, as in Python.  Catch-alls (``except:`` / ``except
+        Exception:``) are not taken: there the failure may be a limitation of the engine rather than what
+        torch would do, so it stays an unresolved place."""
+        for entry in reversed(self._try_stack):
+            if entry is None:
+                return
+            if entry[1] and isinstance(error, entry[1]):
                 raise _HostError(node, error)
+
+    def _caught_outside(self, r: _Raise) -> bool:
+        """Whether an enclosing ``try`` (up to the nearest boundary) has a handler for ``r``."""
+        if r.exc is None and not isinstance(r, _HostError):
+            return False
+        for entry in reversed(self._try_stack):
+            if entry is None:
+                return False
+            if _handler_for(entry, r) is not None:
+                return True
+        return False
 
     def exec_Try(self, stmt, scope):
         entry = None
         if stmt.handlers:
-            per_handler = []
+            per_handler, written = [], []
             for h in stmt.handlers:
                 t = self.eval(h.type, scope) if h.type is not None else None
                 t = t if isinstance(t, tuple) else (t,)
+                written.append(t if h.type is not None else None)
                 per_handler.append(tuple(c for c in t if isinstance(c, type) and issubclass(c, Exception)
                                          and c is not Exception))
-            entry = (id(scope), tuple(c for cs in per_handler for c in cs), per_handler)
+            entry = (id(scope), tuple(c for cs in per_handler for c in cs), per_handler, written)
             self._try_stack.append(entry)
         try:
             try:
@@ -1354,14 +1475,25 @@ class Interpreter:
                 if entry is not None:
                     self._try_stack.pop()
         except _Raise as r:
-            if stmt.handlers:
-                h = stmt.handlers[0]
-                if isinstance(r, _HostError):
-                    h = next(h for h, cs in zip(stmt.handlers, entry[2]) if isinstance(r.error, cs))
-                if h.name:
-                    scope.vars[h.name] = self.unknown("caught exception", h) if not isinstance(
-                        r, _HostError) else r.error
+            # the first handler matching the exception's class runs; none matching: it travels on (after
+            # `finally`), as in Python.  A raise of a class the analysis does not know is taken by the first
+            # handler.
+            if entry is None:
+                raise
+            i = _handler_for(entry, r)
+            if i is None:
+                if isinstance(r, _HostError) or r.exc is not None:
+                    raise
+                i = 0
+            h = stmt.handlers[i]
+            exc = r.error if isinstance(r, _HostError) else r.exc
+            if h.name:
+                scope.vars[h.name] = exc if exc is not None else self.unknown("caught exception", h)
+            self._handling.append(exc)
+            try:
                 self.exec_block(h.body, scope)
+            finally:
+                self._handling.pop()
         else:
             self.exec_block(stmt.orelse, scope)
         finally:
@@ -1529,10 +1661,14 @@ class Interpreter:
     # expressions
 
     def eval(self, node, scope: Scope | None):
-        method = getattr(self, "eval_" + type(node).__name__, None)
+        kind = type(node)
+        table = type(self)._eval_methods
+        method = table.get(kind, False)
+        if method is False:
+            method = table[kind] = getattr(type(self), "eval_" + kind.__name__, None)
         if method is None:
             return self.unknown(f"unsupported expression `{type(node).__name__}`", node)
-        return method(node, scope)
+        return method(self, node, scope)
 
     def eval_Constant(self, node, scope):
         return node.value
@@ -1915,6 +2051,9 @@ class Interpreter:
 
 
 _CONSUMERS = (list, tuple, set, frozenset, dict, sorted, sum, min, max, any, all)
+# by identity (builtins live as long as the process): a set lookup per host call instead of a scan
+_CONSUMER_IDS = frozenset(id(c) for c in _CONSUMERS)
+_CONTAINER_SAFE_IDS = frozenset(id(c) for c in _CONTAINER_SAFE)
 
 class _WithBodySink(list):
     """The yield sink of a ``@contextmanager`` generator run by a ``with``: its first ``yield`` runs the
@@ -1934,6 +2073,54 @@ _CMP_DUNDERS = {ast.Lt: ("__lt__", "__gt__"), ast.LtE: ("__le__", "__ge__"), ast
                 ast.GtE: ("__ge__", "__le__"), ast.Eq: ("__eq__", "__eq__"), ast.NotEq: ("__ne__", "__ne__")}
 _MAPPING_MIXINS = frozenset({"keys", "items", "values", "get", "__contains__"})
 _DICT_BASES = frozenset({"dict", "collections.OrderedDict", "typing.OrderedDict", "typing.Dict"})
+
+
+# what a dict subclass's `super().<name>` takes from `object`, not from `dict` (dict does not define them)
+_OBJECT_ONLY = frozenset({"__setattr__", "__delattr__"})
+_PLAIN_TYPES = (int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set, frozenset, slice, range)
+
+
+def _exception_instance(v):
+    """The exception a ``raise v`` raises, when ``v`` is a known exception class or instance, else None.
+    A class is instantiated without running its ``__init__``: handlers only look at the class."""
+    if isinstance(v, type) and issubclass(v, BaseException):
+        return v.__new__(v)
+    if isinstance(v, BaseException):
+        return v
+    cls = v if isinstance(v, UserClass) else v.cls if isinstance(v, UserInstance) else None
+    if cls is not None and any(isinstance(b, type) and issubclass(b, BaseException) for b in cls.host_bases()):
+        return UserInstance(cls) if v is cls else v
+    return None
+
+
+def _handler_takes(written, exc) -> bool:
+    """Whether an ``except`` clause whose evaluated types are ``written`` (None: a bare ``except:``) takes ``exc``."""
+    if written is None:
+        return True
+    for h in written:
+        if isinstance(exc, UserInstance):
+            if isinstance(h, UserClass) and exc.cls.subclass_of(h):
+                return True
+            if isinstance(h, type) and any(isinstance(b, type) and issubclass(b, h) for b in exc.cls.host_bases()):
+                return True
+        elif isinstance(h, type) and isinstance(exc, h):
+            return True
+    return False
+
+
+def _handler_for(entry, r) -> int | None:
+    """The index of the handler of ``try`` entry ``entry`` that takes the travelling ``r``, else None."""
+    if isinstance(r, _HostError):
+        for i, cs in enumerate(entry[2]):
+            if cs and isinstance(r.error, cs):
+                return i
+        return None
+    if r.exc is None:
+        return None
+    for i, written in enumerate(entry[3]):
+        if _handler_takes(written, r.exc):
+            return i
+    return None
 
 
 def _is_dict_class(ucls: UserClass) -> bool:
@@ -2014,6 +2201,30 @@ def _defining_interp(it: Interpreter, obj) -> Interpreter | None:
     return ucls.interp if ucls is not None else None
 
 
+_NESTED_SCOPES = frozenset((ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
+
+
+def _replaces_function(dec: UserFunction) -> bool:
+    """Whether decorator ``dec`` (one parameter ``f``) returns a function it defines that never calls ``f``:
+    it replaces the decorated function rather than wrapping it.  Decided from its source, once."""
+    cached = dec.__dict__.get("_gx_replaces")
+    if cached is None:
+        cached = False
+        node = dec.node
+        a = getattr(node, "args", None)
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and a is not None and len(positional_params(a)) == 1 and not a.vararg
+                and not a.kwonlyargs and isinstance(body[-1], ast.Return) and isinstance(body[-1].value, ast.Name)):
+            param, ret = positional_params(a)[0].arg, body[-1].value.id
+            inner = next((st for st in body if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef))
+                          and st.name == ret), None)
+            if inner is not None:
+                cached = not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == param
+                                 for n in ast.walk(inner))
+        dec.__dict__["_gx_replaces"] = cached
+    return cached
+
+
 def _is_generator(fnode) -> bool:
     """Whether a function's own body (not nested functions or classes) contains ``yield``; cached on the node."""
     flag = getattr(fnode, "_gx_generator", None)
@@ -2023,11 +2234,90 @@ def _is_generator(fnode) -> bool:
             stack = list(fnode.body)
             while stack and not flag:
                 n = stack.pop()
-                if isinstance(n, (ast.Yield, ast.YieldFrom)):
+                kind = type(n)
+                if kind is ast.Yield or kind is ast.YieldFrom:
                     flag = True
-                elif not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-                    stack.extend(ast.iter_child_nodes(n))
+                elif kind not in _NESTED_SCOPES:
+                    # the children by hand: ast.iter_child_nodes' generator costs several times as much
+                    for name in kind._fields:
+                        v = getattr(n, name, None)
+                        if type(v) is list:
+                            stack.extend(x for x in v if isinstance(x, ast.AST))
+                        elif isinstance(v, ast.AST):
+                            stack.append(v)
         fnode._gx_generator = flag
+    return flag
+
+
+_MUTATORS = frozenset(("append", "add", "update", "setdefault", "extend", "insert", "appendleft", "extendleft",
+                       "pop", "popitem", "remove", "discard", "clear", "__setitem__"))
+
+
+def _decorator_body(dv):
+    """The function node a source decorator runs when applied (its own, its ``__call__``'s or, for a
+    class, its ``__init__``'s), or None."""
+    if isinstance(dv, Partial):
+        dv = dv.func
+    if isinstance(dv, BoundMethod):
+        dv = dv.func
+    elif isinstance(dv, UserInstance):
+        dv = dv.cls.lookup("__call__")[1]
+    elif isinstance(dv, UserClass):
+        dv = dv.lookup("__init__")[1]
+    return dv.node if isinstance(dv, UserFunction) else None
+
+
+def _stores_outside(fnode) -> bool:
+    """Whether a function's own body changes state beyond its locals: a ``global`` / ``nonlocal``
+    statement, an item or attribute store into a name it does not bind (``_registry[name] = fn``), a
+    mutating method call on one (``_leaf_modules.add(m)``) or ``setattr`` on one.  Cached on the node."""
+    flag = getattr(fnode, "_gx_stores_outside", None)
+    if flag is not None:
+        return flag
+    a = fnode.args
+    local = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
+    nodes: list = []
+    stack = list(fnode.body) if not isinstance(fnode, ast.Lambda) else [fnode.body]
+    while stack:
+        n = stack.pop()
+        kind = type(n)
+        if kind in _NESTED_SCOPES:
+            if kind is not ast.Lambda:
+                local.add(n.name)
+            continue
+        if kind is ast.Name and not isinstance(n.ctx, ast.Load):
+            local.add(n.id)
+        nodes.append(n)
+        for name in kind._fields:
+            v = getattr(n, name, None)
+            if isinstance(v, list):
+                stack.extend(x for x in v if isinstance(x, ast.AST))
+            elif isinstance(v, ast.AST):
+                stack.append(v)
+
+    def outside(e) -> bool:
+        while isinstance(e, (ast.Attribute, ast.Subscript)):
+            e = e.value
+        return isinstance(e, ast.Name) and e.id not in local
+
+    flag = False
+    for n in nodes:
+        kind = type(n)
+        if kind is ast.Global or kind is ast.Nonlocal:
+            flag = True
+        elif kind is ast.Assign or kind is ast.AugAssign or kind is ast.AnnAssign or kind is ast.Delete:
+            for t in (n.targets if kind is ast.Assign or kind is ast.Delete else [n.target]):
+                if isinstance(t, (ast.Attribute, ast.Subscript)) and outside(t.value):
+                    flag = True
+        elif kind is ast.Call:
+            f = n.func
+            if isinstance(f, ast.Attribute) and f.attr in _MUTATORS and outside(f.value):
+                flag = True
+            elif isinstance(f, ast.Name) and f.id == "setattr" and n.args and outside(n.args[0]):
+                flag = True
+        if flag:
+            break
+    fnode._gx_stores_outside = flag
     return flag
 
 
@@ -2124,6 +2414,41 @@ def _isinstance_one(it: Interpreter, obj, cls):
             return cls is object
         return isinstance(obj, cls)
     return None
+
+
+class _SysModules:
+    """``sys.modules`` as analysed code sees it, read-only: the dotted name of a module read from source
+    (the project's or an installed package's) gives that module as the analysis binds it (what
+    ``register_model``-style registries look up by ``fn.__module__``); no other module counts as
+    imported (none is)."""
+
+    def __init__(self, interp: Interpreter):
+        self._interp = interp
+
+    def _find(self, name):
+        if not isinstance(name, str) or not is_source_resolvable(name):
+            return None
+        from .resolver import session_for
+
+        session = session_for(self._interp)
+        loc = session.project.find_module(name, session.roots)
+        if loc is None or loc.compiled:
+            return None
+        val, reason = session.module_value(loc)
+        return val if reason is None else None
+
+    def __getitem__(self, name):
+        val = self._find(name)
+        if val is None:
+            raise KeyError(name)
+        return val
+
+    def __contains__(self, name) -> bool:
+        return self._find(name) is not None
+
+    def get(self, name, default=None):
+        val = self._find(name)
+        return default if val is None else val
 
 
 # typing aliases of the collections.abc classes, as isinstance() sees them
@@ -2227,9 +2552,9 @@ def _bi_type(it: Interpreter, node, args, kwargs):
 
 
 def _bi_field(it: Interpreter, node, args, kwargs):
-    if "default_factory" in kwargs:
+    if kwargs.get("default_factory", dataclasses.MISSING) is not dataclasses.MISSING:
         return FieldDefault(factory=kwargs["default_factory"])
-    if "default" in kwargs:
+    if kwargs.get("default", dataclasses.MISSING) is not dataclasses.MISSING:
         return FieldDefault(default=kwargs["default"], has_default=True)
     return FieldDefault()
 
@@ -2409,15 +2734,60 @@ _NOOP = Builtin("noop", lambda *a: None)
 _DATACLASS = Marker("dataclass")
 _FIELD = Builtin("field", _bi_field)
 _DATACLASS_NAMES: dict[str, Any] = {
-    "dataclass": _DATACLASS, "field": _FIELD, "replace": Builtin("replace", _bi_dc_replace),
+    "dataclass": _DATACLASS, "field": _FIELD, "replace": Builtin("replace", _bi_dc_replace), "MISSING": dataclasses.MISSING,
     "asdict": Builtin("asdict", _bi_dc_asdict), "fields": Builtin("fields", _bi_dc_fields),
     "is_dataclass": Builtin("is_dataclass", _bi_dc_is_dataclass),
 }
+def _bi_signature(it: Interpreter, node, args, kwargs):
+    """``inspect.signature(f)`` of a function defined in source (a bound method without its first
+    parameter): an ``inspect.Signature`` with the parameters' names, kinds and defaults."""
+    fn, skip = (args[0] if args else None), 0
+    if isinstance(fn, BoundMethod):
+        fn, skip = fn.func, 1
+    if not isinstance(fn, UserFunction):
+        return fn if isinstance(fn, Unknown) else it.unknown("`inspect.signature` of this value is not supported", node)
+    a = fn.node.args
+    defaults = fn.interp.function_defaults(fn)
+    P = inspect.Parameter
+    params = [P(p.arg, P.POSITIONAL_ONLY if i < len(a.posonlyargs) else P.POSITIONAL_OR_KEYWORD,
+                default=defaults.get(p.arg, P.empty)) for i, p in enumerate(positional_params(a))][skip:]
+    if a.vararg is not None:
+        params.append(P(a.vararg.arg, P.VAR_POSITIONAL))
+    params += [P(p.arg, P.KEYWORD_ONLY, default=defaults.get(p.arg, P.empty)) for p in a.kwonlyargs]
+    if a.kwarg is not None:
+        params.append(P(a.kwarg.arg, P.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+def _bi_getsource(it: Interpreter, node, args, kwargs):
+    """``inspect.getsource(x)`` of a module, class or function read from source: its text (the file
+    is read, as the analysis reads it, never imported)."""
+    obj = args[0] if args else None
+    if isinstance(obj, Unknown):
+        return obj
+    lines = start = end = None
+    if isinstance(obj, Namespace) and isinstance(obj.obj, ProjectModule):
+        lines = obj.obj.gx_lines()
+    elif isinstance(obj, (UserClass, UserFunction, BoundMethod)):
+        fn = obj.func if isinstance(obj, BoundMethod) else obj
+        src = fn.info.node if isinstance(fn, UserClass) else fn.node
+        lines = fn.interp.index.lines
+        first = min([src.lineno, *(d.lineno for d in getattr(src, "decorator_list", ()))])
+        start, end = first - 1, src.end_lineno
+    if lines is None:
+        return it.unknown("`inspect.getsource` of this value is not supported", node)
+    return "".join(line + "\n" for line in lines[start:end])
+
+
+_INSPECT_NAMES: dict[str, Any] = {"signature": Builtin("signature", _bi_signature), "Parameter": inspect.Parameter,
+                                  "getsource": Builtin("getsource", _bi_getsource)}
 _COPY_NAMES: dict[str, Any] = {"deepcopy": Builtin("deepcopy", _bi_deepcopy), "copy": Builtin("copy", _bi_copy)}
 _KNOWN_IMPORTS: dict[str, Any] = {
     "dataclasses": Namespace("dataclasses", types.SimpleNamespace(**_DATACLASS_NAMES)),
     **{f"dataclasses.{n}": v for n, v in _DATACLASS_NAMES.items()},
     "copy": Namespace("copy", types.SimpleNamespace(**_COPY_NAMES)),
+    "inspect": Namespace("inspect", types.SimpleNamespace(**_INSPECT_NAMES)),
+    **{f"inspect.{n}": v for n, v in _INSPECT_NAMES.items()},
     **{f"copy.{n}": v for n, v in _COPY_NAMES.items()},
     "typing.TYPE_CHECKING": False,
 }
@@ -2446,6 +2816,8 @@ def constructor_kwargs(interp: Interpreter, ucls: UserClass, settings) -> dict:
     positional = positional_params(a)
     params = {p.arg for p in positional[1:] + a.kwonlyargs}
     kwargs = args if args and (a.kwarg is not None or set(args) <= params) else {}
+    if args and not kwargs:
+        kwargs = _args_through_config(interp, ucls, positional[1:] + a.kwonlyargs, args)
     for p in required_params(a):
         if p in positional[:1] or p.arg in kwargs or p.annotation is None:
             continue
@@ -2455,6 +2827,29 @@ def constructor_kwargs(interp: Interpreter, ucls: UserClass, settings) -> dict:
         if info is not None and (info.is_dataclass or info.is_namedtuple):
             kwargs[p.arg] = interp.instantiate(interp.user_class(ann), [], {}, p)
     return kwargs
+
+
+_CONFIG_PARAMS = ("config", "cfg", "conf", "args", "hparams", "params", "model_config")
+
+
+def _args_through_config(interp: Interpreter, ucls: UserClass, params: list, args: dict) -> dict:
+    """``--args`` naming fields of the file's config class rather than constructor parameters
+    (``GPT(config)`` with ``--args '{"n_layer": 4}'``): the config built with them, passed to the
+    parameter that takes it.  Arguments that fit neither are an error, never silently dropped."""
+    for p in params:
+        ann = p.annotation
+        ann_name = (ann.value if isinstance(ann, ast.Constant) else ast.unparse(ann)).strip("'\"") if ann else None
+        candidates = [ann_name] if ann_name in interp.index.classes else (
+            [n for n, c in interp.index.classes.items() if c.is_dataclass or c.is_namedtuple]
+            if p.arg in _CONFIG_PARAMS else [])
+        for cname in candidates:
+            ucls_cfg = interp.user_class(cname)
+            interp.class_attrs(ucls_cfg)
+            if ucls_cfg.fields and set(args) <= set(ucls_cfg.fields):
+                return {p.arg: interp.instantiate(ucls_cfg, [], dict(args), p)}
+    names = ", ".join(p.arg for p in params) or "none"
+    raise ValueError(f"--args {', '.join(sorted(args))}: not parameters of {ucls.name}.__init__ ({names}) "
+                     f"nor fields of a config class it takes")
 
 
 def prepare_root(interp: Interpreter, name: str, settings):

@@ -17,12 +17,12 @@ from .project import (
     ModuleIndex, ModuleLocation, ProjectIndex, is_source_resolvable, project_index, split_relative, workspace_roots,
 )
 from .results import Analysis
-from .values import Namespace
+from .values import Namespace, ProjectModule
 
 _MISSING = object()
 
 
-class ModuleNamespace:
+class ModuleNamespace(ProjectModule):
     """The value of an imported project module: attribute access gives its definitions (interpreted
     in its file), then its submodules.  A missing name raises AttributeError, as a module does."""
 
@@ -41,6 +41,40 @@ class ModuleNamespace:
             raise AttributeError(reason)
         return val
 
+    def gx_member(self, name: str):
+        """``module.name`` in analysed code: what its file binds (private names and ``__all__`` too,
+        and what analysed code set on it), else a submodule -> (value, reason-if-missing)."""
+        loc = self._location
+        if name == "__name__":
+            return loc.name, None
+        if name.startswith("__") and name.endswith("__") and name != "__all__":
+            return None, f"`{loc.name}.{name}` is not supported"
+        if loc.file is not None and not loc.compiled:
+            interp, _ = self._session.interpreter_for(loc)
+            if interp is not None and name in interp._globals:
+                return interp._globals[name], None
+        return self._session.member(loc, name)
+
+    def gx_lines(self) -> list[str] | None:
+        """The lines of the module's file (``inspect.getsource``), None without one."""
+        loc = self._location
+        if loc.file is None or loc.compiled:
+            return None
+        interp, _ = self._session.interpreter_for(loc)
+        return None if interp is None else interp.index.lines
+
+    def gx_set(self, name: str, value) -> str | None:
+        """``module.name = value`` (``setattr(sys.modules[...], ...)``) in analysed code: the analysis's
+        state of that file binds it; the real module is never touched.  -> reason-if-refused."""
+        loc = self._location
+        interp = None
+        if loc.file is not None and not loc.compiled:
+            interp, _ = self._session.interpreter_for(loc)
+        if interp is None:
+            return f"cannot set `{name}` on `{loc.name}`"
+        interp._globals[name] = value
+        return None
+
 
 class FileInterpreter(Interpreter):
     """The interpreter of an imported file, sharing the analysed file's run state (budget, frames,
@@ -57,6 +91,7 @@ class FileInterpreter(Interpreter):
         self.analysis.unresolved = root.analysis.unresolved
         self._seen_unresolved = root._seen_unresolved
         self.frames = root.frames
+        self._try_stack = root._try_stack    # an exception travels to a caller's `try` in another file
         self.cuts = root.cuts
         self.class_patches = root.class_patches
         self.module_flags = root.module_flags

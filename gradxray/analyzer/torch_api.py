@@ -62,6 +62,58 @@ _NULL_LOGGER = _NullLogger()
 
 _BOUND = 100_001          # items an infinite iterator yields here (the interpreter's loop limit + 1)
 
+# The torch release whose semantics the engine follows (the reference facts it is built from are torch 2.11's):
+# what a package's version probe (`importlib.metadata.version("torch")`) reads during an analysis.
+TORCH_VERSION = "2.11.0"
+
+
+class _PackageNotFoundError(ModuleNotFoundError):
+    """``importlib.metadata.PackageNotFoundError`` (a ModuleNotFoundError, as in the standard library)."""
+
+
+def _find_spec(name, package=None):
+    """``importlib.util.find_spec``: the analysis models an environment where torch (the engine) is the only
+    installed package a probe finds, so optional integrations and accelerated kernels (flash-attn, apex,
+    accelerate ...) take their fallback paths: the plain PyTorch code the engine can follow.  Nothing is
+    looked up on disk and nothing is imported."""
+    if name == "torch":
+        return types.SimpleNamespace(name="torch", origin=None, parent="", submodule_search_locations=None)
+    return None
+
+
+def _dist_version(name):
+    """``importlib.metadata.version``: torch's is :data:`TORCH_VERSION`; any other distribution is not installed."""
+    if name == "torch":
+        return TORCH_VERSION
+    raise _PackageNotFoundError(name)
+
+
+class EngineGap(Exception):
+    """Raised when analysed code instantiates a torch class the engine does not provide."""
+
+
+_GAP_CLASSES: dict[str, type] = {}
+
+
+def engine_gap_class(dotted: str) -> type:
+    """A stand-in for a torch class the engine lacks (``torch.nn.LSTM``, ``torch.nn.attention.flex_attention
+    .BlockMask``): a class no value of the analysis is an instance of, and no class it knows derives from,
+    so ``isinstance(m, nn.LSTM)`` is False for every engine module and tensor (which is what torch answers
+    for them).  Instantiating it raises :class:`EngineGap`, so the call becomes Unknown with the reason."""
+    cls = _GAP_CLASSES.get(dotted)
+    if cls is None:
+        def __new__(klass, *args, **kwargs):
+            raise EngineGap(f"`{dotted}` is not supported by gradxray's engine")
+
+        cls = _GAP_CLASSES[dotted] = type(dotted.rsplit(".", 1)[-1], (), {
+            "__new__": __new__, "__module__": dotted.rsplit(".", 1)[0], "__qualname__": dotted.rsplit(".", 1)[-1]})
+    return cls
+
+
+# a torch submodule the engine does not have (`torch.nn.attention`): its classes are engine_gap_class stand-ins,
+# its other names are not supported
+_ABSENT_MODULE = types.SimpleNamespace()
+
 # standard-library names that are pure functions of their arguments (modules or curated subsets)
 SAFE_STDLIB = {
     "math": math,
@@ -117,6 +169,10 @@ SAFE_STDLIB = {
                                         AbstractContextManager=contextlib.AbstractContextManager),
     # the analysis runs on one thread: a lock is a context manager that does nothing
     "threading": types.SimpleNamespace(Lock=contextlib.nullcontext, RLock=contextlib.nullcontext),
+    # package probes: see _find_spec / _dist_version (torch is the one installed package; nothing is imported)
+    "importlib": types.SimpleNamespace(
+        util=types.SimpleNamespace(find_spec=_find_spec),
+        metadata=types.SimpleNamespace(version=_dist_version, PackageNotFoundError=_PackageNotFoundError)),
 }
 
 def _numpy_subset():
@@ -138,7 +194,22 @@ def _numpy_subset():
         start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args[:2], args[2] if len(args) > 2 else 1)
         return (stop - start) / step
 
+    class _ArrayTypeMeta(type):
+        def __instancecheck__(cls, obj):
+            return isinstance(obj, np.ndarray)
+
+        def __subclasscheck__(cls, sub):
+            return isinstance(sub, type) and issubclass(sub, np.ndarray)
+
+    class ndarray(metaclass=_ArrayTypeMeta):
+        """``np.ndarray`` for isinstance checks (true of the arrays these functions give; engine tensors are
+        not arrays); constructing one directly, with an arbitrary size, is not offered."""
+
+        def __new__(cls, *args, **kwargs):
+            raise TypeError("constructing `numpy.ndarray` directly is not supported")
+
     return types.SimpleNamespace(
+        ndarray=ndarray,
         linspace=bounded(np.linspace, lambda start, stop, num=50, *a, **k: k.get("num", num)),
         arange=bounded(np.arange, arange_count),
         pi=np.pi, e=np.e, inf=np.inf,
@@ -231,7 +302,10 @@ class Runtime:
         parts = dotted.split(".")
         if parts[0] == "torch":
             val: Any = Namespace("torch", self.tx)
-            for part in parts[1:]:
+            for i, part in enumerate(parts[1:], 2):
+                if isinstance(val, Namespace) and i < len(parts) and self._absent_submodule(val, part):
+                    val = Namespace(f"{val.dotted}.{part}", _ABSENT_MODULE)
+                    continue
                 if isinstance(val, Namespace):
                     val, reason = self.namespace_attr(val, part)
                 else:
@@ -249,6 +323,13 @@ class Runtime:
                 return Namespace(dotted, obj), None
             return self.wrap(dotted, obj), None
         return None, f"unresolved import `{dotted}`"
+
+    def _absent_submodule(self, ns: Namespace, name: str) -> bool:
+        """Whether ``ns.name``, named as a module in an import (``torch.nn.attention.flex_attention``), is a
+        torch submodule the engine does not have."""
+        return (name.islower() and not name.startswith("_") and ns.dotted.startswith("torch")
+                and not (ns.obj is self.tx and name in _ENGINE_ONLY)
+                and getattr(ns.obj, name, None) is None and self.shim(f"{ns.dotted}.{name}") is None)
 
     def shim(self, dotted: str):
         """Stand-ins for torch names that do not matter to shapes, memory or gradients and that
@@ -300,8 +381,13 @@ class Runtime:
                            "torch.fx": types.SimpleNamespace(wrap=Transparent("torch.fx.wrap")),
                            "torch.compile": Transparent("torch.compile"),
                            # the module torch.nn.Parameter is defined in
-                           "torch.nn.parameter": types.SimpleNamespace(Parameter=self.tx.nn.Parameter),
+                           "torch.nn.parameter": types.SimpleNamespace(Parameter=self.tx.nn.Parameter,
+                                                                       Buffer=self.tx.nn.Buffer),
                            "torch.manual_seed": lambda seed: None,
+                           # pytree registration tells torch.compile / torch.export how to flatten a class;
+                           # eager execution never consults it
+                           "torch.utils._pytree": types.SimpleNamespace(register_pytree_node=_noop),
+                           "torch.utils._pytree._dict_flatten_with_keys": _noop,
                            # no `with torch.device(...)` region is open during an analysis
                            "torch.get_default_device": lambda: self.tx.device("cpu")}
         return self._shims.get(dotted)
@@ -327,6 +413,8 @@ class Runtime:
                 return Namespace(f"{ns.dotted}.{name}", obj), None
         if obj is None:
             if ns.obj is self.tx or ns.dotted.startswith("torch"):
+                if name[:1].isupper():
+                    return engine_gap_class(f"{ns.dotted}.{name}"), None
                 return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"
             return None, f"`{ns.dotted}.{name}` is not supported"
         if isinstance(obj, types.ModuleType):

@@ -275,6 +275,21 @@ class Namespace:
         return f"<module {self.dotted}>"
 
 
+class ProjectModule:
+    """The ``obj`` of a Namespace that is a project or package module read from source: its names are
+    the analysis's own state of that file (any name it binds, private ones and ``__all__`` included),
+    and setting one changes that state, never a real module."""
+
+    def gx_member(self, name: str):          # -> (value, reason-if-missing)
+        raise NotImplementedError
+
+    def gx_set(self, name: str, value) -> str | None:     # -> reason-if-refused
+        raise NotImplementedError
+
+    def gx_lines(self) -> list[str] | None:              # the file's source lines
+        raise NotImplementedError
+
+
 # ---------------------------------------------------------------------------------------------
 # user nn.Module subclasses
 

@@ -250,14 +250,21 @@ def _leading_to(order, targets, include_targets: bool) -> set:
     return found
 
 
+_AccumulateGrad = None      # graph.AccumulateGrad, bound on first use (graph imports this module)
+
+
 def _run_pre_hooks(node, buffer) -> None:
     """Tensor hooks (``register_hook``) on the gradients a node is about to receive, then retain_grad."""
-    from .graph import AccumulateGrad
-    if isinstance(node, AccumulateGrad):
+    global _AccumulateGrad
+    if _AccumulateGrad is None:
+        from .graph import AccumulateGrad as _AccumulateGrad
+    if isinstance(node, _AccumulateGrad):
         hooks = {0: node.variable._hooks} if node.variable._hooks else {}
         retains = {}
     else:
         hooks, retains = node.tensor_pre_hooks, node.retains_grad
+        if not hooks and not retains:       # the common case: nothing registered on this node
+            return
     for nr, fns in hooks.items():
         for fn in list(fns.values()):
             if buffer[nr] is None:

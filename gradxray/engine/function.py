@@ -92,10 +92,17 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        # every op of a trace runs through here: module globals are read directly and the generator
+        # expressions of the rare cases (dirty, non-differentiable outputs) are only built when needed
         # the engine's own ops take tensor lists (cat, stack); torch ignores tensors nested in the
         # arguments of a Python Function
         layout, inputs = _layout(args, lists=cls._builtin)
-        record = autograd.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        record = False
+        if autograd._grad_enabled:
+            for t in inputs:
+                if t.requires_grad:
+                    record = True
+                    break
         ctx = Context(cls._materialize_default)
         if record:
             ctx.needs_input_grad = tuple(
@@ -104,20 +111,25 @@ class Function:
                 for a, n in zip(args, layout))
             edges = [edge_of(t) for t in inputs]
         else:
-            ctx.needs_input_grad = tuple(False for _ in args)
-        with autograd.no_grad():
+            ctx.needs_input_grad = (False,) * len(args)
+        prev_grad_mode = autograd._grad_enabled            # autograd.no_grad(), without the object
+        autograd._grad_enabled = False
+        try:
             out = cls.forward(ctx, *args, **kwargs)
-        if autograd.is_inference_mode_enabled():
+        finally:
+            autograd._grad_enabled = prev_grad_mode
+        if autograd._inference_mode:
             for o in (out if isinstance(out, tuple) else (out,)):
                 if isinstance(o, Tensor):
                     o._inference = True
-        for t in ctx._dirty:
+        dirty = ctx._dirty
+        for t in dirty:
             if record and t.is_leaf and t.requires_grad:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
             if record and t._base is not None and t._base.is_leaf and t._base.requires_grad:
                 raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
                                    "operation.")
-            if t._inference and not autograd.is_inference_mode_enabled():
+            if t._inference and not autograd._inference_mode:
                 raise RuntimeError("Inplace update to inference tensor outside InferenceMode is not allowed.You can "
                                    "make a clone to get a normal tensor before doing inplace update.See "
                                    "https://github.com/pytorch/rfcs/pull/17 for more details.")
@@ -127,23 +139,25 @@ class Function:
         outputs = list(out) if isinstance(out, tuple) else [out]
         # an input returned unchanged becomes a fresh view of it (it must not take this node as grad_fn)
         for i, o in enumerate(outputs):
-            if isinstance(o, Tensor) and any(o is t for t in inputs) and not any(o is d for d in ctx._dirty):
+            if isinstance(o, Tensor) and _contains(inputs, o) and not _contains(dirty, o):
                 outputs[i] = o._view(o.shape, o._stride, o._offset, o.data_)
-        if any(t is not None and t._inference for t in ctx._to_save):
-            raise RuntimeError(INFERENCE_SAVE)
+        for t in ctx._to_save:
+            if t is not None and t._inference:
+                raise RuntimeError(INFERENCE_SAVE)
         node = Node(cls, ctx, edges, [(t.shape, t.dtype) for t in inputs], layout)
         ctx._node = weakref.ref(node)        # weak: node -> ctx -> node would be a reference cycle
         node.num_outputs = len(outputs)
         node.output_metas = [(o.shape, o.dtype, o.device) if isinstance(o, Tensor) else ((), None, None)
                              for o in outputs]
-        node.location = memory.current_location()      # backward work is attributed to the forward line
+        node.location = memory._location      # backward work is attributed to the forward line
         node.module = memory.current_module()
+        non_differentiable = ctx._non_differentiable
         for i, o in enumerate(outputs):
             if not isinstance(o, Tensor) or not o.dtype.is_floating_point:
                 continue
-            if any(o is nd for nd in ctx._non_differentiable):
+            if non_differentiable and _contains(non_differentiable, o):
                 continue
-            if o._base is not None and any(o is d for d in ctx._dirty):
+            if o._base is not None and dirty and _contains(dirty, o):
                 _rebase_view_history(o, node)
                 continue
             o.grad_fn = node
@@ -156,6 +170,14 @@ class Function:
             ctx._non_differentiable = []
             ctx._dirty = []
         return tuple(outputs) if isinstance(out, tuple) else outputs[0]
+
+
+def _contains(items, x) -> bool:
+    """``x`` is one of ``items`` by identity (``in`` would call Tensor.__eq__, an op)."""
+    for item in items:
+        if item is x:
+            return True
+    return False
 
 
 def _rebase_view_history(view, node) -> None:

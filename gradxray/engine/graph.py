@@ -181,19 +181,26 @@ class Node:
 
     def save(self, tensors, outputs, names) -> None:
         trackers = memory.active_trackers()
+        op_name = None
         for i, t in enumerate(tensors):
             if t is None:
                 self.saved.append(None)
                 continue
-            is_output = any(t is o for o in outputs)
+            is_output = False
+            for o in outputs:
+                if t is o:
+                    is_output = True
+                    break
             name = names[i] if i < len(names) else f"saved{i}"
             saved = SavedTensor(t, is_output, name)
             self.saved.append(saved)
             # what is kept: the tensor, or under saved-tensor hooks whatever the pack hook returned
             kept = t if saved.unpack_hook is None else saved.packed
-            if isinstance(kept, Tensor):
+            if isinstance(kept, Tensor) and trackers:
+                if op_name is None:
+                    op_name = self.name()
                 for tr in trackers:
-                    tr.on_saved(self.name(), name, kept)
+                    tr.on_saved(op_name, name, kept)
 
     def unpack_saved(self):
         if self.released:
@@ -212,7 +219,10 @@ class Node:
             out = hook(tuple(grads))
             if out is not None:
                 grads[:] = list(out)
-        if all(g is None for g in grads):
+        for g in grads:
+            if g is not None:
+                break
+        else:                       # no gradient arrived (also for a node with no outputs)
             return [None] * len(self.next_edges)
         grads = self._materialized(grads)
         with autograd.set_grad_enabled(create_graph):
@@ -254,7 +264,12 @@ class Node:
     def _materialized(self, grads):
         """Undefined output gradients become zeros (torch's materialize_grads, on by default), on the
         backend of the gradients that did arrive."""
-        if all(g is not None for g in grads) or not self.ctx._materialize_grads:
+        for g in grads:
+            if g is None:
+                break
+        else:                       # every gradient arrived
+            return grads
+        if not self.ctx._materialize_grads:
             return grads
         from .creation import new_zeros
         ref = next(g for g in grads if g is not None)

@@ -84,7 +84,8 @@ def _poly_div(a: Poly, b: Poly) -> Poly | None:
         m = _mono_mul(ma, inv)
         if any(p < 0 for _, p in m):
             return None
-        out[m] = _coef(Fraction(ca, cb))
+        # an exact int quotient needs no Fraction (the common case: B*T*V // V)
+        out[m] = ca // cb if type(ca) is int and type(cb) is int and ca % cb == 0 else _coef(Fraction(ca, cb))
     return out
 
 
@@ -127,6 +128,11 @@ def _poly_text(poly: Poly) -> str:
     return out
 
 
+# SymInt products by operands (see SymInt.__mul__), bounded: cleared when full
+_products: dict = {}
+_CACHE_LIMIT = 8192
+
+
 class SymInt(int):
     """An int whose display is an expression over named input dims."""
 
@@ -135,11 +141,20 @@ class SymInt(int):
     def __new__(cls, value: int, name: str | None = None, *, _poly: Poly | None = None):
         obj = super().__new__(cls, int(value))
         obj._poly = _poly if _poly is not None else ({((name, 1),): 1} if name else {(): int(value)})
+        obj._key = None
         return obj
+
+    def _cache_key(self):
+        """(value, terms): what an arithmetic result depends on, hashable (computed once)."""
+        key = self._key
+        if key is None:
+            key = self._key = (int(self), frozenset(self._poly.items()))
+        return key
 
     @staticmethod
     def _make(value: int, poly: Poly | None):
-        if poly is None or not _is_symbolic(poly):
+        # _is_symbolic inlined: this runs for every arithmetic result
+        if poly is None or not (len(poly) > 1 or (len(poly) == 1 and () not in poly)):
             return int(value)
         return SymInt(value, _poly=poly)
 
@@ -160,6 +175,7 @@ class SymInt(int):
 
     def __setstate__(self, state):
         self._poly = state["_poly"]
+        self._key = None
 
     # arithmetic keeps the expression ------------------------------------
     def __add__(self, other):
@@ -182,6 +198,21 @@ class SymInt(int):
     def __mul__(self, other):
         if not isinstance(other, int) or isinstance(other, bool):
             return int(self) * other
+        # a shape's sizes are multiplied over and over (numel, strides, FLOPs): the product of the same
+        # two values is the same value, so it is computed once
+        key = (self._key or self._cache_key(),
+               (other._key or other._cache_key()) if isinstance(other, SymInt) else int(other))
+        out = _products.get(key)
+        if out is None:
+            out = self._multiply(other)
+            if len(_products) >= _CACHE_LIMIT:
+                _products.clear()
+            _products[key] = out
+        return out
+
+    __rmul__ = __mul__
+
+    def _multiply(self, other):
         if not isinstance(other, SymInt):          # the common case: scale by a constant (fast path)
             if other == 1:
                 return self
@@ -190,8 +221,6 @@ class SymInt(int):
             other = int(other)
             return SymInt._make(int(self) * other, {m: _coef(c * other) for m, c in self._poly.items()})
         return SymInt._make(int(self) * int(other), _poly_mul(self._poly, other._poly))
-
-    __rmul__ = __mul__
 
     def __floordiv__(self, other):
         if not isinstance(other, int) or isinstance(other, bool):

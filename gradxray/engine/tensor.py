@@ -71,10 +71,12 @@ class Storage:
         self.device = dev
         self.uid = next(_uids)
         self.category = category
-        self.location = memory.current_location()
-        self.module = memory.current_module()
+        # memory's module globals read directly: one storage per tensor an op makes
+        self.location = memory._location
+        modules = memory._module_stack
+        self.module = modules[-1] if modules else ""
         self.version = 0            # torch's version counter, shared by all views of the storage
-        trackers = memory.active_trackers()
+        trackers = memory._trackers
         self._trackers = tuple(trackers)
         for t in trackers:
             t.on_alloc(self)
@@ -84,13 +86,26 @@ class Storage:
             t.on_free(self)
 
 
+_contiguous_cache: dict[tuple, tuple[int, ...]] = {}
+
+
 def contiguous_strides(shape) -> tuple[int, ...]:
+    # plain ints whatever the sizes are (a SymInt hashes and compares as its value), so the result
+    # can be shared by every tensor of the same shape; models use few distinct shapes
+    key = tuple(shape)
+    cached = _contiguous_cache.get(key)
+    if cached is not None:
+        return cached
     strides = []
     acc = 1
-    for s in reversed(shape):
+    for s in reversed(key):
         strides.append(acc)
         acc = acc * max(int(s), 1)
-    return tuple(reversed(strides))
+    out = tuple(reversed(strides))
+    if len(_contiguous_cache) >= 4096:
+        _contiguous_cache.clear()
+    _contiguous_cache[key] = out
+    return out
 
 
 def default_category() -> str:
@@ -101,7 +116,7 @@ class Tensor:
     """An n-dimensional tensor on the engine's autograd graph."""
 
     def __init__(self, shape, dtype, dev, storage: Storage, stride=None, offset=0, data=None):
-        self._shape = Size(shape)
+        self._shape = shape if type(shape) is Size else Size(shape)     # immutable: shared, not copied
         self.dtype = dtype
         self.device = dev
         self._storage = storage
@@ -351,3 +366,24 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + Tensor.__repr__(self)
+
+
+class _BufferMeta(type):
+    # torch's Buffer is a marker: isinstance(t, Buffer) holds for a tensor flagged by Buffer(...)
+    def __instancecheck__(cls, instance):
+        return isinstance(instance, Tensor) and getattr(instance, "_is_buffer", False)
+
+
+class Buffer(Tensor, metaclass=_BufferMeta):
+    """nn.Buffer (torch >= 2.5): ``Buffer(data, persistent=True)`` gives ``data`` detached (a plain tensor,
+    same storage), flagged so that assigning it to a module attribute registers a buffer with that
+    persistence, as ``register_buffer`` does."""
+
+    def __new__(cls, data=None, *, persistent=True):
+        if data is None:
+            from .creation import empty
+            data = empty(0)
+        t = data.detach().requires_grad_(data.requires_grad)
+        t.persistent = persistent
+        t._is_buffer = True
+        return t

@@ -151,7 +151,8 @@ REGNET_LIKE = """\
             super().__init__()
             widths_cont = torch.arange(depth) * w_a + w_0
             block_capacity = torch.round(torch.log(widths_cont / w_0) / math.log(w_m))
-            block_widths = (torch.round(torch.divide(w_0 * torch.pow(w_m, block_capacity), quant)) * quant).int().tolist()
+            scaled = torch.round(torch.divide(w_0 * torch.pow(w_m, block_capacity), quant))
+            block_widths = (scaled * quant).int().tolist()
             splits = [w != wp for w, wp in zip(block_widths + [0], [0] + block_widths)]
             stage_widths = [w for w, t in zip(block_widths, splits[:-1]) if t]
             layers = []

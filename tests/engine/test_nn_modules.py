@@ -277,6 +277,31 @@ def test_state_dict_keys_match_torch():
     assert list(bn.state_dict()) == list(bn_torch.state_dict())
 
 
+def test_buffer_assignment_registers_like_torch():
+    """nn.Buffer(t, persistent=...) assigned to an attribute registers a buffer (torch >= 2.5)."""
+    if not hasattr(tnn, "Buffer"):
+        pytest.skip("torch without nn.Buffer")
+
+    def build(lib, zeros, ones):
+        m = lib.Module()
+        m.keep = lib.Buffer(zeros(3))
+        m.scratch = lib.Buffer(ones(2), persistent=False)
+        m.plain = zeros(1)
+        return m
+
+    ours, theirs = build(nn, gx.zeros, gx.ones), build(tnn, torch.zeros, torch.ones)
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()] == ["keep", "scratch"]
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["keep"]
+    assert isinstance(ours.keep, nn.Buffer) and not isinstance(ours.plain, nn.Buffer)
+    assert type(ours.keep) is gx.Tensor and type(theirs.keep) is torch.Tensor     # Buffer(...) is a plain tensor
+    leaf = gx.ones(2, requires_grad=True)
+    assert nn.Buffer(leaf).requires_grad and nn.Buffer(leaf).grad_fn is None
+    with pytest.raises(KeyError, match="attribute 'plain' already exists"):
+        ours.plain = nn.Buffer(gx.zeros(1))
+    with pytest.raises(KeyError, match="attribute 'plain' already exists"):
+        theirs.plain = tnn.Buffer(torch.zeros(1))
+
+
 def test_setattr_getattr_delattr_semantics():
     net = _net()
     with gx.backend("torch"):

@@ -202,3 +202,70 @@ def test_conv2d_symbolic_batch_flows_to_output():
         z = F.max_pool2d(y, 2)
     assert sym_text(z.shape[0]) == "B"
     assert tuple(int(s) for s in z.shape) == (4, 8, 8, 8)
+
+
+
+# -- layouts: a 2-D convolution's outputs follow a channels-last input or weight, as torch's kernels do
+LAYOUTS = {
+    # name: (input NCHW, weight, the operand laid out channels-last, transposed, conv kwargs)
+    "contiguous": ((2, 4, 6, 6), (8, 4, 3, 3), None, False, {}),
+    "channels_last_input": ((2, 4, 6, 6), (8, 4, 3, 3), "input", False, {}),
+    "channels_last_input_batch1_1x1": ((1, 3, 6, 6), (8, 3, 1, 1), "input", False, {}),
+    "channels_last_input_depthwise": ((2, 4, 6, 6), (4, 1, 3, 3), "input", False, {"groups": 4}),
+    "channels_last_weight": ((2, 4, 6, 6), (8, 4, 3, 3), "weight", False, {}),
+    "channels_last_one_channel": ((2, 1, 6, 6), (8, 1, 3, 3), "input", False, {}),
+    "channels_last_1x1_plane": ((2, 4, 1, 1), (8, 4, 1, 1), "input", False, {}),
+    "transposed_channels_last_input": ((2, 4, 5, 5), (4, 8, 3, 3), "input", True, {"stride": 2}),
+}
+
+
+def _strides(t) -> tuple:
+    """Strides of the dims of size > 1 (the others never matter: layout checks skip them)."""
+    return tuple(int(st) if int(n) > 1 else None for n, st in zip(t.shape, t.stride()))
+
+
+def _conv_step(lib, fn, x_shape, w_shape, channels_last, kw):
+    """Leaves of logical shape NCHW (a channels-last one is created NHWC and permuted, as LayerNorm2d
+    leaves it), a convolution and a backward; returns (output, input leaf, weight leaf)."""
+    def leaf(shape, last):
+        n, c, h, w = shape
+        t = lib.zeros(n, h, w, c, requires_grad=True) if last else lib.zeros(*shape, requires_grad=True)
+        return t, (t.permute(0, 3, 1, 2) if last else t)
+
+    x_leaf, x = leaf(x_shape, channels_last == "input")
+    w_leaf, w = leaf(w_shape, channels_last == "weight")
+    y = fn(x, w, **kw)
+    y.sum().backward()
+    return y, x_leaf, w_leaf
+
+
+@pytest.mark.parametrize("backend", ["shape", "numpy"])
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_conv2d_output_and_gradient_layouts_match_torch(name, backend):
+    x_shape, w_shape, channels_last, transposed, kw = LAYOUTS[name]
+    torch_fn, engine_fn = (TF.conv_transpose2d, F.conv_transpose2d) if transposed else (TF.conv2d, F.conv2d)
+    yt, xt, wt = _conv_step(torch, torch_fn, x_shape, w_shape, channels_last, kw)
+    with gx.backend(backend):
+        yg, xg, wg = _conv_step(gx, engine_fn, x_shape, w_shape, channels_last, kw)
+    assert _strides(yg) == _strides(yt)
+    # .grad keeps the leaf's layout: adopted when the kernel's gradient has it, copied into it otherwise
+    assert _strides(xg.grad) == _strides(xt.grad)
+    assert _strides(wg.grad) == _strides(wt.grad)
+
+
+def test_conv_weight_gradient_from_a_channels_last_input_is_copied_into_the_weights_layout():
+    """torch's convolution_backward returns a channels-last grad_weight for a channels-last input, which
+    AccumulateGrad cannot adopt for a contiguous weight: it copies it, so both are live for a moment."""
+    from gradxray.engine.memory import MemoryTracker
+    from tests.support.torch_truth import LiveStorageTracker
+
+    shapes = ((2, 8, 6, 6), (16, 8, 3, 3), "input", {})
+    tracker_t = LiveStorageTracker(timeline=True)
+    with tracker_t:
+        _conv_step(torch, TF.conv2d, *shapes)
+    with gx.backend("shape"), MemoryTracker() as tracker_g:
+        _conv_step(gx, F.conv2d, *shapes)
+    weight_bytes = 16 * 8 * 3 * 3 * 4
+    copies = [e for e in tracker_t.timeline if e[0] == "alloc" and e[1] == "new_empty_strided"]
+    assert [e[2] for e in copies] == [weight_bytes]
+    assert tracker_g.peak_bytes == tracker_t.peak_bytes

@@ -30,7 +30,8 @@ def _ops(name):
 CASES = {}
 
 # unary float ops: plain, a non-contiguous input, a 0-dim input and an integer input (-> default float)
-for _name, _positive in [("exp", False), ("log", True), ("log2", True), ("log1p", True), ("expm1", False), ("sqrt", True),
+for _name, _positive in [("exp", False), ("log", True), ("log2", True), ("log1p", True), ("expm1", False),
+                         ("sqrt", True),
                          ("rsqrt", True), ("reciprocal", True), ("sin", False), ("cos", False), ("erf", False)]:
     _t, _g = _ops(_name)
     _kind = dict(positive=_positive)

@@ -7,7 +7,7 @@ from collections import OrderedDict, namedtuple
 from .. import autograd, memory
 from .. import dtypes as _dt
 from ..creation import empty, ones, zeros
-from ..tensor import Parameter, Tensor
+from ..tensor import Buffer, Parameter, Tensor
 from . import functional
 from . import functional as F
 
@@ -68,6 +68,8 @@ class Module:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
                                 "(torch.nn.Module or None expected)")
             self._modules[name] = None
+        elif isinstance(value, Buffer):                  # `self.inv_freq = nn.Buffer(t, persistent=False)`
+            self.register_buffer(name, value, value.persistent)
         elif params is not None and name in self._buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
@@ -159,17 +161,25 @@ class Module:
 
     # -- traversal ------------------------------------------------------
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        # depth first with an explicit stack, in the order of the recursive definition (a chain of
+        # nested generators costs a resumption per level for every module yielded); a submodule that
+        # overrides named_modules is still asked itself
         if memo is None:
             memo = set()
-        if remove_duplicate:
-            if id(self) in memo:
-                return
-            memo.add(id(self))
-        yield prefix, self
-        for name, m in self._modules.items():
-            if m is None:
+        stack = [(prefix, self)]
+        while stack:
+            mprefix, m = stack.pop()
+            if m is not self and type(m).named_modules is not Module.named_modules:
+                yield from m.named_modules(memo, mprefix, remove_duplicate)
                 continue
-            yield from m.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
+            if remove_duplicate:
+                if id(m) in memo:
+                    continue
+                memo.add(id(m))
+            yield mprefix, m
+            children = [(mprefix + ("." if mprefix else "") + name, c) for name, c in m._modules.items()
+                        if c is not None]
+            stack.extend(reversed(children))
 
     def modules(self):
         for _, m in self.named_modules():
@@ -1131,7 +1141,7 @@ class ModuleDict(Module):
         return self._modules.values()
 
 
-__all__ = ["Module", "Parameter", "Identity", "Linear", "Embedding", "LayerNorm", "RMSNorm", "GroupNorm",
+__all__ = ["Module", "Parameter", "Buffer", "Identity", "Linear", "Embedding", "LayerNorm", "RMSNorm", "GroupNorm",
            "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GELU",
            "ReLU", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",

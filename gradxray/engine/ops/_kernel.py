@@ -75,7 +75,8 @@ def masked_kernel(aten_name: str, metas, mask, *args, **kwargs):
     dev = first_device(args)
     kind = backends.data_kind(*args)
     if kind is None:
-        return [Tensor._new(meta[0], meta[1], dev) if m else None for m, meta in zip(mask, metas)]
+        return [Tensor._new(meta[0], meta[1], dev, stride=meta[2] if len(meta) > 2 else None) if m else None
+                for m, meta in zip(mask, metas)]
     produced = _run_data(aten_name, list(metas), kind, args, kwargs)
     return [Tensor._new(meta[0], out[1], dev, data=out[0], stride=out[2]) if m and out is not None else None
             for m, meta, out in zip(mask, metas, produced)]

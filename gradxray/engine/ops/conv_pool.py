@@ -82,6 +82,36 @@ def _check_conv(x, w, b, stride, padding, dilation, transposed, output_padding, 
                            f"elements, but got bias of size {[int(s) for s in b.shape]} instead")
 
 
+def _suggests_channels_last(t) -> bool:
+    """torch's ``suggest_memory_format() == channels_last`` for a 4-D tensor (is_channels_last_strides_2d_s4):
+    strides ordered C, W, H, N, falling back to NCHW where the layout is ambiguous."""
+    if t.dim() != 4:
+        return False
+    sizes = [int(s) for s in t.shape]
+    strides = [int(s) for s in t.stride()]
+    if strides[1] == 0:
+        return False
+    smallest = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < smallest:
+            return False
+        if d == 0 and smallest == strides[1]:      # N111-like: identical strides, taken as NCHW
+            return False
+        smallest = strides[d] * max(sizes[d], 1)
+    return True
+
+
+def _conv_meta(shape, dtype, x, w):
+    """The layout of a 2-D convolution's outputs (forward, grad_input, grad_weight): channels-last when the
+    input or the weight suggests it, as torch's CPU kernels (mkldnn and the slow 2-D ones) and cuDNN choose
+    (_determine_backend_memory_format); contiguous otherwise.  It decides, for instance, whether
+    AccumulateGrad can adopt a weight's gradient or must copy it into the weight's layout."""
+    if len(shape) == 4 and (_suggests_channels_last(x) or _suggests_channels_last(w)):
+        n, c, h, wd = (int(s) for s in shape)
+        return (shape, dtype, (h * wd * c, 1, wd * c, c))
+    return (shape, dtype)
+
+
 class Convolution(Function):
     """y = convolution(x, w, b) (plain or transposed, any groups).  Saves: input, weight (bias: sizes only)."""
 
@@ -98,7 +128,7 @@ class Convolution(Function):
         ctx.save_for_backward(x, w)
         ctx.args = (list(stride), list(padding), list(dilation), transposed, output_padding, groups)
         ctx.bias_sizes = [b.shape[0]] if b is not None else None
-        return kernel("convolution", (out_shape, x.dtype), x, w, b, *ctx.args)
+        return kernel("convolution", _conv_meta(out_shape, x.dtype, x, w), x, w, b, *ctx.args)
 
     @staticmethod
     def backward(ctx, grad):
@@ -122,7 +152,8 @@ class ConvolutionBackward(Function):
     def forward(ctx, grad, x, w, bias_sizes, stride, padding, dilation, transposed, output_padding, groups, mask):
         ctx.save_for_backward(grad, x, w)
         ctx.args = (stride, padding, dilation, transposed, output_padding, groups)
-        metas = [(x.shape, x.dtype), (w.shape, w.dtype), ((bias_sizes or [0])[0:1], grad.dtype)]
+        metas = [_conv_meta(x.shape, x.dtype, x, w), _conv_meta(w.shape, w.dtype, x, w),
+                 ((bias_sizes or [0])[0:1], grad.dtype)]
         return tuple(masked_kernel("convolution_backward", metas, list(mask), grad, x, w,
                                     [int(s) for s in bias_sizes] if bias_sizes is not None else None,
                                     *ctx.args, list(mask)))
