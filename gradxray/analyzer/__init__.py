@@ -47,6 +47,7 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
     except (ValueError, RecursionError) as e:       # null bytes, absurd nesting
         analysis.error = f"{path}:1:1: {type(e).__name__}: {e}"
         return analysis
+    interp = None
     try:
         runtime = _engine_runtime(runtime)
         with runtime.backend():
@@ -69,6 +70,9 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
                     analysis.classes.append(summary)
     except Exception as e:
         analysis.unresolved.append(Unresolved(path, 1, f"internal error: {type(e).__name__}: {e}"))
+    finally:
+        if interp is not None:
+            interp.release()        # frees the analysis by reference counting (see Interpreter.release)
     try:
         run_rules(analysis, source, settings)
     except Exception as e:

@@ -38,7 +38,7 @@ from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
-from .project import ModuleIndex, import_bindings, is_source_resolvable, positional_params, required_params
+from .project import ModuleIndex, class_info, import_bindings, is_source_resolvable, positional_params, required_params
 from .results import Analysis, ClassSummary, GradCut, LineFact, Span, TensorFact, Unresolved
 from .torch_api import EngineGap, Runtime, upstream_params
 from .training_step import simulate_training_step
@@ -51,6 +51,11 @@ MAX_LOOP = 100_000
 MAX_WHILE = 10_000
 MAX_DEPTH = 120
 MAX_STEPS = 300_000          # statements interpreted per root (construction + forward)
+# iterations one run of a `for` loop may take together with the loops nested in it in the same function
+# (not those of the functions it calls): a loop computing values element by element over a large product
+# (TinyViT's attention-offset table, 196 x 196 pairs per layer) stops with what it computes unknown,
+# instead of spending the whole analysis; construction loops iterate over blocks, a few dozen times
+MAX_LOOP_ITERATIONS = 10_000
 
 
 # --- control flow signals (BaseException: never caught by `except Exception`) -------------------
@@ -96,12 +101,13 @@ class Budget(_Flow):
 class Scope:
     """Variables of one frame; ``parent`` is the enclosing function scope (closures)."""
 
-    __slots__ = ("vars", "parent", "captured")
+    __slots__ = ("vars", "parent", "captured", "iterations")
 
     def __init__(self, vars: dict | None = None, parent: "Scope | None" = None):
         self.vars = {} if vars is None else vars
         self.parent = parent
         self.captured = False       # a closure (nested def / lambda) refers to this scope
+        self.iterations = 0         # `for` iterations run in this frame (see MAX_LOOP_ITERATIONS)
 
 
 _MISSING = object()
@@ -240,9 +246,13 @@ class Interpreter:
         self.analysis = analysis
         self.settings = settings
         self.path = index.path
+        # a file without the word `yield` defines no generator function: its calls skip the body walk
+        self._may_yield = any("yield" in line for line in index.lines)
         self._globals: dict[str, Any] = {}
         self._globals_busy: set[str] = set()
         self._bindings: dict[str, tuple] | None = None     # see sequential_binding
+        self._effects_ran: set[int] | None = None          # see run_module_effects
+        self._cut_loops: set = set()                       # `for` statements stopped by MAX_LOOP_ITERATIONS
         self._yield_sinks: list[list] = []                 # what the running generator functions yielded
         self._with_body = None                             # the with-body a @contextmanager call runs at its yield
         # enclosing `try` blocks, innermost last: (frame scope id, caught host classes, per handler, per
@@ -260,6 +270,21 @@ class Interpreter:
         self.module_flags: set[str] = set()             # private attribute names it set on engine modules
         self._module_base = interpreted_module_base(runtime.Module)
         runtime.target_device = settings.device
+
+    def release(self) -> None:
+        """Drop the state of a finished analysis (its own and that of the files it imported).
+
+        The interpreters, their classes and functions refer to one another, so without this the
+        whole analysis (models, ASTs, module state) is garbage only the cyclic collector can free,
+        and its full passes over that pile cost more than the analysis's own work.  Only for an
+        analysis whose results are complete: nothing may use the interpreter afterwards."""
+        session = self.__dict__.get("import_session")
+        interps = [self] + [it for it in (session.interpreters.values() if session is not None else ())
+                            if it is not self]
+        for it in interps:
+            for ucls in list(it.__dict__.get("_classes", {}).values()):
+                ucls.__dict__.clear()
+            it.__dict__.clear()
 
     # ------------------------------------------------------------------------------------------
     # recording
@@ -336,6 +361,10 @@ class Interpreter:
     def global_lookup(self, name: str, node):
         if name in self._globals:
             return self._globals[name]
+        if self._effects_ran is None:
+            self.run_module_effects()
+            if name in self._globals:
+                return self._globals[name]
         idx = self.index
         if name in idx.classes:
             val = self.user_class(name)
@@ -386,6 +415,36 @@ class Interpreter:
             return None
         return entry[0], entry[1]
 
+    def run_module_effects(self) -> None:
+        """Top-level expression statements calling a function written in source that changes state beyond
+        its locals (``register_block('mobilevit', MobileVitBlock)`` filling another module's registry)
+        run once, in order, when the module's globals are first needed, as importing it runs them.  Other
+        top-level calls (logging, host functions) change nothing the analysis reads and are not run."""
+        self._effects_ran = ran = set()
+        tree = self.index.tree
+        candidates = getattr(tree, "_gx_effects", None)
+        if candidates is None:
+            candidates = tree._gx_effects = [i for i, st in enumerate(tree.body) if _effect_candidate(st, self.index)]
+        if not candidates:
+            return
+        scope = Scope(self._globals)
+        self._try_stack.append(None)         # module code: the `try` of whoever looked a name up is not its caller
+        try:
+            for i in candidates:
+                if i in ran:
+                    continue
+                stmt = tree.body[i]
+                body = _decorator_body(self.eval(stmt.value.func, scope))
+                if body is None or not _stores_outside(body):
+                    continue
+                ran.add(i)
+                self.exec_stmt(stmt, scope)
+        except _Flow as f:
+            if isinstance(f, Budget):
+                raise
+        finally:
+            self._try_stack.pop()
+
     def run_module_statements(self, name: str, span: tuple[int, int], node):
         """A global bound by several top-level statements: they run in order, from its first binding to
         its last, in the module's namespace (skipping definitions and imports of other names, which
@@ -396,12 +455,19 @@ class Interpreter:
         scope = Scope(self._globals)
         self._try_stack.append(None)         # module code: the `try` of whoever looked the name up is not its caller
         try:
-            for stmt in self.index.tree.body[span[0]:span[1] + 1]:
+            for i in range(span[0], span[1] + 1):
+                stmt = self.index.tree.body[i]
                 bound = _bound_names(stmt)
                 if name not in bound:
                     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import,
                                          ast.ImportFrom)) or (bound and bound <= self._globals.keys()):
                         continue
+                    if isinstance(stmt, ast.Expr):          # a call run once, here or by run_module_effects
+                        if self._effects_ran is None:
+                            self._effects_ran = set()
+                        if i in self._effects_ran:
+                            continue
+                        self._effects_ran.add(i)
                 self.exec_stmt(stmt, scope)
         except _Flow as f:
             if isinstance(f, Budget):
@@ -447,7 +513,10 @@ class Interpreter:
     def user_class(self, name: str) -> UserClass:
         if name in self._classes:
             return self._classes[name]
-        info = self.index.classes[name]
+        return self._build_class(self.index.classes[name])
+
+    def _build_class(self, info) -> UserClass:
+        name = info.name
         bases = []
         for b in info.bases:
             if b in self.index.classes and b != name:
@@ -460,6 +529,8 @@ class Interpreter:
                 val, _ = self.rt.resolve_import(b)
                 if isinstance(val, type):
                     bases.append(val)
+            elif b in _HOST_BASES and b not in self.index.imports:
+                bases.append(_HOST_BASES[b])     # `class MyError(ValueError)`, `class classproperty(property)`
             elif b != "<expr>":
                 val = self._imported_base(b)
                 if isinstance(val, UserClass):
@@ -471,7 +542,8 @@ class Interpreter:
                     bases.append(val)
                     info.is_module = True
         ucls = UserClass(self, info, bases)
-        self._classes[name] = ucls
+        if self.index.classes.get(name) is info:
+            self._classes[name] = ucls
         if info.is_module:
             host = [b for b in ucls.host_bases() if isinstance(b, type) and issubclass(b, self.rt.Module)
                     and b is not self.rt.Module]
@@ -523,6 +595,10 @@ class Interpreter:
                         fn = self.make_function(item, None, ucls)
                         if fn.kind != "setter":
                             attrs[item.name] = fn
+                        elif any(isinstance(d, ast.Attribute) and d.attr == "setter" for d in item.decorator_list):
+                            prop = attrs.get(item.name)
+                            if isinstance(prop, UserFunction) and prop.kind == "property":
+                                prop.setter = fn
                     elif isinstance(item, ast.Assign):
                         val = self.eval(item.value, cscope)
                         for t in item.targets:
@@ -554,8 +630,9 @@ class Interpreter:
                 fn.kind = "staticmethod"
             elif dv is builtins.classmethod:
                 fn.kind = "classmethod"
-            elif dv is builtins.property:
-                fn.kind = "property"
+            elif dv is builtins.property or (isinstance(dv, UserClass) and any(
+                    isinstance(b, type) and issubclass(b, property) for b in dv.host_bases())):
+                fn.kind = "property"          # a property subclass written in source (`classproperty`) too
             elif isinstance(dv, Unknown):
                 continue
             elif hasattr(dv, "__enter__") and hasattr(dv, "__exit__"):
@@ -609,7 +686,7 @@ class Interpreter:
             self.forward_depth += 1
         # a generator function runs to completion when called; the call gives an iterator over what it
         # yielded (consumers see the same items; only the interleaving of side effects differs)
-        sink = [] if _is_generator(fnode) else None
+        sink = [] if self._may_yield and _is_generator(fnode) else None
         if sink is not None and self._with_body is not None:
             sink, self._with_body = _WithBodySink(self._with_body), None     # a @contextmanager generator
         if sink is not None:
@@ -750,6 +827,15 @@ class Interpreter:
             text = ast.unparse(node.func) if isinstance(node, ast.Call) else repr(callee)
             return self.unknown(f"`{text}` is not callable", node)
         # a host callable: engine function, tensor method, engine module, Python builtin
+        if callee is len and len(args) == 1 and isinstance(args[0], UserInstance):
+            dunder_len = self._dunder(args[0], "__len__")          # `len(self)` in a sequence class
+            if dunder_len is not None:
+                return self.call_function(dunder_len, [args[0]], {}, node)
+            if args[0].mapping is not None:
+                return len(args[0].mapping)
+        if id(callee) in _ITERATING_IDS and any(isinstance(a, UserInstance) for a in args):
+            # `zip(cfg.per_layer, ...)`: an instance of an analysed iterable class, iterated as Python would
+            args = [(self.iterate(a, node) or a) if isinstance(a, UserInstance) else a for a in args]
         container_safe = id(callee) in _CONTAINER_SAFE_IDS or isinstance(
             getattr(callee, "__self__", None), (list, dict, set))
         if id(callee) in _CONSUMER_IDS and any(
@@ -761,6 +847,10 @@ class Interpreter:
                 unk = first_unknown(kwargs.values())
             if unk is not None:
                 return unk
+        else:                                   # `len(x)` of an unknown x: unknown (items may be unknown)
+            for a in args:
+                if isinstance(a, Unknown):
+                    return a
         if method_name in ("detach", "detach_") and self.rt.is_tensor(receiver):
             key = self.cuts.record("detach", receiver, self.span(node))
             sites = self.cuts.sources([receiver]) | {key}
@@ -863,10 +953,13 @@ class Interpreter:
         if is_dict:
             inst.mapping = {}                 # a dict subclass: the dict it is (fields are its __dict__)
         owner, init = ucls.lookup("__init__")
-        if isinstance(init, UserFunction):
+        dc = next((c for c in ucls.mro() if c.info.is_dataclass or c.info.is_namedtuple), None)
+        # a dataclass's generated __init__ overrides one its bases define (ModelOutput(OrderedDict).__init__
+        # under an @dataclass output class); one the class itself or a subclass defines is kept
+        if isinstance(init, UserFunction) and (dc is None or owner is dc or owner not in dc.mro()):
             self.call_function(init, [inst, *args], kwargs, node)
             return inst
-        if any(c.info.is_dataclass or c.info.is_namedtuple for c in ucls.mro()):
+        if dc is not None:
             err = self._dataclass_init(ucls, inst, args, kwargs, node)
             if err is not None:
                 return err
@@ -920,8 +1013,8 @@ class Interpreter:
                 return (Builtin("dict.__init__", lambda it, node, args, kwargs: mapping.update(*args, **kwargs))
                         if name == "__init__" else getattr(mapping, name))
             if isinstance(obj, UserInstance) and name == "__setattr__":          # object.__setattr__
-                return Builtin("object.__setattr__", lambda it, node, args, kwargs: obj.fields.__setitem__(
-                    *args) if len(args) == 2 and isinstance(args[0], str) else it.unknown(
+                return Builtin("object.__setattr__", lambda it, node, args, kwargs: it._object_setattr(
+                    obj, *args, node) if len(args) == 2 and isinstance(args[0], str) else it.unknown(
                     "`__setattr__` needs a name and a value", node))
             if isinstance(obj, UserInstance) and name in _MAPPING_MIXINS and _is_mapping_class(obj.cls):
                 # `super().get(k, d)` in a Mapping subclass: collections.abc.Mapping's method
@@ -957,8 +1050,10 @@ class Interpreter:
                 return ucls, None
             if isinstance(obj, (UserFunction, BoundMethod)):
                 return (types.FunctionType if isinstance(obj, UserFunction) else types.MethodType), None
-            if self.rt.is_module(obj) or self.rt.is_tensor(obj) or isinstance(obj, _PLAIN_TYPES):
-                return type(obj), None          # as type(obj) gives (`module.__class__.__name__`)
+            if self.rt.is_module(obj):
+                # an engine module's class (`module.__class__.__name__`): a torch.nn class, reachable as such
+                # anyway; other host objects keep `__class__` private (the sandbox)
+                return type(obj), None
         if name == "__module__":
             definer = _defining_interp(self, obj)
             if definer is not None:
@@ -1070,6 +1165,18 @@ class Interpreter:
                            it._mapping_method(obj, name, args, node)), None
         return None, f"`{obj.cls.name}` has no attribute `{name}`"
 
+    def _object_setattr(self, obj: UserInstance, name: str, value, node) -> None:
+        """``object.__setattr__``: a property of the class runs its setter (a property without one refuses,
+        as Python does); any other name is an instance field."""
+        owner, raw = obj.cls.lookup(name)
+        if isinstance(raw, UserFunction) and raw.kind == "property":
+            if raw.setter is None:
+                self.unknown(f"property `{name}` of `{obj.cls.name}` has no setter", node)
+            else:
+                self.call_function(raw.setter, [obj, value], {}, node)
+            return
+        obj.fields[name] = value
+
     def _dunder(self, obj: UserInstance, name: str):
         """The method ``name`` (a special method) a user instance's class defines in source, else None."""
         hooks = obj.cls.__dict__.setdefault("_gx_dunders", {})
@@ -1151,6 +1258,10 @@ class Interpreter:
             return val
         val, reason = self.lookup_attr(obj, name)
         if reason is not None:
+            if self._try_stack and isinstance(obj, UserInstance) and reason.endswith(f"has no attribute `{name}`"):
+                # an AttributeError, as Python raises it: a `try` (or a `getattr(o, k, default)` / `hasattr`
+                # further up, e.g. around a property whose getter reads an unset field) may handle it
+                self._raise_if_caught(AttributeError(reason), node)
             return self.unknown(reason, node)
         return val
 
@@ -1170,7 +1281,7 @@ class Interpreter:
             if hook is not None:                    # a class that redirects attribute writes
                 self.call_function(hook, [obj, name, value], {}, node)
                 return
-            obj.fields[name] = value
+            self._object_setattr(obj, name, value, node)
             return
         if isinstance(obj, UserClass):
             self.class_attrs(obj)[name] = value
@@ -1327,17 +1438,26 @@ class Interpreter:
         self.exec_block(stmt.body if truth else stmt.orelse, scope)
 
     def exec_For(self, stmt, scope):
+        if stmt in self._cut_loops:             # stopped before: see _cut_loop
+            self._cut_loop(stmt, scope)
+            return
         it = self.eval(stmt.iter, scope)
         items = self.iterate(it, stmt.iter, lazy=True)
         if items is None:
             return
         broke = False
         n = 0
+        start = scope.iterations
         for item in items:
             n += 1
             if n > MAX_LOOP:
                 self.unknown(f"loop stopped after {MAX_LOOP} iterations", stmt)
                 break
+            scope.iterations += 1
+            if scope.iterations - start > MAX_LOOP_ITERATIONS:
+                self._cut_loops.add(stmt)
+                self._cut_loop(stmt, scope)
+                return
             self.assign(stmt.target, item, scope, stmt)
             try:
                 self.exec_block(stmt.body, scope)
@@ -1350,6 +1470,20 @@ class Interpreter:
             self.exec_block(stmt.orelse, scope)
 
     exec_AsyncFor = exec_For
+
+    def _cut_loop(self, stmt, scope) -> None:
+        """A ``for`` loop stopped after MAX_LOOP_ITERATIONS (with its nested loops): the variables it assigns
+        or fills (``idxs.append(...)``, ``table[k] = v``) become Unknown, so nothing downstream takes a
+        partial result for a whole one.  Later runs of the same loop stop at once."""
+        reason = (f"loop stopped after {MAX_LOOP_ITERATIONS} iterations (with its nested loops): what it "
+                  "computes is unknown")
+        self.unknown(reason, stmt)
+        names = _loop_written_names(stmt)
+        for name in names:
+            s = scope
+            while s is not None and name not in s.vars:
+                s = s.parent
+            (s or scope).vars[name] = Unknown(reason, self.span(stmt))
 
     def exec_While(self, stmt, scope):
         n = 0
@@ -1507,6 +1641,14 @@ class Interpreter:
     exec_AsyncFunctionDef = exec_FunctionDef
 
     def exec_ClassDef(self, stmt, scope):
+        if scope.vars is self._globals:
+            # a class defined in module-level code under `if` / `try` (a fallback stub when an optional
+            # package is missing), run when a name it binds is looked up: a class of the file like the others
+            info = self.index.classes.get(stmt.name)
+            if info is None or info.node is not stmt:
+                info = class_info(stmt, self.index.imports)
+            scope.vars[stmt.name] = self._build_class(info)
+            return
         scope.vars[stmt.name] = self.unknown("classes defined inside functions are not supported", stmt)
 
     def exec_Import(self, stmt, scope):
@@ -1631,6 +1773,16 @@ class Interpreter:
                 return None
         elif isinstance(it, UserInstance) and getattr(it, "mapping", None) is not None:
             it = it.mapping
+        elif isinstance(it, UserInstance) and (getitem := self._dunder(it, "__getitem__")) is not None and (
+                length := self._dunder(it, "__len__")) is not None:
+            # a sequence class without __iter__ (`collections.abc.Sequence`): items 0 .. len-1, as its
+            # mixin __iter__ (and Python's __getitem__ protocol) give them
+            n = self.call_function(length, [it], {}, node)
+            if not isinstance(n, int) or isinstance(n, bool):
+                if not quiet:
+                    self.unknown(f"cannot iterate over `{ast.unparse(node)}`: its length is not known", node)
+                return None
+            it = [self.call_function(getitem, [it, i], {}, node) for i in range(min(n, MAX_LOOP + 1))]
         if isinstance(it, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin, Marker)):
             if quiet:
                 return None
@@ -1950,7 +2102,12 @@ class Interpreter:
                     return False
             return True
 
-        ok = run(0)
+        try:
+            ok = run(0)
+        finally:
+            # `run` refers to itself (a reference cycle): left alone, it and what it holds (the result
+            # list through `emit`) would wait for the cyclic collector, which is off during a trace
+            run = None
         if not cscope.captured:
             cscope.vars.clear()
         return ok
@@ -2053,6 +2210,9 @@ class Interpreter:
 _CONSUMERS = (list, tuple, set, frozenset, dict, sorted, sum, min, max, any, all)
 # by identity (builtins live as long as the process): a set lookup per host call instead of a scan
 _CONSUMER_IDS = frozenset(id(c) for c in _CONSUMERS)
+# builtins that iterate over their arguments
+_ITERATING_IDS = frozenset(id(c) for c in (list, tuple, set, frozenset, sorted, sum, min, max, any, all, zip,
+                                           enumerate, reversed, iter))
 _CONTAINER_SAFE_IDS = frozenset(id(c) for c in _CONTAINER_SAFE)
 
 class _WithBodySink(list):
@@ -2075,11 +2235,13 @@ _MAPPING_MIXINS = frozenset({"keys", "items", "values", "get", "__contains__"})
 _DICT_BASES = frozenset({"dict", "collections.OrderedDict", "typing.OrderedDict", "typing.Dict"})
 
 
+# builtin classes a class of the analysed code may derive from and keep as a host base: exceptions (what
+# `except` clauses match) and property (descriptor classes such as `classproperty`)
+_HOST_BASES = {n: v for n, v in vars(builtins).items()
+               if isinstance(v, type) and (issubclass(v, BaseException) or v is property)}
+
 # what a dict subclass's `super().<name>` takes from `object`, not from `dict` (dict does not define them)
 _OBJECT_ONLY = frozenset({"__setattr__", "__delattr__"})
-_PLAIN_TYPES = (int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set, frozenset, slice, range)
-
-
 def _exception_instance(v):
     """The exception a ``raise v`` raises, when ``v`` is a known exception class or instance, else None.
     A class is instantiated without running its ``__init__``: handlers only look at the class."""
@@ -2249,6 +2411,78 @@ def _is_generator(fnode) -> bool:
     return flag
 
 
+def _loop_written_names(stmt) -> set[str]:
+    """The names a loop statement binds (its target, assignments in its body) or fills in place (a
+    mutating method call or an item / attribute store on them), not counting nested functions; cached."""
+    names = getattr(stmt, "_gx_written", None)
+    if names is not None:
+        return names
+    names = set()
+    stack = [stmt.target, *stmt.body, *stmt.orelse]
+    while stack:
+        n = stack.pop()
+        kind = type(n)
+        if kind in _NESTED_SCOPES:
+            continue
+        if kind is ast.Name and not isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        elif kind in (ast.Subscript, ast.Attribute) and not isinstance(n.ctx, ast.Load):
+            root = n.value
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if isinstance(root, ast.Name):
+                names.add(root.id)
+        elif kind is ast.Call and isinstance(n.func, ast.Attribute) and n.func.attr in _MUTATORS:
+            root = n.func.value
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if isinstance(root, ast.Name):
+                names.add(root.id)
+        for field in kind._fields:
+            v = getattr(n, field, None)
+            if isinstance(v, list):
+                stack.extend(x for x in v if isinstance(x, ast.AST))
+            elif isinstance(v, ast.AST):
+                stack.append(v)
+    stmt._gx_written = names
+    return names
+
+
+def _effect_candidate(stmt, index) -> bool:
+    """A registration-shaped top-level call, what run_module_effects checks: ``f(...)`` / ``obj.f(...)``
+    with the callee named by a class or function of this file or an import from source (never torch or
+    a standard-library module), and arguments that are literals or such names (``register_block('mobilevit',
+    MobileVitBlock)``).  A call on values the file computes (``train(model)`` in a script) is not one."""
+    if not isinstance(stmt, ast.Expr) or not isinstance(stmt.value, ast.Call):
+        return False
+    call = stmt.value
+
+    def definition(name: str) -> bool:
+        if name in index.classes or name in index.functions:
+            return True
+        target = index.imports.get(name)
+        return target is not None and (target.startswith(".") or is_source_resolvable(target))
+
+    def plain(e) -> bool:
+        if isinstance(e, ast.Constant):
+            return True
+        if isinstance(e, ast.Name):
+            return definition(e.id)
+        if isinstance(e, ast.Attribute):
+            return plain(e.value)
+        if isinstance(e, (ast.Tuple, ast.List)):
+            return all(plain(x) for x in e.elts)
+        if isinstance(e, ast.Dict):
+            return all(k is not None and plain(k) for k in e.keys) and all(plain(v) for v in e.values)
+        return False
+
+    root = call.func
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    return (isinstance(root, ast.Name) and definition(root.id) and all(plain(a) for a in call.args)
+            and all(k.arg is not None and plain(k.value) for k in call.keywords))
+
+
 _MUTATORS = frozenset(("append", "add", "update", "setdefault", "extend", "insert", "appendleft", "extendleft",
                        "pop", "popitem", "remove", "discard", "clear", "__setitem__"))
 
@@ -2360,6 +2594,7 @@ def _bound_names(stmt) -> set[str]:
                     visit(sub)
 
     visit(stmt)
+    targets = visit = None      # both refer to themselves: break the cycles, no cyclic collection needed
     return out
 
 
@@ -2411,6 +2646,8 @@ def _isinstance_one(it: Interpreter, obj, cls):
                 return isinstance(obj, UserFunction)
             if cls is types.MethodType:
                 return isinstance(obj, BoundMethod)
+            if isinstance(obj, UserInstance):     # a builtin base it keeps (`class NotSupported(ValueError)`)
+                return cls is object or any(isinstance(b, type) and issubclass(b, cls) for b in obj.cls.host_bases())
             return cls is object
         return isinstance(obj, cls)
     return None
@@ -2497,12 +2734,30 @@ def _bi_getattr(it: Interpreter, node, args, kwargs):
         return obj
     if not isinstance(name, str):
         return name if isinstance(name, Unknown) else it.unknown("getattr() name must be a string", node)
+    if len(args) == 3:
+        val, reason = _lookup_or_attribute_error(it, obj, name)
+        return args[2] if reason is not None else val
     val, reason = it.lookup_attr(obj, name)
     if reason is None:
         return val
-    if len(args) == 3:
-        return args[2]
     return it.unknown(reason, node)
+
+
+_ATTRIBUTE_ERROR_ENTRY = (None, (AttributeError,), [(AttributeError,)], [(AttributeError,)])
+
+
+def _lookup_or_attribute_error(it: Interpreter, obj, name: str):
+    """``lookup_attr`` as ``getattr(o, k, default)`` / ``hasattr`` see it: an AttributeError raised while
+    resolving it (inside a property's getter too) makes the attribute missing, as in Python."""
+    it._try_stack.append(_ATTRIBUTE_ERROR_ENTRY)
+    try:
+        return it.lookup_attr(obj, name)
+    except _HostError as e:
+        if not isinstance(e.error, AttributeError):
+            raise
+        return None, str(e.error)
+    finally:
+        it._try_stack.pop()
 
 
 def _bi_hasattr(it: Interpreter, node, args, kwargs):
@@ -2511,7 +2766,7 @@ def _bi_hasattr(it: Interpreter, node, args, kwargs):
         return obj
     if not isinstance(name, str):
         return it.unknown("hasattr() name must be a string", node)
-    val, reason = it.lookup_attr(obj, name)
+    val, reason = _lookup_or_attribute_error(it, obj, name)
     return reason is None
 
 
@@ -2633,7 +2888,19 @@ def _bi_dc_fields(it: Interpreter, node, args, kwargs):
     ucls = _dataclass_of(obj) if obj is not None else None
     if ucls is None:
         return it.unknown("fields() of a value that is not a dataclass", node)
-    return tuple(types.SimpleNamespace(name=f) for f in ucls.fields)
+    out = []
+    for f in ucls.fields:                 # name, default and default_factory (MISSING when there is none)
+        owner, raw = ucls.lookup(f)
+        default = factory = dataclasses.MISSING
+        if isinstance(raw, FieldDefault):
+            if raw.factory is not None:
+                factory = raw.factory
+            elif raw.has_default:
+                default = raw.default
+        elif owner is not None:
+            default = raw
+        out.append(types.SimpleNamespace(name=f, default=default, default_factory=factory))
+    return tuple(out)
 
 
 def _bi_dc_is_dataclass(it: Interpreter, node, args, kwargs):

@@ -147,6 +147,25 @@ def _decorator_name(dec: ast.AST, imports) -> str | None:
     return resolve_dotted(name, imports) if name else None
 
 
+def class_info(node: ast.ClassDef, imports: dict[str, str]) -> ClassInfo:
+    """What a class statement says about its class: bases (imports resolved), dataclass, methods."""
+    bases = []
+    for b in node.bases:
+        name = dotted_name(b)
+        bases.append(resolve_dotted(name, imports) if name else "<expr>")
+    info = ClassInfo(name=node.name, node=node, bases=bases)
+    for dec in node.decorator_list:
+        if _decorator_name(dec, imports) == "dataclasses.dataclass":
+            info.is_dataclass = True
+    info.is_namedtuple = "typing.NamedTuple" in bases
+    info.engine_bases = [b for b in bases if _is_engine_module_base(b)]
+    info.is_module = bool(info.engine_bases)
+    for item in node.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            info.methods[item.name] = item
+    return info
+
+
 def index_source(source: str, path: str) -> ModuleIndex:
     """Parse and index one file.  Raises ``SyntaxError`` on bad source."""
     tree = ast.parse(source, filename=path)
@@ -154,19 +173,7 @@ def index_source(source: str, path: str) -> ModuleIndex:
     _collect_imports(tree.body, index.imports, index.star_imports)
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            bases = []
-            for b in node.bases:
-                name = dotted_name(b)
-                bases.append(resolve_dotted(name, index.imports) if name else "<expr>")
-            info = ClassInfo(name=node.name, node=node, bases=bases)
-            for dec in node.decorator_list:
-                if _decorator_name(dec, index.imports) == "dataclasses.dataclass":
-                    info.is_dataclass = True
-            info.is_namedtuple = "typing.NamedTuple" in bases
-            for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    info.methods[item.name] = item
-            index.classes[node.name] = info
+            index.classes[node.name] = class_info(node, index.imports)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             index.functions[node.name] = node
         elif isinstance(node, ast.Assign):
@@ -208,23 +215,33 @@ def propagate_class_kinds(index: ModuleIndex) -> None:
                 changed = True
 
 
+# nodes that never contain a name: not worth a visit
+_NAMELESS = frozenset({ast.Constant, ast.Load, ast.Store, ast.Del} | {
+    c for c in vars(ast).values()
+    if isinstance(c, type) and issubclass(c, (ast.operator, ast.unaryop, ast.cmpop, ast.boolop))})
+
+
 def _referenced_names(node: ast.AST) -> set[str]:
-    # an explicit stack rather than ast.walk: its nested generators cost about three times as much,
-    # and this walks every class and function of the file on each analysis
+    # an explicit stack rather than ast.walk: its nested generators cost about twice as much, and
+    # this walks every class and function of the file on each analysis
     out: set[str] = set()
     stack = [node]
+    push = stack.append
     while stack:
         n = stack.pop()
-        if type(n) is ast.Name:
+        kind = type(n)
+        if kind is ast.Name:
             if type(n.ctx) is ast.Load:
                 out.add(n.id)
             continue
-        for name in n._fields:
+        for name in kind._fields:
             v = getattr(n, name, None)
             if type(v) is list:
-                stack.extend(x for x in v if isinstance(x, ast.AST))
-            elif isinstance(v, ast.AST):
-                stack.append(v)
+                for x in v:
+                    if isinstance(x, ast.AST) and type(x) not in _NAMELESS:
+                        push(x)
+            elif isinstance(v, ast.AST) and type(v) not in _NAMELESS:
+                push(v)
     return out
 
 

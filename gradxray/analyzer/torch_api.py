@@ -17,6 +17,7 @@ host modules other than the mapped namespaces, and refuses a few builtins.
 """
 from __future__ import annotations
 
+import abc
 import builtins
 import collections
 import collections.abc
@@ -169,6 +170,8 @@ SAFE_STDLIB = {
                                         AbstractContextManager=contextlib.AbstractContextManager),
     # the analysis runs on one thread: a lock is a context manager that does nothing
     "threading": types.SimpleNamespace(Lock=contextlib.nullcontext, RLock=contextlib.nullcontext),
+    # abstract base classes: `@abstractmethod` marks a method and changes nothing a call computes
+    "abc": types.SimpleNamespace(abstractmethod=Transparent("abc.abstractmethod"), ABC=abc.ABC, ABCMeta=abc.ABCMeta),
     # package probes: see _find_spec / _dist_version (torch is the one installed package; nothing is imported)
     "importlib": types.SimpleNamespace(
         util=types.SimpleNamespace(find_spec=_find_spec),
@@ -358,13 +361,15 @@ class Runtime:
             on_cuda = lambda: self.target_device == "cuda"  # noqa: E731
             cuda = types.SimpleNamespace(is_available=on_cuda, device_count=lambda: 1 if on_cuda() else 0,
                                          is_bf16_supported=lambda *a, **k: True, manual_seed=lambda seed: None,
-                                         manual_seed_all=lambda seed: None)
+                                         manual_seed_all=lambda seed: None,
+                                         # no CUDA graph is being captured while code is analysed
+                                         is_current_stream_capturing=lambda: False)
             jit = types.SimpleNamespace(
                 is_scripting=lambda: False, is_tracing=lambda: False,
                 **{n: Transparent(f"torch.jit.{n}") for n in ("script", "trace", "unused", "ignore", "export")})
             compiler = types.SimpleNamespace(disable=Transparent("torch.compiler.disable"),
                                              allow_in_graph=Transparent("torch.compiler.allow_in_graph"),
-                                             is_compiling=lambda: False)
+                                             is_compiling=lambda: False, is_exporting=lambda: False)
             # torch's API-usage logging (`torch._C._log_api_usage_once`, called by torchvision's
             # constructors): inactive unless a process installs a logger, and no tensor work
             c_api = types.SimpleNamespace()
@@ -388,6 +393,17 @@ class Runtime:
                            # eager execution never consults it
                            "torch.utils._pytree": types.SimpleNamespace(register_pytree_node=_noop),
                            "torch.utils._pytree._dict_flatten_with_keys": _noop,
+                           # the analysis targets the CPU or CUDA (settings.device): other accelerators are absent
+                           "torch.xpu": types.SimpleNamespace(is_available=lambda: False, device_count=lambda: 0,
+                                                              is_current_stream_capturing=lambda: False),
+                           "torch.mps": types.SimpleNamespace(is_available=lambda: False),
+                           "torch.backends": types.SimpleNamespace(
+                               mps=types.SimpleNamespace(is_available=lambda: False, is_built=lambda: False),
+                               cuda=types.SimpleNamespace(is_built=on_cuda),
+                               cudnn=types.SimpleNamespace(is_available=on_cuda)),
+                           # torch.compile's fake tensors: never what the analysis computes with
+                           "torch._subclasses": types.SimpleNamespace(
+                               FakeTensor=engine_gap_class("torch._subclasses.FakeTensor")),
                            # no `with torch.device(...)` region is open during an analysis
                            "torch.get_default_device": lambda: self.tx.device("cpu")}
         return self._shims.get(dotted)
@@ -405,6 +421,9 @@ class Runtime:
                 return None, f"`{ns.dotted}.{name}` is private"
             return (Namespace(f"{ns.dotted}.{name}", obj) if isinstance(obj, types.SimpleNamespace) else obj), None
         if ns.obj is self.tx and name in _ENGINE_ONLY:
+            obj = self.shim(f"torch.{name}")          # torch's namesake (torch.backends), not the engine's module
+            if isinstance(obj, types.SimpleNamespace):
+                return Namespace(f"torch.{name}", obj), None
             return None, f"`{ns.dotted}.{name}` is not supported by gradxray's engine"
         obj = getattr(ns.obj, name, None)
         if obj is None and ns.dotted.startswith("torch"):

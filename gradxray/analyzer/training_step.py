@@ -20,6 +20,7 @@ from gradxray.engine.memory import MemoryTracker
 
 from .checkpointing import checkpointing
 from .settings import Settings
+from .values import UserInstance
 
 OPTIMIZERS = ("none", "sgd", "sgd-momentum", "adam", "adamw")
 AMP_DTYPES = {"off": None, "fp16": "float16", "bf16": "bfloat16"}
@@ -55,6 +56,9 @@ def tensors_in(value) -> list:
         return [t for v in value for t in tensors_in(v)]
     if isinstance(value, dict):
         return [t for v in value.values() for t in tensors_in(v)]
+    if isinstance(value, UserInstance) and value.mapping is not None:
+        # an instance of an analysed dict subclass (HF's ModelOutput): its items, as a dict's
+        return tensors_in(value.mapping)
     return []
 
 

@@ -67,6 +67,7 @@ class UserFunction:
         self.context_decorators: list = []  # e.g. torch.no_grad() used as a decorator
         self.defaults_cache: dict | None = None     # parameter defaults, evaluated once
         self.free_names: set[str] | None = None     # names its nested functions use (kept on return)
+        self.setter: "UserFunction | None" = None   # a property's `@name.setter` function
 
     def __repr__(self) -> str:
         return f"<function {self.name}>"

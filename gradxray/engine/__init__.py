@@ -14,6 +14,7 @@ from .creation import (as_tensor, empty_strided, eye, linspace, logspace, rand_l
                        tril_indices, triu_indices)
 from .dtypes import (bfloat16, bool_ as bool, dtype, float16, float32, float64, int8, int16, int32,  # noqa: F401
                      int64, promote_types, result_type, uint8)
+from .dtypes import finfo, get_default_dtype, iinfo  # noqa: F401
 from .function import Function  # noqa: F401
 from .symbolic import SymInt  # noqa: F401
 from .tensor import Parameter, Size, Tensor, device  # noqa: F401

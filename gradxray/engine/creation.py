@@ -51,29 +51,33 @@ def _torch_data(kind, size, dtype, dev, fill):
     return getattr(torch, kind)(size, *fill, **kw)
 
 
-def _make(kind, size, dtype, device, requires_grad):
+def _make(kind, size, dtype, device, requires_grad, kw):
+    if "size" in kw:                        # torch.zeros(size=(2, 3))
+        if size:
+            raise TypeError(f"{kind}() got multiple values for argument 'size'")
+        size = (kw["size"],)
     return _alloc(_shape(size), dtype or _dt.default_float, _dev(device), backends.current(), kind,
                   requires_grad=requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False, **_):
-    return _make("empty", size, dtype, device, requires_grad)
+def empty(*size, dtype=None, device=None, requires_grad=False, **kw):
+    return _make("empty", size, dtype, device, requires_grad, kw)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False, **_):
-    return _make("zeros", size, dtype, device, requires_grad)
+def zeros(*size, dtype=None, device=None, requires_grad=False, **kw):
+    return _make("zeros", size, dtype, device, requires_grad, kw)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False, **_):
-    return _make("ones", size, dtype, device, requires_grad)
+def ones(*size, dtype=None, device=None, requires_grad=False, **kw):
+    return _make("ones", size, dtype, device, requires_grad, kw)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None, **_):
-    return _make("randn", size, dtype, device, requires_grad)
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None, **kw):
+    return _make("randn", size, dtype, device, requires_grad, kw)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None, **_):
-    return _make("rand", size, dtype, device, requires_grad)
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None, **kw):
+    return _make("rand", size, dtype, device, requires_grad, kw)
 
 
 def _fill_dtype(fill_value):

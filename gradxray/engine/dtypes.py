@@ -90,6 +90,52 @@ default_float = float32
 default_int = int64
 
 
+def get_default_dtype() -> dtype:
+    """torch.get_default_dtype: the floating dtype of Python floats and creation ops (float32)."""
+    return default_float
+
+
+# (eps, max, smallest normal, resolution) of the floating dtypes, as torch.finfo gives them
+_FINFO = {"float16": (2.0 ** -10, 65504.0, 2.0 ** -14, 1e-3),
+          "bfloat16": (2.0 ** -7, 3.3895313892515355e38, 2.0 ** -126, 1e-2),
+          "float32": (2.0 ** -23, 3.4028234663852886e38, 2.0 ** -126, 1e-6),
+          "float64": (2.0 ** -52, 1.7976931348623157e308, 2.0 ** -1022, 1e-15)}
+
+
+class finfo:
+    """torch.finfo(dtype=None): the limits of a floating dtype (the default dtype when None)."""
+
+    def __init__(self, type: dtype | None = None):  # noqa: A002 - torch's argument name
+        d = default_float if type is None else type
+        if not isinstance(d, dtype) or d.name not in _FINFO:
+            raise TypeError("torch.finfo() requires a floating point input type. Use torch.iinfo to handle "
+                            "'torch.finfo'")
+        self.bits = d.itemsize * 8
+        self.eps, self.max, self.smallest_normal, self.resolution = _FINFO[d.name]
+        self.min = -self.max
+        self.tiny = self.smallest_normal
+        self.dtype = d.name
+
+    def __repr__(self):
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, eps={self.eps:g}, "
+                f"smallest_normal={self.smallest_normal:g}, tiny={self.tiny:g}, dtype={self.dtype})")
+
+
+class iinfo:
+    """torch.iinfo(dtype): the limits of an integer dtype."""
+
+    def __init__(self, type: dtype):  # noqa: A002 - torch's argument name
+        if not isinstance(type, dtype) or type.is_floating_point or type is bool_:
+            raise TypeError(f"torch.{getattr(type, 'name', type)} is not supported by torch.iinfo")
+        self.bits = type.itemsize * 8
+        self.min = -(1 << (self.bits - 1)) if type.is_signed else 0
+        self.max = (1 << (self.bits - 1)) - 1 if type.is_signed else (1 << self.bits) - 1
+        self.dtype = type.name
+
+    def __repr__(self):
+        return f"iinfo(min={self.min:g}, max={self.max:g}, dtype={self.dtype})"
+
+
 def result_type(*operands) -> dtype:
     """torch.result_type over tensors and Python scalars.
 

@@ -224,7 +224,7 @@ class MemoryTracker:
         st = tensor._storage
         new = st.uid not in self._saved_uids
         self._saved_uids.add(st.uid)
-        self.saved.append(SavedRecord(op, what, tuple(int(s) for s in tensor.shape), tensor.dtype.name,
+        self.saved.append(SavedRecord(op, what, tuple(map(int, tensor.shape)), tensor.dtype.name,
                                       self._size(st.nbytes), st.uid, new, st.category, _location,
                                       current_module()))
 
@@ -235,7 +235,7 @@ class MemoryTracker:
         while isinstance(first, (tuple, list)) and first:
             first = first[0]
         is_tensor = hasattr(first, "shape") and hasattr(first, "dtype")
-        self.module_outputs[path] = tuple(int(s) for s in first.shape) if is_tensor else None
+        self.module_outputs[path] = tuple(map(int, first.shape)) if is_tensor else None
 
     def on_flops(self, n: int) -> None:
         self.flops[_phase] = self.flops.get(_phase, 0) + n

@@ -128,8 +128,9 @@ def _poly_text(poly: Poly) -> str:
     return out
 
 
-# SymInt products by operands (see SymInt.__mul__), bounded: cleared when full
+# SymInt products and sums by operands (see SymInt.__mul__), bounded: cleared when full
 _products: dict = {}
+_sums: dict = {}
 _CACHE_LIMIT = 8192
 
 
@@ -181,7 +182,15 @@ class SymInt(int):
     def __add__(self, other):
         if not isinstance(other, int) or isinstance(other, bool):
             return int(self) + other
-        return SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other)))
+        key = (self._key or self._cache_key(),
+               (other._key or other._cache_key()) if isinstance(other, SymInt) else int(other))
+        out = _sums.get(key)             # as for products (see __mul__)
+        if out is None:
+            out = SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other)))
+            if len(_sums) >= _CACHE_LIMIT:
+                _sums.clear()
+            _sums[key] = out
+        return out
 
     __radd__ = __add__
 

@@ -302,3 +302,290 @@ def test_lazy_package_star_chain_parses_only_the_defining_file(tmp_path):
     a = analyze_source(textwrap.dedent(src), str(tmp_path / "model.py"), Settings(search_paths=[str(site)]))
     assert reasons(a) == []
     assert first_shape(a, src, "y = self.net(x)") == ("B", "8")
+
+
+def test_raise_travels_to_a_callers_matching_except(analyze):
+    src = """\
+    import torch.nn as nn
+
+    class NotSupported(ValueError):
+        pass
+
+    def check(flag):
+        if not flag:
+            raise NotSupported(f"{flag} is not supported")
+        return 8
+
+    def outer(flag):
+        try:
+            return check(flag)
+        except (ValueError, ImportError):
+            return 6
+
+    def reraise():
+        try:
+            check(False)
+        except ValueError:
+            raise
+
+    def guarded():
+        try:
+            reraise()
+        except NotSupported as e:
+            return 5 if isinstance(e, ValueError) else 0
+
+    def cleanup_then_raise():
+        try:
+            check(False)
+        finally:
+            pass
+        return 99                         # never reached: the exception travels on after `finally`
+
+    def host_error():
+        return int("not a number")
+
+    def catches_host():
+        try:
+            return host_error()
+        except ValueError:
+            return 3
+
+    def wrong_handler():
+        try:
+            return check(False)
+        except KeyError:
+            return 1
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            sizes = [outer(True), outer(False), guarded(), catches_host()]
+            try:
+                sizes.append(cleanup_then_raise())
+            except ValueError:
+                sizes.append(4)
+            self.fc = nn.Linear(4, sum(sizes))
+            self.unknown = wrong_handler()
+
+        def forward(self, x):  # gradxray: x=[B, 4]
+            y = self.fc(x)
+            return y
+    """
+    a = analyze(src)
+    assert first_shape(a, src, "y = self.fc") == ("B", str(8 + 6 + 5 + 3 + 4))
+    # no handler for it anywhere: the call that raised gives Unknown, with the raise as the reason
+    assert reasons(a) == ["reached `raise NotSupported(f'{flag} is not supported')`"]
+    assert a.unresolved[0].line == line_of(src, "raise NotSupported")
+
+
+def test_torch_classes_the_engine_lacks_are_placeholders(analyze):
+    src = """\
+    import torch
+    import torch.nn as nn
+    from torch.nn.attention.flex_attention import BlockMask
+
+    def widths(module):
+        if isinstance(module, nn.LSTM):
+            return 1
+        if isinstance(module, (torch.Tensor, BlockMask)):
+            return 2
+        return 4 if not issubclass(nn.Linear, nn.LSTM) else 3
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, widths(nn.Linear(2, 2)) + widths(torch.zeros(1)))
+            self.rnn = nn.LSTM(4, 8)
+
+        def forward(self, x):  # gradxray: x=[B, 4]
+            y = self.fc(x)
+            return y
+    """
+    a = analyze(src)
+    assert first_shape(a, src, "y = self.fc") == ("B", "6")
+    assert reasons(a) == ["`torch.nn.LSTM` is not supported by gradxray's engine"]
+    assert a.unresolved[0].line == line_of(src, "self.rnn = nn.LSTM")
+
+
+def test_package_probes_see_torch_installed_and_nothing_else(analyze):
+    src = """\
+    import importlib.metadata
+    import importlib.util
+    import torch.nn as nn
+
+    def version_of(name):
+        if importlib.util.find_spec(name) is None:
+            return "N/A"
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "missing"
+
+    def probe():
+        try:
+            importlib.metadata.version("flash_attn")
+        except importlib.metadata.PackageNotFoundError:
+            return 1
+        return 0
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            n = len(version_of("torch").split(".")) + (version_of("flash_attn") == "N/A") + probe()
+            self.fc = nn.Linear(4, n)
+
+        def forward(self, x):  # gradxray: x=[B, 4]
+            y = self.fc(x)
+            return y
+    """
+    from gradxray.analyzer.torch_api import TORCH_VERSION
+
+    a = analyze(src)
+    assert reasons(a) == []
+    assert first_shape(a, src, "y = self.fc") == ("B", str(len(TORCH_VERSION.split(".")) + 2))
+
+
+def test_hf_module_and_output_idioms(analyze):
+    """nn.Buffer attributes, pytree registration, `__class__.__name__` of modules, Mapping `super().get`,
+    an @dataclass output under a dict base with its own __init__, fields() defaults, a property setter
+    through object.__setattr__, getattr(o, k, d) around a getter reading an unset field, classproperty,
+    inspect.signature, Tensor.type and a stub class defined under a module-level `if`."""
+    src = """\
+    import importlib.util
+    import inspect
+    from collections import OrderedDict
+    from collections.abc import MutableMapping
+    from dataclasses import dataclass, fields
+    import torch
+    import torch.nn as nn
+    import torch.utils._pytree as pytree
+
+    HAVE_KERNELS = importlib.util.find_spec("kernels") is not None
+    if HAVE_KERNELS:
+        Repo = importlib.import_module("kernels").Repo
+    else:
+        class Repo:
+            def load(self):
+                return None
+
+    class classproperty(property):
+        def __get__(self, obj, owner):
+            return self.fget(owner)
+
+    class Registry(MutableMapping):
+        _global = {"eager": 1, "sdpa": 2}
+
+        def __init__(self):
+            self._local = {}
+        def __getitem__(self, k):
+            return self._local[k] if k in self._local else self._global[k]
+        def __setitem__(self, k, v):
+            self._local[k] = v
+        def __delitem__(self, k):
+            del self._local[k]
+        def __iter__(self):
+            return iter({**self._global, **self._local})
+        def __len__(self):
+            return len(self._global) + len(self._local)
+        def lookup(self, k, default):
+            return super().get(k, default)
+
+    class Cfg:
+        def __init__(self):
+            self._impl = None              # the property's setter runs
+        @property
+        def _impl(self):
+            return self._impl_internal
+        @_impl.setter
+        def _impl(self, value):
+            current = getattr(self, "_impl", None)       # the getter raises AttributeError: the default
+            self._impl_internal = value if value is not None else (current or "sdpa")
+        @classproperty
+        def sub_configs(cls):
+            return {}
+
+    class Output(OrderedDict):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+        def __post_init__(self):
+            for f in fields(self):
+                v = getattr(self, f.name)
+                if v is not None and f.default is None:
+                    self[f.name] = v
+
+    @dataclass
+    class ModelOutput(Output):
+        last_hidden_state: torch.Tensor = None
+        pooled: torch.Tensor = None
+
+    class RMSNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inv_freq = nn.Buffer(torch.ones(4), persistent=False)
+        def forward(self, x):
+            return x * self.inv_freq
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            cfg = Cfg()
+            pytree.register_pytree_node(ModelOutput, None, None)
+            width = 2 * Registry().lookup(cfg._impl, 0) + len(cfg.sub_configs)
+            width += len(inspect.signature(self.forward).parameters)
+            width += Repo().load() is None
+            self.norm = RMSNorm()
+            self.fc = nn.Linear(4, width)
+            self.kind = type(self.norm).__name__ if "Norm" in self.norm.__class__.__name__ else ""
+
+        def forward(self, x):  # gradxray: x=[B, 4]
+            h = self.norm(x).type(torch.float16)
+            y = self.fc(h.type(torch.float32))
+            out = ModelOutput(last_hidden_state=y)
+            z = out.last_hidden_state + out["last_hidden_state"]
+            return out
+    """
+    a = analyze(src)
+    assert reasons(a) == []
+    assert first_shape(a, src, "h = self.norm(x)") == ("B", "4")
+    assert facts(a, line_of(src, "h = self.norm(x)"))[0][2] == "float16"
+    assert first_shape(a, src, "y = self.fc(") == ("B", str(2 * 2 + 0 + 1 + 1))
+    assert first_shape(a, src, "z = out.last") == ("B", "6")
+
+
+def test_sequence_classes_and_tracing_probes(analyze):
+    """A Sequence class with __len__/__getitem__ only is iterable (for, zip, list, len); the probes packages make
+    for tracing, capture and other accelerators answer as in eager CPU/CUDA execution."""
+    src = """\
+    from collections.abc import Sequence
+    import torch
+    import torch.nn as nn
+
+    class PerLayer(Sequence):
+        def __init__(self, widths):
+            self.widths = widths
+        def __len__(self):
+            return len(self.widths)
+        def __getitem__(self, i):
+            if i < 0 or i >= len(self):
+                raise IndexError(i)
+            return self.widths[i]
+
+    def tracing(x):
+        return (torch.cuda.is_current_stream_capturing() or torch.compiler.is_exporting()
+                or torch.xpu.is_available() or torch.backends.mps.is_available()
+                or isinstance(x, getattr(torch, "_subclasses").FakeTensor))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = PerLayer([3, 5])
+            pairs = list(zip(layers, ["a", "b"]))
+            self.fc = nn.Linear(4, sum(w for w in layers) + len(pairs) + len(layers))
+
+        def forward(self, x):  # gradxray: x=[B, 4]
+            y = self.fc(x) if not tracing(x) else x
+            return y
+    """
+    a = analyze(src)
+    assert reasons(a) == []
+    assert first_shape(a, src, "y = self.fc(x)") == ("B", "12")

@@ -91,11 +91,6 @@ class Comparison:
         return (self.estimate["peak_bytes"] - self.measured.peak_bytes) / self.measured.peak_bytes
 
     @property
-    def saved_error(self) -> float:
-        m = self.measured.activations_saved_bytes
-        return (self.estimate["activations_saved_bytes"] - m) / m if m else 0.0
-
-    @property
     def instrument_peak(self) -> tuple[int, int]:
         """(measured peak without the instrument's out-of-place accumulations, bytes taken out)."""
         return peak_without_out_of_place_accumulation(self.measured.timeline)

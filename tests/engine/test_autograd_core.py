@@ -440,6 +440,20 @@ def test_to_converts_dtype_and_device_with_a_differentiable_copy():
         assert x.to("cpu") is x and x.to(gx.float32) is x          # nothing to do: the same tensor, as torch
 
 
+def test_type_names_and_converts_like_torch():
+    t, g = _pair(2, 3)
+    assert g.type() == t.type() == "torch.DoubleTensor"
+    assert g.type(gx.float64) is g and t.type(torch.float64) is t      # already that type: the same tensor
+    (t.type(torch.float32) * 3.0).sum().backward()
+    (g.type(gx.float32) * 3.0).sum().backward()
+    assert g.type(gx.float16).type() == t.type(torch.float16).type() == "torch.HalfTensor"
+    assert g.type("torch.FloatTensor").dtype is gx.float32 and t.type("torch.FloatTensor").dtype is torch.float32
+    assert g.type(gx.float32).grad_fn.name() == t.type(torch.float32).grad_fn.name() == "ToCopyBackward0"
+    _close(g.grad, t.grad)
+    with gx.backend("shape"):
+        assert gx.empty(2, device="cuda").type() == "torch.cuda.FloatTensor"
+
+
 def test_to_dtype_gradient_matches_torch():
     t, g = _pair(2, 3)
     (t.to(torch.float32) * 3.0).sum().backward()

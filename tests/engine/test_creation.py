@@ -65,6 +65,9 @@ DETERMINISTIC = {
     "full_like_dtype": (lambda m: m.full_like(m.ones(2, 3), 7, dtype=m.int64), True),
     "zeros_like_requires_grad": (lambda m: m.zeros_like(m.ones(2, 3, dtype=m.float64), requires_grad=True), True),
     "ones_like_dtype": (lambda m: m.ones_like(m.zeros(4), dtype=m.float16), True),
+    "zeros_size_keyword": (lambda m: m.zeros(size=(2, 3), dtype=m.int64), True),
+    "ones_size_keyword_list": (lambda m: m.ones(size=[4]), True),
+    "empty_size_keyword_shape": (lambda m: m.empty(size=(3, 1)).zero_(), True),
 }
 
 
@@ -82,6 +85,30 @@ def _engine_call(fn, backend):
 def test_deterministic_creation_matches_torch(name, backend):
     fn, exact = DETERMINISTIC[name]
     _check_like_torch(_engine_call(fn, backend), _torch_call(fn), backend, exact)
+
+
+def test_size_keyword_and_positional_sizes_clash_as_in_torch():
+    for m in (torch, gx):
+        with pytest.raises(TypeError):
+            m.zeros(2, size=(3,))
+
+
+def test_dtype_limits_match_torch():
+    assert gx.get_default_dtype() is gx.float32 and torch.get_default_dtype() is torch.float32
+    for name in ("float16", "bfloat16", "float32", "float64"):
+        ours, theirs = gx.finfo(getattr(gx, name)), torch.finfo(getattr(torch, name))
+        for attr in ("bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"):
+            assert getattr(ours, attr) == getattr(theirs, attr), (name, attr)
+    assert gx.finfo().bits == torch.finfo().bits == 32
+    for name in ("uint8", "int8", "int16", "int32", "int64"):
+        ours, theirs = gx.iinfo(getattr(gx, name)), torch.iinfo(getattr(torch, name))
+        assert (ours.bits, ours.min, ours.max, ours.dtype) == (theirs.bits, theirs.min, theirs.max, theirs.dtype)
+    for m, bad in ((torch, torch.int32), (gx, gx.int32)):
+        with pytest.raises(TypeError, match="requires a floating point input type"):
+            m.finfo(bad)
+    for m, bad in ((torch, torch.bool), (gx, gx.bool)):
+        with pytest.raises(TypeError, match="is not supported by torch.iinfo"):
+            m.iinfo(bad)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -427,3 +427,51 @@ def test_feature_dropout_modules_match_torch(name, shape):
     assert torch.equal(got.data_, expected.detach()) and torch.equal(gxx.grad.data_, x.grad)
     assert module.eval()(gxx) is gxx                       # eval: identity, as torch
     assert repr(module) == repr(getattr(torch.nn, name)(p=0.4))
+
+
+RESET = {
+    "Linear": (lambda m: m.Linear(4, 3), ("weight", "bias")),
+    "Conv2d": (lambda m: m.Conv2d(2, 3, 3, groups=1), ("weight", "bias")),
+    "ConvTranspose1d": (lambda m: m.ConvTranspose1d(4, 2, 3, groups=2), ("weight", "bias")),
+    "LayerNorm": (lambda m: m.LayerNorm(5), ("weight", "bias")),
+    "RMSNorm": (lambda m: m.RMSNorm(5), ("weight",)),
+    "GroupNorm": (lambda m: m.GroupNorm(2, 4), ("weight", "bias")),
+    "BatchNorm2d": (lambda m: m.BatchNorm2d(3), ("weight", "bias", "running_mean", "running_var",
+                                                 "num_batches_tracked")),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "shape"])
+@pytest.mark.parametrize("name", sorted(RESET))
+def test_reset_parameters_reinitialises_like_torch(name, backend):
+    """``reset_parameters()`` (what a subclass's ``super().reset_parameters()`` calls) exists where torch's
+    module has it and redraws the same distribution: constants exactly, uniform draws within torch's bound;
+    on the shape backend it changes nothing (there are no values)."""
+    make, names = RESET[name]
+    theirs = make(tnn)
+    with gx.backend(backend):
+        ours = make(nn)
+        for n in names:                                        # disturb the state, then reset it
+            if getattr(ours, n).data_ is not None:
+                getattr(ours, n).data_[...] = 7
+        ours.reset_parameters()
+        if isinstance(ours, nn.BatchNorm2d):
+            ours.reset_running_stats()
+    with torch.no_grad():
+        for n in names:
+            getattr(theirs, n).fill_(7)
+        theirs.reset_parameters()
+    for n in names:
+        mine, ref = getattr(ours, n), getattr(theirs, n)
+        assert tuple(mine.shape) == tuple(ref.shape)
+        if backend == "shape":
+            assert mine.data_ is None
+            continue
+        got = torch.as_tensor(gx.backends.to_numpy(mine))
+        if name in ("Linear", "Conv2d", "ConvTranspose1d"):
+            fan_in = ref.shape[1] * (ref[0, 0].numel() if ref.dim() > 2 else 1) if n == "weight" else \
+                theirs.weight.shape[1] * (theirs.weight[0, 0].numel() if theirs.weight.dim() > 2 else 1)
+            bound = fan_in ** -0.5
+            assert got.abs().max() <= bound and not torch.equal(got, torch.full_like(got, 7))
+        else:
+            assert torch.equal(got.to(ref.dtype), ref), n

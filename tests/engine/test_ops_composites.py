@@ -156,6 +156,11 @@ CASES = {
                [Arg((3, 2)), Arg((3, 4))], {}),
     "concatenate_axis": (lambda x, y: torch.concatenate([x, y], axis=0), lambda x, y: gx.concatenate([x, y], axis=0),
                          [Arg((2, 3)), Arg((1, 3))], {}),
+    # cat skips 1-D empty inputs whatever the others' shapes (a cache that starts as `tensor([])`)
+    "cat_skips_legacy_empty": (lambda e, x: torch.cat([e, x], dim=-2), lambda e, x: gx.cat([e, x], dim=-2),
+                               [Arg((0,)), Arg((2, 3, 4))], {}),
+    "cat_skips_legacy_empty_between": (lambda x, e, y: torch.cat([x, e, y], 1), lambda x, e, y: gx.cat([x, e, y], 1),
+                                       [Arg((2, 3)), Arg((0,), requires_grad=False), Arg((2, 1))], {}),
 }
 
 

@@ -151,6 +151,11 @@ CASES.update({
                      lambda a, b: gx.divide(a, b, rounding_mode="floor"),
                      [Arg((3, 5), **NO_GRAD), Arg((3, 5), positive=True, requires_grad=False)], {}),
     "true_divide": (torch.true_divide, gx.true_divide, [Arg((3, 5)), Arg((3, 5), **P)], {}),
+    "div_rounding_floor": (lambda a, b: torch.div(a, b, rounding_mode="floor"),
+                           lambda a, b: gx.div(a, b, rounding_mode="floor"),
+                           [Arg((3, 5)), Arg((5,), positive=True)], {}),
+    "div_method_rounding_trunc_scalar": _case(lambda a: a.div(0.75, rounding_mode="trunc"), [Arg((3, 5))]),
+    "div_rounding_integers": _case(lambda a: a.div(2, rounding_mode="floor"), [Arg((3, 5), **INT, **NO_GRAD)]),
     "divide_method": _case(lambda a, b: a.divide(b), [Arg((3, 5)), Arg((3, 5), **P)]),
     # erfinv on (0.05, 0.95) (its domain is (-1, 1)); in place saves a clone of the original (formula reads self)
     "erfinv": (torch.erfinv, gx.erfinv, [Arg((3, 5), unit=True)], {}),
@@ -174,6 +179,12 @@ CASES.update({
     "logical": _case(lambda a, b: (a.logical_not(), a.logical_and(b), a.logical_or(b), a.logical_xor(b)),
                      [Arg((3, 5), **INT, **NO_GRAD), Arg((5,), **INT, **NO_GRAD)]),
     "logical_float": _case(lambda a, b: (a > 0).logical_and(b), [Arg((3, 5)), Arg((3, 5))]),
+    # bitwise not / `~`: logical not of bools, bitwise not of integers (same dtype), no gradient
+    "invert_bool": _case(lambda a: ~(a > 0), [Arg((3, 5))]),
+    "bitwise_not_int": (lambda a: torch.bitwise_not(a), lambda a: gx.bitwise_not(a),
+                        [Arg((3, 5), **INT, **NO_GRAD)], {}),
+    "bitwise_not_method_uint8": _case(lambda a: (a.abs() * 40).to((torch if isinstance(a, torch.Tensor) else gx)
+                                                                 .uint8).bitwise_not(), [Arg((4,))]),
     "isnan_isinf_isfinite": _case(lambda a: ((a.log()).isnan(), a.round().reciprocal().isinf(), a.log().isfinite()),
                                   [Arg((3, 5))]),
 })
@@ -227,6 +238,8 @@ ERRORS = {
     "fill_with_1d_tensor": (lambda m, x, y: x.fill_(y), [((3,), "float64"), ((2,), "float64")]),
     "lerp_mixed_dtypes": (lambda m, x, y: x.lerp(y, 0.5), [((3,), "float64"), ((3,), "float32")]),
     "addcdiv_integers": (lambda m, x, y: x.addcdiv(y, y), [((3,), "int64"), ((3,), "int64")]),
+    "invert_float": (lambda m, x: ~x, [((3,), "float32")]),
+    "bitwise_not_float": (lambda m, x: m.bitwise_not(x), [((3,), "float32")]),
 }
 
 

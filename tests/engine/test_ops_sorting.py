@@ -28,6 +28,14 @@ def doubled(fn, dim):
     return lambda x: fn(lib(x).cat([x, x], dim))
 
 
+def doubled_values(shape, dim=None):
+    """A tensor not requiring grad whose values (or slices along ``dim``) each appear twice."""
+    half = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    return torch.cat([half, half.flip(dim if dim is not None else -1)], dim if dim is not None else -1)
+
+
+NO_GRAD_SHAPE = {"shape_backend": False}
+
 # (torch_fn, gx_fn, args, check_kwargs).  0-dim inputs are x[0] of a [1] leaf.
 CASES = {
     # sort: SortBackward0 (dim, descending) / SortBackward1 (stable given), both save the int64 indices
@@ -71,6 +79,21 @@ CASES = {
     "median_dim_even_keepdim": (*both("median", 0, True), [Arg((4, 3))], {}),
     "median_dim_transposed": (*same(lambda x: x.median(-1)), [Arg((3, 4), transposed=True)], {}),
     "median_dim_0dim": (*same(lambda x: x[0].median(0)), [Arg((1,))], {}),
+    # unique: data-dependent size (no shape-backend run); torch has no derivative (see test below)
+    "unique": (*both("unique"), [doubled_values((4, 3))], NO_GRAD_SHAPE),
+    "unique_inverse_counts": (*same(lambda x: x.unique(return_inverse=True, return_counts=True)),
+                              [doubled_values((3, 4))], NO_GRAD_SHAPE),
+    "unique_unsorted_counts": (*both("unique", sorted=False, return_counts=True), [doubled_values((5,))],
+                               NO_GRAD_SHAPE),
+    "unique_0dim_inverse": (*same(lambda x: x[0].unique(return_inverse=True)), [doubled_values((1,))],
+                            NO_GRAD_SHAPE),
+    "unique_empty": (*same(lambda x: x[:0].unique(return_counts=True)), [doubled_values((2,))], NO_GRAD_SHAPE),
+    "unique_integers": (*both("unique", return_inverse=True), [Arg((4, 5), dtype=torch.int64)], NO_GRAD_SHAPE),
+    "unique_dim0": (*both("unique", dim=0, return_inverse=True, return_counts=True),
+                    [doubled_values((3, 2), dim=0)], NO_GRAD_SHAPE),
+    "unique_dim_last": (*both("unique", dim=-1), [doubled_values((2, 3), dim=1)], NO_GRAD_SHAPE),
+    "unique_dim_middle_3d": (*both("unique", dim=1, return_counts=True), [doubled_values((2, 2, 3), dim=1)],
+                             NO_GRAD_SHAPE),
 }
 
 LOW_PRECISION = {torch.float16, torch.bfloat16}
@@ -125,6 +148,34 @@ def test_indices_are_not_differentiable():
     x = gx.from_torch(torch.randn(3, 4), requires_grad=True)
     values, indices = x.sort()
     assert values.requires_grad and not indices.requires_grad and indices.grad_fn is None
+
+
+def test_unique_is_not_differentiable_and_data_dependent():
+    from gradxray.engine.ops.indexing import DataDependentShapeError
+
+    xt = torch.tensor([3.0, 1.0, 3.0], requires_grad=True)
+    x = gx.from_torch(xt.detach(), requires_grad=True)
+    ours, theirs = x.unique(return_counts=True), xt.unique(return_counts=True)
+    assert ours[0].requires_grad == theirs[0].requires_grad and not ours[1].requires_grad
+    assert ours[0].grad_fn.name() == type(theirs[0].grad_fn).__name__ == "Unique2Backward0"
+    with pytest.raises(RuntimeError, match="the derivative for '_unique2' is not implemented"):
+        theirs[0].sum().backward()
+    with pytest.raises(RuntimeError, match="the derivative for '_unique2' is not implemented"):
+        ours[0].sum().backward()
+    assert type(xt.unique(dim=0).grad_fn).__name__ == x.unique(dim=0).grad_fn.name() == "UniqueDimBackward0"
+    with gx.backend("shape"), pytest.raises(DataDependentShapeError, match="number of distinct values"):
+        gx.unique(gx.empty(4))
+
+
+def test_unique_on_the_numpy_backend():
+    xt = torch.tensor([[3, 2], [1, 2], [3, 2]])
+    for kwargs in ({}, {"return_inverse": True, "return_counts": True}, {"dim": 0, "return_inverse": True},
+                   {"dim": 1, "return_counts": True}):
+        with gx.backend("numpy"):
+            ours = gx.unique(gx.tensor(xt.tolist()), **kwargs)
+        theirs = torch.unique(xt, **kwargs)
+        ours, theirs = (ours, theirs) if isinstance(theirs, tuple) else ((ours,), (theirs,))
+        assert [o.tolist() for o in ours] == [t.tolist() for t in theirs], kwargs
 
 
 def test_sort_on_the_shape_backend_keeps_symbolic_sizes():

@@ -864,6 +864,19 @@ def nonzero(out, self):
         np.zeros((int(bool(self)), 0), np.int64)
 
 
+@register("_unique2")
+def unique2(out, self, sorted=True, return_inverse=False, return_counts=False):  # noqa: A002
+    values, inverse, counts = np.unique(self, return_inverse=True, return_counts=True)
+    return (values, inverse.reshape(self.shape).astype(np.int64) if return_inverse else np.zeros(0, np.int64),
+            counts.astype(np.int64) if return_counts else np.zeros(0, np.int64))
+
+
+@register("unique_dim")
+def unique_dim(out, self, dim, sorted=True, return_inverse=False, return_counts=False):  # noqa: A002
+    values, inverse, counts = np.unique(self, axis=dim, return_inverse=True, return_counts=True)
+    return values, inverse.reshape(-1).astype(np.int64), counts.astype(np.int64)
+
+
 # -- in-place kernels that write their target themselves ------------------------------------------
 
 @register_inplace("copy_")

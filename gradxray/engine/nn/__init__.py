@@ -403,6 +403,13 @@ def _init_uniform(t, bound):
         inplace("uniform_", t, -bound, bound)
 
 
+def _init_fill(t, value):
+    """torch.nn.init.constant_(t, value) where ``t`` has data (the shape backend has no values to set)."""
+    from ..ops._kernel import inplace
+    if t is not None and t.data_ is not None:
+        inplace("fill_", t, value)
+
+
 def _kaiming_uniform_bound(fan_in):
     """kaiming_uniform_(a=sqrt(5)) and the matching bias init both come to U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     return 1 / math.sqrt(fan_in) if fan_in > 0 else 0
@@ -429,8 +436,12 @@ class Linear(Module):
             self.bias = _param(out_features, dtype=dtype, device=device)
         else:
             self.register_parameter("bias", None)
-        _init_uniform(self.weight, _kaiming_uniform_bound(in_features))
-        _init_uniform(self.bias, _kaiming_uniform_bound(in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torch's initialisation: weight and bias from U(-1/sqrt(in_features), 1/sqrt(in_features))."""
+        _init_uniform(self.weight, _kaiming_uniform_bound(self.in_features))
+        _init_uniform(self.bias, _kaiming_uniform_bound(self.in_features))
 
     def forward(self, input):
         return F.linear(input, self.weight, self.bias)
@@ -476,6 +487,10 @@ class LayerNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
+    def reset_parameters(self):
+        _init_fill(self.weight, 1.0)
+        _init_fill(self.bias, 0.0)
+
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
@@ -495,6 +510,9 @@ class RMSNorm(Module):
             self.weight = Parameter(ones(*self.normalized_shape, dtype=dtype, device=device))
         else:
             self.register_parameter("weight", None)
+
+    def reset_parameters(self):
+        _init_fill(self.weight, 1.0)
 
     def forward(self, x):
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
@@ -517,6 +535,10 @@ class GroupNorm(Module):
             self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
         else:
             self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        _init_fill(self.weight, 1.0)
+        _init_fill(self.bias, 0.0)
 
     def forward(self, input):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
@@ -550,6 +572,18 @@ class _NormBase(Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            _init_fill(self.running_mean, 0.0)
+            _init_fill(self.running_var, 1.0)
+            _init_fill(self.num_batches_tracked, 0)
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            _init_fill(self.weight, 1.0)
+            _init_fill(self.bias, 0.0)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -726,7 +760,11 @@ class _ConvNd(Module):
             self.bias = _param(out_channels, dtype=dtype, device=device)
         else:
             self.register_parameter("bias", None)
-        fan_in = shape[1] * math.prod(self.kernel_size)       # torch's fan_in: weight.size(1) * receptive field
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torch's initialisation: weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        fan_in = int(self.weight.shape[1]) * math.prod(self.kernel_size)   # weight.size(1) * receptive field
         _init_uniform(self.weight, _kaiming_uniform_bound(fan_in))
         _init_uniform(self.bias, _kaiming_uniform_bound(fan_in))
 

@@ -38,6 +38,29 @@ def _to(self, *args, **kwargs):
     return to_copy(self, dtype, device)
 
 
+# torch's legacy tensor type names (`Tensor.type()`), by dtype name
+_LEGACY_TYPES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+                 "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor",
+                 "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
+
+
+def _type(self, dtype=None, non_blocking=False, **kwargs):
+    """Tensor.type(): the legacy type name (``"torch.FloatTensor"``, ``"torch.cuda.HalfTensor"``); with a
+    dtype or such a name, the tensor converted (itself when it has that type already), as ``to`` does."""
+    if dtype is None:
+        prefix = "torch.cuda." if self.device.type == "cuda" else "torch."
+        return prefix + _LEGACY_TYPES[str(self.dtype).rsplit(".", 1)[-1]]
+    if isinstance(dtype, str):
+        module, _, name = dtype.rpartition(".")
+        by_name = {v: k for k, v in _LEGACY_TYPES.items()}
+        if module not in ("torch", "torch.cuda") or name not in by_name:
+            raise ValueError(f"invalid type: '{dtype}'")
+        return to_copy(self, getattr(_dt, by_name[name]), "cuda" if module == "torch.cuda" else "cpu")
+    if not isinstance(dtype, _dt.dtype):
+        raise TypeError(f"type() received an invalid dtype: {type(dtype).__name__}")
+    return to_copy(self, dtype)
+
+
 _METHODS = {
     "__add__": lambda a, b: add(a, b),
     "__radd__": lambda a, b: add(a, b),
@@ -57,7 +80,7 @@ _METHODS = {
     "mul": lambda a, b: mul(a, b),
     "mul_": lambda a, b: MulInplace.apply(a, b),
     "sub": lambda a, b, alpha=1: sub(a, b, alpha),
-    "div": lambda a, b: div(a, b),
+    "div": lambda a, b, *, rounding_mode=None: div(a, b, rounding_mode=rounding_mode),
     "neg": lambda a: neg(a),
     "relu": lambda a: relu(a),
     "relu_": lambda a: relu(a, inplace=True),
@@ -85,6 +108,7 @@ _METHODS = {
     "clone": lambda a, memory_format=None: Clone.apply(a),
     "narrow": lambda a, dim, start, length: narrow(a, dim, start, length),
     "to": _to,
+    "type": _type,
     "cuda": lambda a, device=None, non_blocking=False: to_copy(a, None, f"cuda:{device}" if isinstance(device, int)
                                                                else (device or "cuda")),
     "cpu": lambda a: to_copy(a, None, "cpu"),

@@ -1153,6 +1153,23 @@ def logical_not(x):
     return _bool_result("logical_not", x)
 
 
+def bitwise_not(x):
+    """torch.bitwise_not / ``~x``: the logical not of a bool tensor, the bitwise not of an integer one (same
+    dtype); torch has no floating kernel.  No autograd node (integer results), as in torch."""
+    if x.dtype.is_floating_point:
+        raise NotImplementedError(f'"bitwise_not_cpu" not implemented for \'{_dt.scalar_type_name(x.dtype)}\'')
+    out = kernel("bitwise_not", (x.shape, x.dtype), x)
+    if autograd.is_inference_mode_enabled():
+        out._inference = True
+    return out
+
+
+def _invert(x):
+    if x.dtype.is_floating_point:
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type tensors")
+    return bitwise_not(x)
+
+
 def logical_and(a, b):
     return _bool_result("logical_and", a, b)
 
@@ -1380,6 +1397,7 @@ TENSOR_METHODS: dict = {
     "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge,
     "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
     "logical_not": logical_not, "logical_and": logical_and, "logical_or": logical_or, "logical_xor": logical_xor,
+    "bitwise_not": bitwise_not, "__invert__": _invert,
     "isnan": isnan, "isinf": isinf, "isfinite": isfinite,
     "lerp": lerp, "lerp_": lambda x, end, weight: _lerp_inplace(x, end, weight),
     "addcmul": addcmul, "addcdiv": addcdiv,
@@ -1433,6 +1451,7 @@ TORCH_FUNCTIONS: dict = {
     "minimum": minimum, "maximum": maximum,
     "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge,
     "logical_not": logical_not, "logical_and": logical_and, "logical_or": logical_or, "logical_xor": logical_xor,
+    "bitwise_not": bitwise_not,
     "isnan": isnan, "isinf": isinf, "isfinite": isfinite,
     "lerp": lerp, "addcmul": addcmul, "addcdiv": addcdiv, "remainder": remainder, "floor_divide": floor_divide,
     "divide": divide, "true_divide": lambda input, other: div(input, other),

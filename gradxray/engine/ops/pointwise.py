@@ -306,7 +306,10 @@ def mul(a, b):
     return Mul.apply(a, b)
 
 
-def div(a, b):
+def div(a, b, *, rounding_mode=None):
+    if rounding_mode is not None:           # torch.div(a, b, rounding_mode="floor" | "trunc")
+        from .elementwise import divide
+        return divide(a, b, rounding_mode=rounding_mode)
     if not isinstance(a, Tensor):
         from .elementwise import reciprocal
         return mul(reciprocal(b), a)        # torch's Tensor.__rtruediv__: reciprocal() * number

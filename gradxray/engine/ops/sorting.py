@@ -149,7 +149,84 @@ class Median(Function):
         return _evenly_distribute_backward(grad, x, y)
 
 
+def _distinct_count(x, dim) -> int:
+    """The number of distinct values of ``x`` (``dim`` None) or of its slices along ``dim``: the size of
+    unique's output, which depends on the values (the shape backend raises DataDependentShapeError)."""
+    from .indexing import DataDependentShapeError
+
+    data = x.data_
+    if data is None:
+        raise DataDependentShapeError(
+            "unique: the output size is the number of distinct values, which depends on the tensor's values; "
+            "the shape backend has no data to count them")
+    if hasattr(data, "unique"):                       # torch data
+        return int(data.reshape(-1).unique().numel()) if dim is None else int(data.unique(dim=dim).shape[dim])
+    import numpy as np
+
+    return int(np.unique(data).size) if dim is None else int(np.unique(data, axis=dim).shape[dim])
+
+
+class Unique2(Function):
+    """(values, inverse, counts) = _unique2(x, sorted, return_inverse, return_counts): the distinct
+    values in ascending order (torch's kernels sort whatever ``sorted`` says), each element's position
+    among them (x's shape; empty unless asked) and each value's count (empty unless asked).  Saves:
+    nothing; torch has no derivative for it (backward raises), inverse and counts are integers."""
+
+    node_name = "Unique2Backward0"
+
+    @staticmethod
+    def forward(ctx, x, sorted, return_inverse, return_counts):  # noqa: A002 - torch's argument name
+        k = _distinct_count(x, None)
+        metas = [((k,), x.dtype), (x.shape if return_inverse else (0,), _dt.int64),
+                 ((k,) if return_counts else (0,), _dt.int64)]
+        values, inverse, counts = kernel("_unique2", metas, x, sorted, return_inverse, return_counts)
+        ctx.mark_non_differentiable(inverse, counts)
+        return values, inverse, counts
+
+    @staticmethod
+    def backward(ctx, grad, _grad_inverse=None, _grad_counts=None):
+        raise RuntimeError("the derivative for '_unique2' is not implemented.")
+
+
+class UniqueDim(Function):
+    """(values, inverse, counts) = unique_dim(x, dim, sorted, return_inverse, return_counts): the distinct
+    slices along ``dim`` in lexicographic order, each slice's position among them and their counts (both
+    always computed).  Saves: nothing; no derivative in torch (backward raises)."""
+
+    node_name = "UniqueDimBackward0"
+
+    @staticmethod
+    def forward(ctx, x, dim, sorted, return_inverse, return_counts):  # noqa: A002 - torch's argument name
+        dim = wrap_dim(dim, x.dim())
+        k = _distinct_count(x, dim)
+        shape = tuple(k if i == dim else s for i, s in enumerate(x.shape))
+        strides = [1] * len(shape)          # torch builds it with ``dim`` first, then moves that axis back
+        acc = 1
+        for i in reversed([dim] + [i for i in range(len(shape)) if i != dim]):
+            strides[i] = acc
+            acc = acc * shape[i] if int(shape[i]) > 1 else acc
+        metas = [(shape, x.dtype, tuple(strides)), ((x.shape[dim],), _dt.int64), ((k,), _dt.int64)]
+        values, inverse, counts = kernel("unique_dim", metas, x, dim, sorted, return_inverse, return_counts)
+        ctx.mark_non_differentiable(inverse, counts)
+        return values, inverse, counts
+
+    @staticmethod
+    def backward(ctx, grad, _grad_inverse=None, _grad_counts=None):
+        raise RuntimeError("the derivative for 'unique_dim' is not implemented.")
+
+
 # -- entry points (torch's signatures) -------------------------------------------
+
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
+    """torch.unique: the distinct values (or slices along ``dim``), with the inverse indices and the
+    counts when asked; a tensor alone, else a tuple, as torch returns them."""
+    if dim is None:
+        values, inverse, counts = Unique2.apply(input, sorted, return_inverse, return_counts)
+    else:
+        values, inverse, counts = UniqueDim.apply(input, dim, sorted, return_inverse, return_counts)
+    out = (values,) + ((inverse,) if return_inverse else ()) + ((counts,) if return_counts else ())
+    return out[0] if len(out) == 1 else out
+
 
 def sort(input, dim=-1, descending=False, *, stable=None):
     """torch.sort; passing ``stable`` (even False) selects aten's sort.stable, as torch's binding does."""
@@ -188,7 +265,8 @@ TENSOR_METHODS: dict = {
     "topk": lambda self, k, dim=-1, largest=True, sorted=True: topk(self, k, dim, largest, sorted),
     "kthvalue": lambda self, k, dim=-1, keepdim=False: kthvalue(self, k, dim, keepdim),
     "median": lambda self, dim=None, keepdim=False: median(self, dim, keepdim),
+    "unique": unique,
 }
 TORCH_FUNCTIONS: dict = {"sort": sort, "argsort": argsort, "msort": msort, "topk": topk, "kthvalue": kthvalue,
-                         "median": median}
+                         "median": median, "unique": unique}
 FUNCTIONAL: dict = {}

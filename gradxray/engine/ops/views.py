@@ -279,26 +279,39 @@ class Split(Function):
         return cat(filled, ctx.dim), None, None
 
 
+def _legacy_empty(x) -> bool:
+    """A 1-D tensor of size 0 (``torch.tensor([])``): cat skips it whatever the other inputs' shapes, as torch
+    does (the idiom of caches that start empty and grow with ``cat``)."""
+    return x.dim() == 1 and isinstance(x.shape[0], int) and x.shape[0] == 0
+
+
 class Cat(Function):
     """y = cat(xs, dim).  Saves: nothing (sizes)."""
 
     @staticmethod
     def forward(ctx, xs, dim=0):
-        dim = wrap_dim(dim, xs[0].dim())
+        skip = [_legacy_empty(x) for x in xs]
+        kept = [x for x, s in zip(xs, skip) if not s]
+        if not kept:
+            kept, skip = list(xs), [False] * len(xs)
+        dim = wrap_dim(dim, kept[0].dim())
         ctx.dim = dim
-        ctx.sizes = [x.shape[dim] for x in xs]
-        shape = list(xs[0].shape)
-        total = xs[0].shape[dim]
-        for x in xs[1:]:
+        ctx.sizes = [None if s else x.shape[dim] for x, s in zip(xs, skip)]
+        shape = list(kept[0].shape)
+        total = kept[0].shape[dim]
+        for x in kept[1:]:
             total = total + x.shape[dim]
         shape[dim] = total
         from .. import dtypes as _dt
-        return kernel("cat", (shape, _dt.result_type(*xs)), list(xs), dim)
+        return kernel("cat", (shape, _dt.result_type(*xs)), kept, dim)
 
     @staticmethod
     def backward(ctx, grad):
         outs, off = [], 0
         for s in ctx.sizes:
+            if s is None:                     # a skipped empty input: a gradient of its shape, [0]
+                outs.append(narrow(grad.reshape(-1), 0, 0, 0))
+                continue
             outs.append(narrow(grad, ctx.dim, off, s))
             off += int(s)
         return tuple(outs), None
