@@ -690,6 +690,16 @@ def _add_path_flags(p: argparse.ArgumentParser) -> None:
                    help="a folder of installed packages to read sources from, before sys.path (repeatable)")
 
 
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """How a target is built and fed: the flags `memory` and `verify` share."""
+    p.add_argument("--batch", type=int, help="batch size (binds the dim B)")
+    p.add_argument("--dim", action="append", metavar="NAME=N", help="bind a symbolic dim, e.g. T=1024 (repeatable)")
+    p.add_argument("--input", action="append", metavar="NAME=SHAPE[:DTYPE]",
+                   help="an input's shape, e.g. x=[B,3,224,224]:float32 (repeatable)")
+    p.add_argument("--args", metavar="DICT",
+                   help="constructor keyword arguments (or fields of the config class it takes) as a Python literal dict")
+
+
 def _percent(text: str) -> float:
     from gradxray.verify import parse_percent
 
@@ -722,11 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("memory", help="training-step memory and FLOPs of a model, without running it")
     m.add_argument("target", metavar="TARGET", help="path.py:Name (an nn.Module class or a factory function)")
-    m.add_argument("--batch", type=int, help="batch size (binds the dim B)")
-    m.add_argument("--dim", action="append", metavar="NAME=N", help="bind a symbolic dim, e.g. T=1024 (repeatable)")
-    m.add_argument("--input", action="append", metavar="NAME=SHAPE[:DTYPE]",
-                   help="an input's shape, e.g. x=[B,3,224,224]:float32 (repeatable)")
-    m.add_argument("--args", metavar="DICT", help="constructor keyword arguments as a Python literal dict")
+    _add_model_flags(m)
     m.add_argument("--optimizer", choices=("none", "sgd", "sgd-momentum", "adam", "adamw"),
                    help="with an optimizer the step is a steady-state iteration: zero_grad(set_to_none=True), "
                         "forward, backward, step(), its state already allocated")
@@ -753,11 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="import and run the model with torch: the estimate next to the measured step")
     v.add_argument("target", metavar="TARGET", help="path.py:Name, as for `memory` (its file is imported and run)")
-    v.add_argument("--batch", type=int, help="batch size (binds the dim B)")
-    v.add_argument("--dim", action="append", metavar="NAME=N", help="bind a symbolic dim, e.g. T=1024 (repeatable)")
-    v.add_argument("--input", action="append", metavar="NAME=SHAPE[:DTYPE]",
-                   help="an input's shape, e.g. x=[B,3,224,224]:float32 (repeatable)")
-    v.add_argument("--args", metavar="DICT", help="constructor keyword arguments as a Python literal dict")
+    _add_model_flags(v)
     v.add_argument("--optimizer", choices=("none", "sgd", "sgd-momentum", "adam", "adamw"))
     v.add_argument("--amp", choices=("off", "fp16", "bf16"), help="run forward and loss under torch.autocast")
     v.add_argument("--device", choices=("cpu", "cuda"), help="where to run it (cuda only when available)")
