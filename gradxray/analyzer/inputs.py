@@ -376,6 +376,41 @@ def _test_folders(path: str, roots) -> list[str]:
     return out
 
 
+# test files by (size, mtime): the language server re-analyses on every keystroke, and a folder of
+# tests rarely changes meanwhile
+_TEST_FILES: dict[str, tuple] = {}
+
+
+def _test_file(path: str, class_name: str, index_source):
+    """(text, index) of a test file — the index only when the text names ``class_name`` — or
+    (None, None) when it is too big, unreadable or not Python."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    key = (st.st_size, st.st_mtime_ns)
+    cached = _TEST_FILES.get(path)
+    if cached is None or cached[0] != key:
+        text = None
+        if st.st_size <= MAX_TEST_FILE_BYTES:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except (OSError, UnicodeDecodeError):
+                text = None
+        cached = _TEST_FILES[path] = [key, text, None]
+    text = cached[1]
+    if text is None or class_name not in text:
+        return text, None
+    if cached[2] is None:
+        try:
+            cached[2] = index_source(text, path)
+        except (SyntaxError, ValueError):
+            cached[1] = None
+            return None, None
+    return text, cached[2]
+
+
 def find_example_call_in_tests(path: str, class_name: str, params: list[str], roots=()) -> list[InputSpec] | None:
     """An example call (``Net(...)(torch.randn(2, 3, 32, 32))``) of ``class_name`` in the project's
     ``tests/`` folder.  Files are read and parsed, never imported; only those naming the class are parsed."""
@@ -392,15 +427,8 @@ def find_example_call_in_tests(path: str, class_name: str, params: list[str], ro
                 if seen > MAX_TEST_FILES:
                     return None
                 fpath = os.path.join(dirpath, fname)
-                try:
-                    if os.path.getsize(fpath) > MAX_TEST_FILE_BYTES:
-                        continue
-                    with open(fpath, encoding="utf-8") as fh:
-                        text = fh.read()
-                    if class_name not in text:
-                        continue
-                    index = index_source(text, fpath)
-                except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+                _text, index = _test_file(fpath, class_name, index_source)
+                if index is None:
                     continue
                 found = find_example_call(index, class_name, params)
                 if found:

@@ -91,3 +91,17 @@ def test_example_call_in_the_projects_tests_folder(tmp_path):
     assert reasons(a) == []
     assert not any(d.code == "GX901" for d in a.diagnostics)
     assert _y(a, src) == [("y", ("2", "4", "20", "24"), "float32")]
+
+
+def test_an_edited_test_file_is_read_again(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    src = _net("x", "self.conv(x)")
+    (tmp_path / "net.py").write_text(src)
+    (tmp_path / "tests").mkdir()
+    test_file = tmp_path / "tests" / "test_net.py"
+    test_file.write_text("import torch\nfrom net import Net\nNet()(torch.randn(2, 3, 20, 24))\n")
+    first = analyze_source(src, str(tmp_path / "net.py"), Settings())
+    test_file.write_text("import torch\nfrom net import Net\n\nNet()(torch.randn(4, 3, 8, 8))\n")
+    second = analyze_source(src, str(tmp_path / "net.py"), Settings())
+    assert _y(first, src) == [("y", ("2", "4", "20", "24"), "float32")]
+    assert _y(second, src) == [("y", ("4", "4", "8", "8"), "float32")]
