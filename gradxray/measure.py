@@ -271,7 +271,7 @@ def round_cuda(nbytes: int) -> int:
     return max(512, (nbytes + 511) // 512 * 512) if nbytes > 0 else 0
 
 
-def _unique_bytes(tensors, exclude: set[int] = frozenset(), rounding=lambda n: n) -> tuple[int, set[int]]:
+def unique_storage_bytes(tensors, exclude: set[int] = frozenset(), rounding=lambda n: n) -> tuple[int, set[int]]:
     keys: set[int] = set()
     total = 0
     for t in tensors:
@@ -324,13 +324,13 @@ def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "au
             p.grad = None
         gc.collect()
     param_count = sum(p.numel() for p in params)
-    param_bytes, param_keys = _unique_bytes(params)
-    buffer_bytes, buffer_keys = _unique_bytes(buffers, exclude=param_keys)
+    param_bytes, param_keys = unique_storage_bytes(params)
+    buffer_bytes, buffer_keys = unique_storage_bytes(buffers, exclude=param_keys)
     input_tensors = tensors_in(inputs)
-    input_bytes, input_keys = _unique_bytes(input_tensors, exclude=param_keys | buffer_keys)
+    input_bytes, input_keys = unique_storage_bytes(input_tensors, exclude=param_keys | buffer_keys)
     state = _optimizer_state_tensors(optimizer) if optimizer is not None else []
     # on CUDA, device memory only: torch keeps Adam's `step` counters on the host (as the estimate counts)
-    optimizer_bytes, _ = _unique_bytes([t for t in state if t.is_cuda or not on_cuda],
+    optimizer_bytes, _ = unique_storage_bytes([t for t in state if t.is_cuda or not on_cuda],
                                        exclude=param_keys | buffer_keys | input_keys)
 
     saved_keys: set[int] = set()
@@ -354,7 +354,7 @@ def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "au
     if on_cuda:
         torch.cuda.synchronize()
         resident = [t for t in [*params, *buffers, *input_tensors, *state] if t.is_cuda]   # Adam's steps stay on the CPU
-        known, _ = _unique_bytes(resident, rounding=round_cuda)
+        known, _ = unique_storage_bytes(resident, rounding=round_cuda)
         workspace = max(0, torch.cuda.memory_allocated() - cuda_baseline_bytes - known)
         torch.cuda.reset_peak_memory_stats()
         _run_step(model, inputs, loss, optimizer, region, phase=lambda name: None, hooks=hooks)
@@ -374,7 +374,7 @@ def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "au
         finally:
             tracker.close()
         peak, peak_phase, source = tracker.peak_bytes, tracker.peak_phase, "live storages"
-    grads_bytes, _ = _unique_bytes([p.grad for p in params if p.grad is not None])
+    grads_bytes, _ = unique_storage_bytes([p.grad for p in params if p.grad is not None])
     return StepMeasurement(
         param_count=param_count, param_bytes=param_bytes, buffer_bytes=buffer_bytes,
         input_bytes=input_bytes, grads_bytes=grads_bytes, optimizer_bytes=optimizer_bytes,

@@ -3,9 +3,7 @@ forward → backward → step(), state already allocated), compared with the sam
 torch on CPU and measured (live-storage peak, optimizer state storages)."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import textwrap
 
 import pytest
@@ -14,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from gradxray.analyzer.memory_report import memory_report  # noqa: E402
 from gradxray.analyzer.settings import Settings  # noqa: E402
+from tests.support.loading import load_module  # noqa: E402
 from tests.support.torch_truth import measure_training_step  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,13 +64,6 @@ class Deep(nn.Module):
 '''
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
 def mlp_file(tmp_path_factory):
@@ -81,8 +73,8 @@ def mlp_file(tmp_path_factory):
 
 
 def _examples():
-    return {"gpt": _load(os.path.join(ROOT, "examples", "gpt.py"), "_opt_example_gpt"),
-            "resnet": _load(os.path.join(ROOT, "examples", "resnet.py"), "_opt_example_resnet")}
+    return {"gpt": load_module(os.path.join(ROOT, "examples", "gpt.py"), "_opt_example_gpt"),
+            "resnet": load_module(os.path.join(ROOT, "examples", "resnet.py"), "_opt_example_resnet")}
 
 
 CASES = {
@@ -109,7 +101,7 @@ def measure(case, mods, batch, **kw):
 
 @pytest.fixture(scope="module")
 def mods(mlp_file):
-    return {**_examples(), "mlp": _load(mlp_file, "_opt_mlp")}
+    return {**_examples(), "mlp": load_module(mlp_file, "_opt_mlp")}
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd-momentum"])

@@ -6,7 +6,6 @@ training step, so the error percentages and the exit status can be recomputed.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ torch = pytest.importorskip("torch")
 from gradxray.measure import LiveStorageTracker as ProductTracker  # noqa: E402
 from gradxray.measure import measure_step  # noqa: E402
 from gradxray.verify import compare, relative_error_pct  # noqa: E402
+from tests.support.loading import load_module  # noqa: E402
 from tests.support.torch_truth import LiveStorageTracker, measure_training_step  # noqa: E402
 
 NOTICE = "gradxray verify: importing and running"
@@ -37,13 +37,6 @@ ROW_FIELDS = {   # verify's category -> the estimate's value in the `memory` rep
 def cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "gradxray", *args], cwd)
 
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _estimate(target_args: list[str]) -> dict:
@@ -64,7 +57,7 @@ def _expected_rows(report: dict, measured) -> dict[str, tuple[int, int, float]]:
 def gpt_run():
     proc = cli("verify", *GPT, "--format", "json")
     report = _estimate(GPT)
-    mod = _load(ROOT / "examples" / "gpt.py", "_verify_test_gpt")
+    mod = load_module(ROOT / "examples" / "gpt.py", "_verify_test_gpt")
     torch.manual_seed(0)
     model = mod.GPT()
     inputs = {"idx": torch.randint(0, 50304, (2, 32)), "targets": torch.randint(0, 50304, (2, 32))}
@@ -75,7 +68,7 @@ def gpt_run():
 def resnet_run():
     proc = cli("verify", *RESNET)
     report = _estimate(RESNET)
-    mod = _load(ROOT / "examples" / "resnet.py", "_verify_test_resnet")
+    mod = load_module(ROOT / "examples" / "resnet.py", "_verify_test_resnet")
     torch.manual_seed(0)
     return proc, report, measure_training_step(mod.resnet18(), {"x": torch.randn(2, 3, 32, 32)})
 
@@ -141,7 +134,7 @@ def test_optimizer_and_autocast_steady_state(resnet_run):
     rows = {r["category"]: r for r in result["rows"]}
     assert rows["optimizer_bytes"]["estimate"] == report["optimizer_bytes"]
     # AdamW on the CPU keeps exp_avg and exp_avg_sq per parameter and a 4-byte float32 step count
-    mod = _load(ROOT / "examples" / "resnet.py", "_verify_test_resnet_opt")
+    mod = load_module(ROOT / "examples" / "resnet.py", "_verify_test_resnet_opt")
     params = list(mod.resnet18().parameters())
     state = 2 * sum(p.numel() * p.element_size() for p in params) + 4 * len(params)
     assert rows["optimizer_bytes"]["measured"] == state

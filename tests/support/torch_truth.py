@@ -48,6 +48,7 @@ from gradxray.measure import dtype_name as _dtype_name  # noqa: E402
 from gradxray.measure import storage_key as _key  # noqa: E402
 from gradxray.measure import storage_of as _storage  # noqa: E402
 from gradxray.measure import tensors_in as _tensors_in  # noqa: E402
+from gradxray.measure import unique_storage_bytes as _unique_bytes  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,19 +142,6 @@ class _Packed:
         self.i = i
 
 
-def _unique_bytes(tensors, exclude: set[int] | None = None) -> tuple[int, set[int]]:
-    keys: set[int] = set()
-    total = 0
-    for t in tensors:
-        st = _storage(t)
-        if st is None:
-            continue
-        k = _key(st)
-        if k in keys or (exclude and k in exclude):
-            continue
-        keys.add(k)
-        total += st.nbytes()
-    return total, keys
 
 
 def _call(model, inputs: dict[str, Any]):
