@@ -30,11 +30,16 @@ def _engine_runtime(runtime):
     return engine_runtime()
 
 
-def analyze_source(source: str, path: str, settings: Settings | None = None, *, runtime=None) -> Analysis:
+def analyze_source(source: str, path: str, settings: Settings | None = None, *, runtime=None,
+                   cache=None) -> Analysis:
     """Analyse one file: construct each root module class with its defaults (or ``settings.args``),
-    run it on its discovered inputs in a training step, record per-line facts, then run the rules."""
+    run it on its discovered inputs in a training step, record per-line facts, then run the rules.
+
+    ``cache`` (an ``incremental.TraceCache``, kept by a long-running caller such as the language
+    server) reuses the results of root classes whose code and inputs did not change."""
+    from .incremental import RootRecorder, file_stamps, merge_root, root_keys, tests_stamp
     from .interpreter import Interpreter, analyze_root
-    from .project import imported_bases, index_source, propagate_class_kinds, root_classes
+    from .project import imported_bases, index_source, project_index, propagate_class_kinds, root_classes
     from .rules import run_rules
 
     settings = settings or Settings()
@@ -48,6 +53,7 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
         analysis.error = f"{path}:1:1: {type(e).__name__}: {e}"
         return analysis
     interp = None
+    default_runtime = runtime is None          # results on another runtime are not cached
     try:
         runtime = _engine_runtime(runtime)
         with runtime.backend():
@@ -59,15 +65,28 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
                 interp.user_class(name)
             if pending:
                 propagate_class_kinds(index)
-            for cinfo in root_classes(index):
-                try:
-                    summary = analyze_root(interp, cinfo, settings)
-                except Exception as e:  # an analyzer bug must not cost the other classes
-                    analysis.unresolved.append(
-                        Unresolved(path, cinfo.lineno, f"internal error: {type(e).__name__}: {e}"))
-                    continue
-                if summary is not None:
-                    analysis.classes.append(summary)
+            roots = root_classes(index)
+            keys = {}
+            if cache is not None and default_runtime:
+                keys = root_keys(index, roots, settings, tests_stamp(path, settings.roots))
+            seen = interp._seen_unresolved
+            project = project_index(settings.search_paths) if keys else None
+            for cinfo in roots:
+                key = keys.get(cinfo.name)
+                result = cache.get(key, project) if key is not None else None
+                if result is None:
+                    with RootRecorder(analysis, seen) as recorder:
+                        try:
+                            summary = analyze_root(interp, cinfo, settings)
+                        except Exception as e:  # an analyzer bug must not cost the other classes
+                            summary = None
+                            analysis.unresolved.append(
+                                Unresolved(path, cinfo.lineno, f"internal error: {type(e).__name__}: {e}"))
+                        result = recorder.finish(summary, file_stamps(interp.imported_files(), project)
+                                                 if key is not None else ())
+                    if key is not None:
+                        cache.put(key, result)
+                merge_root(analysis, result, seen)
     except Exception as e:
         analysis.unresolved.append(Unresolved(path, 1, f"internal error: {type(e).__name__}: {e}"))
     finally:

@@ -416,25 +416,27 @@ def find_example_call_in_tests(path: str, class_name: str, params: list[str], ro
     ``tests/`` folder.  Files are read and parsed, never imported; only those naming the class are parsed."""
     from .project import index_source
 
-    seen = 0
+    for seen, (folder, fpath) in enumerate(project_test_files(path, roots), 1):
+        if seen > MAX_TEST_FILES:
+            return None
+        _text, index = _test_file(fpath, class_name, index_source)
+        if index is None:
+            continue
+        found = find_example_call(index, class_name, params)
+        if found:
+            return [InputSpec(s.name, s.dims, s.dtype, None, f"example in {os.path.relpath(fpath, folder)}")
+                    for s in found]
+    return None
+
+
+def project_test_files(path: str, roots=()):
+    """(test folder, path) of each Python file in the project's test folders, in path order."""
     for folder in _test_folders(path, roots):
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__pycache__")))
             for fname in sorted(filenames):
-                if not fname.endswith(".py"):
-                    continue
-                seen += 1
-                if seen > MAX_TEST_FILES:
-                    return None
-                fpath = os.path.join(dirpath, fname)
-                _text, index = _test_file(fpath, class_name, index_source)
-                if index is None:
-                    continue
-                found = find_example_call(index, class_name, params)
-                if found:
-                    return [InputSpec(s.name, s.dims, s.dtype, None, f"example in {os.path.relpath(fpath, folder)}")
-                            for s in found]
-    return None
+                if fname.endswith(".py"):
+                    yield folder, os.path.join(dirpath, fname)
 
 
 def make_input_tensors(specs: list[InputSpec], settings, runtime) -> dict:

@@ -94,6 +94,24 @@ class _HostError(_Raise):
         self.error = error
 
 
+class _WrapperFallback(_Flow):
+    """A decorator's wrapper lost precision before calling the function it wraps: it is skipped."""
+
+    def __init__(self, call):
+        self.call = call
+
+
+class _WrapperCall:
+    """One running call of a decorator's wrapper (see Interpreter.call_wrapped)."""
+    __slots__ = ("inner", "start", "is_forward", "state", "result", "end")
+
+    def __init__(self, inner, start: int, is_forward: bool):
+        self.inner, self.start, self.is_forward = inner, start, is_forward
+        self.state = "waiting"            # -> "running" -> "done"
+        self.result = None
+        self.end: int | None = None       # len(unresolved) when the function returned
+
+
 class Budget(_Flow):
     """The analysis of one root ran too many statements: it stops (recorded), the rest goes on."""
 
@@ -260,6 +278,7 @@ class Interpreter:
         # between it and the entries below it, so an exception never travels past it)
         self._try_stack: list[tuple | None] = []
         self._handling: list = []                          # exceptions whose `except` bodies are running
+        self._wrapper_calls: list[_WrapperCall] = []       # decorators' wrappers running, innermost last
         self._classes: dict[str, UserClass] = {}
         self._seen_unresolved: set[tuple] = {(u.file, u.line, u.reason) for u in analysis.unresolved}
         self.frames: list[tuple[UserFunction, Scope]] = []
@@ -285,6 +304,14 @@ class Interpreter:
             for ucls in list(it.__dict__.get("_classes", {}).values()):
                 ucls.__dict__.clear()
             it.__dict__.clear()
+
+    def imported_files(self) -> list[str]:
+        """The other source files this analysis has read so far (imports followed into them)."""
+        session = self.__dict__.get("import_session")
+        if session is None:
+            return []
+        own = os.path.abspath(self.path)
+        return [p for p in session.interpreters if p != own]
 
     # ------------------------------------------------------------------------------------------
     # recording
@@ -650,6 +677,8 @@ class Interpreter:
                 made = self.call(dv, [fn], {}, dec)
                 if isinstance(made, (UserFunction, BoundMethod, Partial, Builtin)):
                     fn = made
+            elif isinstance(dv, UserFunction) and _wraps_function(dv) and not _stores_outside(dv.node):
+                fn = self._apply_wrapper(dv, fn, dec)
             elif isinstance(dv, (UserFunction, BoundMethod, Partial, UserInstance, UserClass)):
                 # A decorator written in Python source (the user's or a package's: model registries,
                 # legacy-argument shims, docstring helpers) is taken to keep what the function computes:
@@ -668,12 +697,92 @@ class Interpreter:
                 self.unknown(f"decorator `{ast.unparse(dec)}` is ignored", dec)
         return fn
 
+    def _apply_wrapper(self, dec: UserFunction, fn: UserFunction, node) -> UserFunction:
+        """Apply a source decorator that wraps the function (``def wrapper(*args, **kwargs): ... return
+        f(*args, **kwargs)``): calls then run the wrapper, which may fill arguments from a config
+        (``use_cache=None`` -> ``self.config.use_cache``), open a context or convert the result.  One the
+        analysis cannot follow while decorating leaves the function as it was."""
+        inner = copy.copy(fn)
+        mark = len(self.analysis.unresolved)
+        made = self.call(dec, [inner], {}, node)
+        if not isinstance(made, UserFunction) or made is inner or len(self.analysis.unresolved) > mark:
+            self._forget_unresolved(mark)
+            return fn
+        outer = copy.copy(fn)
+        outer.wrapper, outer.inner = made, inner
+        outer.context_decorators = []         # those written above this decorator wrap the wrapper
+        return outer
+
+    def call_wrapped(self, fn: UserFunction, args: list, kwargs: dict, node, is_forward: bool):
+        """A call of a function a source decorator wraps: the wrapper runs and calls the function.
+
+        A wrapper is followed as far as the analysis can: one that loses precision before it calls the
+        function (a branch on `inspect.signature(...)`, a registry of hooks) is skipped, for this call and
+        the later ones: the function runs with the caller's arguments, as if undecorated, and what was
+        lost in the wrapper is not reported.  One that loses precision after the call gives the
+        function's own result."""
+        if fn.context_decorators:
+            with contextlib.ExitStack() as stack:
+                for cm in fn.context_decorators:
+                    stack.enter_context(cm)
+                return self._call_wrapper(fn, args, kwargs, node, is_forward)
+        return self._call_wrapper(fn, args, kwargs, node, is_forward)
+
+    def _call_wrapper(self, fn: UserFunction, args: list, kwargs: dict, node, is_forward: bool):
+        if fn.wrapper_skipped:
+            return self.call_function(fn.inner, args, kwargs, node, is_forward)
+        unresolved = self.analysis.unresolved
+        call = _WrapperCall(fn.inner, len(unresolved), is_forward)
+        self._wrapper_calls.append(call)
+        try:
+            result = self.call_function(fn.wrapper, args, kwargs, node)
+        except _WrapperFallback as fallback:
+            if fallback.call is not call:
+                raise
+            result = _MISSING
+        finally:
+            self._wrapper_calls.remove(call)
+        if call.state != "done":                   # the function never ran (or did not return)
+            if result is not _MISSING and len(unresolved) == call.start:
+                return result
+            self._forget_unresolved(call.start)
+            fn.wrapper_skipped = True
+            return self.call_function(fn.inner, args, kwargs, node, is_forward)
+        if len(unresolved) > call.end:
+            self._forget_unresolved(call.end)
+            fn.wrapper_skipped = True
+            return call.result
+        return result
+
+    def _call_inner(self, call: "_WrapperCall", args: list, kwargs: dict, node):
+        """The wrapper calling the function it wraps: the call goes on only if the wrapper lost no
+        precision on the way (else the wrapper is skipped: see call_wrapped)."""
+        if len(self.analysis.unresolved) > call.start:
+            raise _WrapperFallback(call)
+        call.state = "running"
+        result = self.call_function(call.inner, args, kwargs, node, call.is_forward)
+        call.result, call.end, call.state = result, len(self.analysis.unresolved), "done"
+        return result
+
+    def _forget_unresolved(self, start: int) -> None:
+        """Take back the places of lost precision recorded since ``start`` (a wrapper that was skipped)."""
+        unresolved = self.analysis.unresolved
+        for u in unresolved[start:]:
+            self._seen_unresolved.discard((u.file, u.line, u.reason))
+        del unresolved[start:]
+
     # ------------------------------------------------------------------------------------------
     # calls
 
     def call_function(self, fn: UserFunction, args: list, kwargs: dict, node, is_forward: bool = False):
         if fn.interp is not self:       # defined in another file: its names resolve (and are recorded) there
             return fn.interp.call_function(fn, args, kwargs, None, is_forward)
+        if fn.wrapper is not None:
+            return self.call_wrapped(fn, args, kwargs, node, is_forward)
+        if self._wrapper_calls:
+            call = self._wrapper_calls[-1]
+            if call.inner is fn and call.state == "waiting":
+                return self._call_inner(call, args, kwargs, node)
         if len(self.frames) >= MAX_DEPTH:
             return self.unknown(f"call depth limit reached in `{fn.name}`", node or fn.node)
         fnode = fn.node
@@ -1117,6 +1226,10 @@ class Interpreter:
             return getattr(obj, name), None
         if isinstance(obj, (UserFunction, BoundMethod)) and name in ("__name__", "__qualname__"):
             return obj.func.name if isinstance(obj, BoundMethod) else obj.name, None
+        if isinstance(obj, UserFunction) and name == "__code__":
+            return _code_info(obj.node), None            # `f.__code__.co_varnames` in argument shims
+        if isinstance(obj, UserFunction) and name == "__wrapped__" and obj.inner is not None:
+            return obj.inner, None
         if isinstance(obj, (UserFunction, BoundMethod, Builtin, Partial)):
             return None, f"attribute `{name}` of a function is not supported"
         if self.class_patches and isinstance(obj, type):
@@ -2366,12 +2479,13 @@ def _defining_interp(it: Interpreter, obj) -> Interpreter | None:
 _NESTED_SCOPES = frozenset((ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
 
 
-def _replaces_function(dec: UserFunction) -> bool:
-    """Whether decorator ``dec`` (one parameter ``f``) returns a function it defines that never calls ``f``:
-    it replaces the decorated function rather than wrapping it.  Decided from its source, once."""
-    cached = dec.__dict__.get("_gx_replaces")
-    if cached is None:
-        cached = False
+def _decorator_shape(dec: UserFunction) -> str:
+    """How decorator ``dec`` (one parameter ``f``, returning a function it defines) treats ``f``: "wraps"
+    (the function it returns calls ``f``), "replaces" (it never does) or "" (another shape).  Decided
+    from its source, once."""
+    shape = dec.__dict__.get("_gx_shape")
+    if shape is None:
+        shape = ""
         node = dec.node
         a = getattr(node, "args", None)
         body = getattr(node, "body", None)
@@ -2381,10 +2495,48 @@ def _replaces_function(dec: UserFunction) -> bool:
             inner = next((st for st in body if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef))
                           and st.name == ret), None)
             if inner is not None:
-                cached = not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == param
-                                 for n in ast.walk(inner))
-        dec.__dict__["_gx_replaces"] = cached
-    return cached
+                calls = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == param
+                            for n in ast.walk(inner))
+                shape = "wraps" if calls else "replaces"
+        dec.__dict__["_gx_shape"] = shape
+    return shape
+
+
+def _code_info(fnode) -> types.SimpleNamespace:
+    """What a function's ``__code__`` tells of its names, from its source: ``co_varnames`` (the parameters
+    in CPython's order, then the local names the body binds), ``co_argcount``, ``co_name``."""
+    info = getattr(fnode, "_gx_code", None)
+    if info is None:
+        a = fnode.args
+        positional = [p.arg for p in (*a.posonlyargs, *a.args)]
+        names = [*positional, *(p.arg for p in a.kwonlyargs), *(p.arg for p in (a.vararg, a.kwarg) if p is not None)]
+        seen = set(names)
+        stack = list(reversed(fnode.body)) if not isinstance(fnode, ast.Lambda) else []
+        while stack:
+            n = stack.pop()
+            if type(n) in _NESTED_SCOPES:
+                if not isinstance(n, ast.Lambda) and n.name not in seen:
+                    seen.add(n.name)
+                    names.append(n.name)
+                continue
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load) and n.id not in seen:
+                seen.add(n.id)
+                names.append(n.id)
+            stack.extend(reversed(list(ast.iter_child_nodes(n))))
+        info = types.SimpleNamespace(co_varnames=tuple(names), co_argcount=len(positional),
+                                     co_name=getattr(fnode, "name", "<lambda>"))
+        fnode._gx_code = info
+    return info
+
+
+def _replaces_function(dec: UserFunction) -> bool:
+    """A decorator that returns a new function which never calls the decorated one (a factory)."""
+    return _decorator_shape(dec) == "replaces"
+
+
+def _wraps_function(dec: UserFunction) -> bool:
+    """A decorator that returns a wrapper calling the decorated function."""
+    return _decorator_shape(dec) == "wraps"
 
 
 def _is_generator(fnode) -> bool:

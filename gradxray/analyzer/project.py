@@ -429,6 +429,18 @@ class ProjectIndex:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
 
+    def stamp(self, path: str) -> tuple:
+        """What identifies the current content of ``path`` cheaply: the digest of its unsaved editor
+        text, else its size and modification time on disk (None when it cannot be read)."""
+        path = os.path.abspath(path)
+        if path in self._overlays:
+            return ("text", _digest(self._overlays[path]))
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ("disk", None)
+        return ("disk", st.st_size, st.st_mtime_ns)
+
     def module_index(self, path: str) -> tuple[ModuleIndex | None, str | None]:
         """(index, None), or (None, why not) for a file that cannot be read or parsed.  A file whose
         content hash did not change since it was last parsed is not parsed again."""

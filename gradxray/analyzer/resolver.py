@@ -92,6 +92,7 @@ class FileInterpreter(Interpreter):
         self._seen_unresolved = root._seen_unresolved
         self.frames = root.frames
         self._try_stack = root._try_stack    # an exception travels to a caller's `try` in another file
+        self._wrapper_calls = root._wrapper_calls
         self.cuts = root.cuts
         self.class_patches = root.class_patches
         self.module_flags = root.module_flags

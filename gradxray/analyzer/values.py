@@ -68,6 +68,13 @@ class UserFunction:
         self.defaults_cache: dict | None = None     # parameter defaults, evaluated once
         self.free_names: set[str] | None = None     # names its nested functions use (kept on return)
         self.setter: "UserFunction | None" = None   # a property's `@name.setter` function
+        # a source decorator's wrapper (``def wrapper(*a, **k): ... return f(*a, **k)``) that calls go
+        # to, and the function as it was before that decorator (what the wrapper calls); see
+        # Interpreter.call_wrapped.  ``wrapper_skipped``: the wrapper could not be followed once, so calls
+        # go straight to ``inner`` since
+        self.wrapper: "UserFunction | None" = None
+        self.inner: "UserFunction | None" = None
+        self.wrapper_skipped = False
 
     def __repr__(self) -> str:
         return f"<function {self.name}>"

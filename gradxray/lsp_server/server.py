@@ -78,11 +78,19 @@ class Entry:
     settings: Settings
 
 
-def _analyze(source: str, path: str, settings: Settings) -> Analysis:
-    from gradxray.analyzer import analyze_source
+_trace_cache = None
 
+
+def _analyze(source: str, path: str, settings: Settings) -> Analysis:
+    """Analyse a document; the traces of root classes an edit did not touch are reused."""
+    global _trace_cache
+    from gradxray.analyzer import analyze_source
+    from gradxray.analyzer.incremental import TraceCache
+
+    if _trace_cache is None:
+        _trace_cache = TraceCache()
     try:
-        return analyze_source(source, path, settings)
+        return analyze_source(source, path, settings, cache=_trace_cache)
     except Exception as exc:  # the analyzer promises not to raise; never take the server down
         log.exception("analysis of %s failed", path)
         return Analysis(path=path, error=f"internal error: {type(exc).__name__}: {exc}")

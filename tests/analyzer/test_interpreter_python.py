@@ -83,6 +83,117 @@ def test_source_decorators_keep_the_function(tmp_path):
     assert forward.analysis.unresolved == []
 
 
+def test_wrapping_decorators_run_their_wrapper(tmp_path):
+    # HF's @merge_with_config_defaults fills `use_cache` from the config through `func.__code__`;
+    # a wrapper may also change the result; one the analysis cannot follow (`inspect.signature`, an
+    # unknown registry) is skipped without reporting what it lost
+    write_tree(tmp_path, {"decorators.py": """\
+        import inspect
+        from functools import wraps
+
+        def config_defaults(func):
+            @wraps(func)
+            def wrapper(self, *args, **kwargs):
+                for name in ("use_cache",):
+                    index = func.__code__.co_varnames.index(name) - 1 if name in func.__code__.co_varnames else None
+                    if index is not None and len(args) > index and args[index] is not None:
+                        continue
+                    if kwargs.get(name) is None:
+                        kwargs[name] = getattr(self.config, name, None)
+                return func(self, *args, **kwargs)
+            return wrapper
+
+        def flattened(func):
+            def wrapper(*args, **kwargs):
+                return func(*args, **kwargs).flatten(1)
+            return wrapper
+
+        def signature_checked(func):
+            def wrapper(*args, **kwargs):
+                if "self" in inspect.signature(func).parameters:
+                    kwargs["scale"] = 100.0
+                return func(*args, **kwargs)
+            return wrapper
+
+        def post_processed(func):
+            def wrapper(*args, **kwargs):
+                out = func(*args, **kwargs)
+                if inspect.isclass(out):
+                    out = out[0]
+                return out
+            return wrapper
+    """, "net.py": """\
+        import torch
+        import torch.nn as nn
+        from types import SimpleNamespace
+        from decorators import config_defaults, flattened, signature_checked, post_processed
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.config = SimpleNamespace(use_cache=True)
+                self.fc = nn.Linear(4, 6)
+
+            @config_defaults
+            def forward(self, x, use_cache=None):  # gradxray: x=[B, 3, 4]
+                y = self.fc(x)
+                if use_cache:
+                    y = y[:, :1]
+                z = self.tail(y)
+                w = self.checked(z)
+                return self.post(w)
+
+            @flattened
+            def tail(self, y):
+                return y * 2
+
+            @signature_checked
+            def checked(self, z, scale=1.0):
+                return z * scale
+
+            @post_processed
+            def post(self, w):
+                return w + 1
+    """})
+    from gradxray.analyzer import build_target
+
+    model, _inputs, forward = build_target(str(tmp_path / "net.py"), "Net", Settings(roots=[str(tmp_path)]))
+    out = forward()
+    assert forward.analysis.unresolved == []
+    assert tuple(out.shape) == (8, 6)          # use_cache=True from the config: one position, flattened
+
+
+def test_context_decorator_above_a_wrapper_covers_it(tmp_path):
+    write_tree(tmp_path, {"net.py": """\
+        import torch
+        import torch.nn as nn
+
+        def flattened(func):
+            def wrapper(*args, **kwargs):
+                return func(*args, **kwargs).flatten(1)
+            return wrapper
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 6)
+
+            def forward(self, x):  # gradxray: x=[B, 3, 4]
+                return self.frozen(x)
+
+            @torch.no_grad()
+            @flattened
+            def frozen(self, x):
+                return self.fc(x)
+    """})
+    from gradxray.analyzer import build_target
+
+    model, _inputs, forward = build_target(str(tmp_path / "net.py"), "Net", Settings(roots=[str(tmp_path)]))
+    out = forward()
+    assert forward.analysis.unresolved == []
+    assert tuple(out.shape) == (8, 18) and not out.requires_grad
+
+
 def test_classes_inherit_from_classes_of_other_files(tmp_path):
     write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/base.py": """\
         from enum import Enum

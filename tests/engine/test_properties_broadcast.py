@@ -182,3 +182,53 @@ def test_unary_result_dtype_matches_torch(spec, op):
 
 def test_scalar_divided_by_tensor():
     assert _name((2 / gx.empty(3, dtype=gx.int64)).dtype) == _name((2 / torch.ones(3, dtype=torch.int64)).dtype)
+
+
+# -- output layout ----------------------------------------------------------------------------------
+
+@st.composite
+def laid_out(draw, shape):
+    """How to make a tensor of ``shape``: a dim order for a permuted contiguous base, and dims taken with
+    step 2 (a strided, non-dense view)."""
+    order = draw(st.permutations(range(len(shape))))
+    stepped = draw(st.lists(st.booleans(), min_size=len(shape), max_size=len(shape)))
+    return tuple(order), tuple(stepped)
+
+
+def _laid_out_tensor(m, shape, layout):
+    order, stepped = layout
+    full = [n * (2 if s else 1) for n, s in zip(shape, stepped)]
+    base = m.empty(*[full[d] for d in order]) if full else m.empty(())
+    inverse = [order.index(d) for d in range(len(order))]
+    t = base.permute(*inverse) if full else base
+    index = tuple(slice(None, None, 2) if s else slice(None) for s in stepped)
+    return t[index] if index else t
+
+
+ELEMENTWISE_LAYOUT_OPS = {
+    "add": lambda m, a, b: a + b,
+    "mul": lambda m, a, b: a * b,
+    "lt": lambda m, a, b: a < b,
+    "maximum": lambda m, a, b: m.maximum(a, b),
+    "where": lambda m, a, b: m.where(b > 0, a, b),
+    "div": lambda m, a, b: a / b,
+    "scale_shift": lambda m, a, b: (a * 2.0 - 1) * b,
+}
+
+
+@SETTINGS
+@given(data=st.data(), op=st.sampled_from(sorted(ELEMENTWISE_LAYOUT_OPS)))
+def test_elementwise_output_strides_match_torch(data, op):
+    # TensorIterator lays the output out in the operands' memory order (a transposed query times a
+    # rotary table stays transposed): what is copied later, and so what is saved, depends on it
+    a_shape, b_shape = data.draw(shape_pairs())
+    try:
+        torch.broadcast_shapes(a_shape, b_shape)
+    except RuntimeError:
+        return
+    a_layout, b_layout = data.draw(laid_out(a_shape)), data.draw(laid_out(b_shape))
+    fn = ELEMENTWISE_LAYOUT_OPS[op]
+    theirs = fn(torch, _laid_out_tensor(torch, a_shape, a_layout), _laid_out_tensor(torch, b_shape, b_layout))
+    ours = fn(gx, _laid_out_tensor(gx, a_shape, a_layout), _laid_out_tensor(gx, b_shape, b_layout))
+    assert tuple(ours.shape) == tuple(theirs.shape)
+    assert tuple(ours.stride()) == tuple(theirs.stride()), (a_shape, a_layout, b_shape, b_layout)

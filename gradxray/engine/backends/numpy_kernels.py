@@ -28,6 +28,7 @@ import ml_dtypes
 import numpy as np
 
 from . import CONTIGUOUS
+from ..layout import iterator_strides
 from ..tensor import non_overlapping_and_dense
 
 # -- dtypes -------------------------------------------------------------------
@@ -121,88 +122,12 @@ def contiguous_strides(shape) -> tuple:
     return tuple(reversed(strides))
 
 
-def _dense_in(shape, strides, order) -> bool:
-    """Strides are dense in ``order`` (fastest dim first), size-1 dims ignored (torch's is_contiguous)."""
-    expected = 1
-    for d in order:
-        if shape[d] != 1:
-            if strides[d] != expected:
-                return False
-            expected *= shape[d]
-    return True
-
-
-def is_contiguous(shape, strides) -> bool:
-    return _dense_in(shape, strides, range(len(shape) - 1, -1, -1))
-
-
-def _is_channels_last(shape, strides) -> bool:
-    return len(shape) == 4 and _dense_in(shape, strides, (1, 3, 2, 0))
-
-
-def _strides_in_order(shape, perm) -> tuple:
-    """Dense strides with ``perm[0]`` the fastest-moving dim."""
-    strides = [0] * len(shape)
-    acc = 1
-    for d in perm:
-        strides[d] = acc
-        acc *= max(shape[d], 1)
-    return tuple(strides)
-
-
-def _channels_last_strides(shape) -> tuple:
-    return _strides_in_order(shape, (1, 3, 2, 0))
-
-
-def _broadcast_strides(shape, a: np.ndarray) -> tuple:
-    """An operand's element strides against the output shape, 0 where it is broadcast (TensorIterator)."""
-    lead = len(shape) - a.ndim
-    out = [0] * lead
-    for i, (n, st) in enumerate(zip(a.shape, element_strides(a))):
-        out.append(0 if n == 1 and shape[lead + i] != 1 else st)
-    return out
-
-
 def pointwise_strides(shape, operands) -> tuple:
-    """Output strides of a TensorIterator kernel (torch's fast setup, else ``reorder_dimensions``):
-    contiguous / channels-last / the inputs' own strides when all inputs agree, otherwise dense in the
-    order of the inputs' strides (the first input with unambiguous strides decides)."""
-    shape = tuple(shape)
-    arrays = [np.asarray(o) for o in operands if isinstance(o, np.ndarray)]
-    if not shape:
-        return ()
-    if arrays and all(a.shape == shape for a in arrays):
-        strides = [element_strides(a) for a in arrays]
-        if all(is_contiguous(shape, s) for s in strides):
-            return contiguous_strides(shape)
-        if all(_is_channels_last(shape, s) for s in strides):
-            return _channels_last_strides(shape)
-        if all(non_overlapping_and_dense(shape, s) for s in strides) and all(s == strides[0] for s in strides):
-            return tuple(strides[0])
-    op_strides = [_broadcast_strides(shape, a) for a in arrays]
-
-    def should_swap(d0, d1):
-        for st in op_strides:
-            s0, s1 = st[d0], st[d1]
-            if s0 == 0 or s1 == 0:
-                continue
-            if s0 != s1:
-                return -1 if s0 < s1 else 1
-            if shape[d0] > shape[d1]:
-                return 1
-        return 0
-
-    perm = list(range(len(shape) - 1, -1, -1))
-    for i in range(1, len(shape)):
-        d1 = i
-        for d0 in range(i - 1, -1, -1):
-            cmp = should_swap(perm[d0], perm[d1])
-            if cmp > 0:
-                perm[d0], perm[d1] = perm[d1], perm[d0]
-                d1 = d0
-            elif cmp < 0:
-                break
-    return _strides_in_order(shape, perm)
+    """Output strides of a TensorIterator kernel over ``operands`` (arrays and Python numbers):
+    layout.iterator_strides."""
+    pairs = [(o.shape, element_strides(o)) if isinstance(o, np.ndarray) else ((), ())
+             for o in operands if isinstance(o, (np.ndarray, int, float, complex, np.number))]
+    return iterator_strides(tuple(shape), pairs)
 
 
 def like_strides(a: np.ndarray) -> tuple:

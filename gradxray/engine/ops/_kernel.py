@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .. import backends, memory
 from ..flops import kernel_flops
-from ..tensor import Tensor
+from ..layout import iterator_strides
+from ..tensor import Tensor, contiguous_strides
 
 
 def first_device(args):
@@ -91,6 +92,21 @@ def strides_like(shape, ref) -> tuple:
         strides[d] = acc
         acc *= max(int(shape[d]), 1)
     return tuple(strides)
+
+
+def elementwise_strides(shape, operands) -> tuple | None:
+    """The strides torch gives the output of an elementwise op over ``operands`` (tensors and Python
+    numbers) broadcast to ``shape`` (see layout.iterator_strides); None for contiguous.  So
+    ``q * cos + rotate_half(q) * sin`` on a transposed ``q`` keeps ``q``'s memory order, as the
+    attention kernel after it, and the copies (or their absence) later, depend on."""
+    tensors = [o for o in operands if isinstance(o, Tensor) and o._shape]
+    if not tensors or all(t._stride == contiguous_strides(t._shape) for t in tensors):
+        return None          # the common case, decided without the general rule
+    sizes = tuple(int(s) for s in shape)
+    pairs = [(tuple(int(n) for n in o._shape), tuple(int(st) for st in o._stride)) if isinstance(o, Tensor)
+             else ((), ()) for o in operands if isinstance(o, (Tensor, int, float, complex))]
+    out = iterator_strides(sizes, pairs)
+    return None if out == contiguous_strides(sizes) else out
 
 
 def inplace(aten_name: str, target: Tensor, *args, **kwargs) -> Tensor:

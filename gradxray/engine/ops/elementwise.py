@@ -15,7 +15,7 @@ from .. import dtypes as _dt
 from ..creation import zeros_like
 from ..function import Function
 from ..tensor import Tensor
-from ._kernel import inplace, kernel, strides_like
+from ._kernel import elementwise_strides, inplace, kernel, strides_like
 from .pointwise import Div, InplaceSavingOriginal, Sub, add, div, mul, neg, sub
 from .shapes import broadcast_shapes
 
@@ -41,7 +41,7 @@ def _unary_meta(x, dtype=None):
 
 def _broadcast_meta(*operands, dtype=None):
     shape = broadcast_shapes(*(_shape(o) for o in operands))
-    return shape, dtype or _dt.result_type(*operands)
+    return shape, dtype or _dt.result_type(*operands), elementwise_strides(shape, operands)
 
 
 def _can_cast(src, dst) -> bool:
@@ -1119,7 +1119,7 @@ def _bool_result(aten_name, *operands, **kwargs):
     """A comparison / logical / classification kernel: bool output, no autograd node (as in torch)."""
     tensors = [o for o in operands if isinstance(o, Tensor)]
     shape = broadcast_shapes(*(o.shape for o in tensors))
-    out = kernel(aten_name, (shape, _dt.bool_), *operands, **kwargs)
+    out = kernel(aten_name, (shape, _dt.bool_, elementwise_strides(shape, tensors)), *operands, **kwargs)
     if autograd.is_inference_mode_enabled():
         out._inference = True
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import dtypes as _dt
 from ..function import Function
 from ..tensor import Tensor
-from ._kernel import inplace, kernel
+from ._kernel import elementwise_strides, inplace, kernel
 from .shapes import broadcast_shapes
 
 
@@ -14,7 +14,7 @@ def _shape(x):
 
 def _binary_meta(a, b, out_dtype=None):
     shape = broadcast_shapes(_shape(a), _shape(b))
-    return shape, out_dtype or _dt.result_type(a, b)
+    return shape, out_dtype or _dt.result_type(a, b), elementwise_strides(shape, (a, b))
 
 
 def _check_inplace(self, other):
@@ -142,7 +142,7 @@ class Div(Function):
         ctx.scalar_b = None if isinstance(b, Tensor) else b
         meta = _binary_meta(a, b)
         if not meta[1].is_floating_point:
-            meta = (meta[0], _dt.default_float)
+            meta = (meta[0], _dt.default_float, meta[2])
         return kernel("div", meta, a, b)
 
     @staticmethod
