@@ -109,7 +109,8 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     built inputs when called without arguments), which is the ``run_forward`` that
     ``training_step.simulate_training_step(model, inputs, run_forward, settings)`` expects;
     ``forward_callable.analysis`` is the ``Analysis`` that collects its per-line facts and
-    unresolved places, and ``forward_callable.finish(reached_param_names)`` adds its
+    unresolved places, ``forward_callable.backend()`` the context the whole step should run in (small
+    tensors of known values made in forward meet shape-only ones in backward too), and ``forward_callable.finish(reached_param_names)`` adds its
     GradCuts once the step knows which parameters received a gradient.
 
     Raises ``SyntaxError`` for bad source, ``LookupError`` when ``Name`` is not found,
@@ -152,6 +153,7 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
             return run(inputs, **kwargs)
 
     forward_callable.analysis = analysis
+    forward_callable.backend = runtime.backend     # for the rest of a step (backward may meet constants)
     forward_callable.input_specs = specs
     forward_callable.finish = run.finish
     return model, inputs, forward_callable

@@ -26,6 +26,7 @@ import dataclasses
 import gc
 import inspect
 import itertools
+import math
 import operator
 import os
 import types
@@ -33,7 +34,7 @@ import weakref
 from typing import Any
 
 from gradxray.engine.memory import current_phase
-from gradxray.engine.symbolic import sym_text
+from gradxray.engine.symbolic import SymInt, sym_text
 from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
@@ -970,7 +971,7 @@ class Interpreter:
             self._try_stack.append(None)
         try:
             try:
-                if self.forward_depth == 0 and id(callee) in self.rt.constant_creators:
+                if id(callee) in self.rt.constant_creators:
                     result = self._constant_tensor(callee, args, kwargs)
                 else:
                     result = callee(*args, **kwargs)
@@ -1001,9 +1002,11 @@ class Interpreter:
         return result
 
     def _constant_tensor(self, creator, args: list, kwargs: dict):
-        """``torch.arange(n)`` / ``torch.tensor([...])`` ... called with Python numbers while a model is built:
-        a small tensor of known values (the data backend), so that code computing layer sizes with torch
-        (``.tolist()``, ``.item()``) gets them.  Anything else runs on the shape backend as usual."""
+        """``torch.arange(n)`` / ``torch.tensor([...])`` / ``torch.ones(b, t)`` ... called with Python numbers
+        (sizes of inputs too): a small tensor of known values (the data backend), so that code computing
+        layer sizes with torch (``.tolist()``, ``.item()``) or branching on a mask it built gets them.
+        Anything else runs on the shape backend as usual; so do these on a device the data backend
+        lacks (a CUDA analysis)."""
         from .torch_api import MAX_CONSTANT_NUMEL
 
         if _plain_numbers(args) and _plain_numbers(kwargs.values()) and \
@@ -2439,14 +2442,15 @@ _PLAIN = (int, float, bool, str, type(None))
 
 
 def _plain_numbers(values, depth: int = 0) -> bool:
-    """Whether ``values`` are Python numbers (or strings, None, engine dtypes), possibly in nested lists."""
+    """Whether ``values`` are Python numbers (sizes from input dims too), strings, None, engine dtypes or
+    devices, possibly in nested lists."""
     for v in values:
-        if type(v) in _PLAIN:
+        if type(v) in _PLAIN or type(v) is SymInt:
             continue
         if isinstance(v, (list, tuple)) and depth < 4:
             if not _plain_numbers(v, depth + 1):
                 return False
-        elif type(v).__name__ != "dtype":
+        elif type(v).__name__ not in ("dtype", "device"):
             return False
     return True
 
@@ -2461,6 +2465,10 @@ def _creation_numel(name: str, args: list, kwargs: dict) -> float:
             return max(0.0, (end - start) / step)
         if name in ("linspace", "logspace"):
             return float(args[2] if len(args) > 2 else kwargs["steps"])
+        if name in ("ones", "zeros", "full"):
+            sizes = args[0] if args and isinstance(args[0], (list, tuple)) else args
+            sizes = sizes if name != "full" else args[0]
+            return float(math.prod(int(n) for n in sizes))
         return 0.0                               # tensor / as_tensor: as many as the literal data holds
     except Exception:
         return float("inf")

@@ -52,7 +52,8 @@ def memory_report(target: str, settings: Settings | None = None, timeline: bool 
     say(f"analysing {target} at B={settings.batch} ...")
     model, inputs, forward = _build(path, name, settings)
     param_grads = _watch_param_grads(model) if timeline else set()
-    step = simulate_training_step(model, inputs, lambda _inputs: forward(), settings)
+    with forward.backend():
+        step = simulate_training_step(model, inputs, lambda _inputs: forward(), settings)
     tracker = step.tracker
     saved_by_module: dict[str, int] = {}
     for rec in tracker.saved:
@@ -123,7 +124,8 @@ def peak_at_batch(path: str, name: str, settings: Settings, batch: int) -> int:
     """The step's peak with the batch dim bound to ``batch`` (a fresh analysis: the shape backend is cheap)."""
     at = replace(settings, batch=batch)
     model, inputs, forward = _build(path, name, at)
-    step = simulate_training_step(model, inputs, lambda _inputs: forward(), at)
+    with forward.backend():
+        step = simulate_training_step(model, inputs, lambda _inputs: forward(), at)
     return step.peak_bytes
 
 

@@ -483,10 +483,11 @@ def engine_runtime() -> Runtime:
     return rt
 
 
-# creation functions whose result, when called with Python numbers only while a model is built, is a small
-# tensor of known values (torch.arange(depth) * w_a + w_0 ... .tolist() in RegNet's width rule): they run on
-# the numpy backend so that later `.tolist()` / `.item()` / `int(t)` on them give their values
-CONSTANT_CREATORS = ("arange", "tensor", "as_tensor", "linspace", "logspace")
+# creation functions whose result, when called with Python numbers (or sizes of inputs) only, is a small
+# tensor of known values: they run on the numpy backend so that later `.tolist()` / `.item()` / `int(t)` /
+# branches on them get their values (torch.arange(depth) * w_a + w_0 ... .tolist() in RegNet's width rule
+# while a model is built; `fast_all(torch.ones(batch, length))` in an HF forward)
+CONSTANT_CREATORS = ("arange", "tensor", "as_tensor", "linspace", "logspace", "ones", "zeros", "full")
 MAX_CONSTANT_NUMEL = 1 << 16
 
 

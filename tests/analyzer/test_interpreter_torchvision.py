@@ -10,7 +10,7 @@ import pytest
 from gradxray.analyzer import analyze_source
 from gradxray.analyzer.settings import Settings
 
-from analyzer_helpers import analyze_in_tree, facts, line_of, reasons, write_tree
+from analyzer_helpers import analyze_in_tree, facts, first_shape, line_of, reasons, write_tree
 
 
 
@@ -206,7 +206,9 @@ def test_layer_sizes_computed_with_torch_match_torch():
     assert [lf for lf in a.lines[line].tensors][1].concrete_shape == tuple(bias.shape)
 
 
-def test_constant_tensors_in_forward_and_large_ones_stay_shape_only(analyze):
+def test_large_constant_tensors_stay_shape_only_small_ones_in_forward_have_values(analyze):
+    # forward code branches on small tensors it makes (HF's `fast_all(torch.ones(B, T))`): they carry
+    # their values, as in a model's construction; one too large for that does not
     src = """\
         import torch
         import torch.nn as nn
@@ -224,8 +226,34 @@ def test_constant_tensors_in_forward_and_large_ones_stay_shape_only(analyze):
     """
     a = analyze(src)
     rs = reasons(a)
-    assert any("tolist" in r and "shape backend" in r for r in rs)
-    assert len([r for r in rs if "tolist" in r]) == 2
+    assert [r for r in rs if "tolist" in r] == [
+        "`big.tolist(...)` failed: RuntimeError: tolist() needs data; this tensor lives on the shape backend"]
+
+
+def test_forward_branches_on_a_mask_it_builds(analyze):
+    # HF's BART: no attention mask given, forward builds `torch.ones(batch, length)` and skips the
+    # causal mask when it has no padding (`mask.sum() == mask.numel()`); the sizes come from the input
+    src = """\
+        import torch
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+
+            def forward(self, x):  # gradxray: x=[B, T, 4]
+                mask = torch.ones(x.shape[0], x.shape[1], device=x.device)
+                positions = torch.arange(x.shape[1], device=x.device)
+                if mask.sum() == mask.numel() and (positions[1:] - positions[:-1] == 1).all():
+                    y = self.fc(x)
+                else:
+                    y = self.fc(x)[:, :1]
+                return y * mask[..., None]
+    """
+    a = analyze(src)
+    assert reasons(a) == []
+    assert first_shape(a, src, "return y * mask") == ("B", "T", "4")
 
 
 def test_dataclass_base_generated_init_through_super(analyze):
