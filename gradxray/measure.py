@@ -6,9 +6,11 @@ static path.
 * :class:`LiveStorageTracker` -- a ``TorchDispatchMode`` that follows every tensor storage
   created by an aten op and released by garbage collection, so it knows the live bytes at any
   moment and their peak.  Counting is by storage: a view costs nothing.
+* :class:`SavedTensorRecorder` -- ``saved_tensors_hooks`` that record what autograd saves for
+  backward (shape, bytes, parameter / buffer / input / activation, the node holding it).
 * :func:`measure_step` -- one steady-state training step of a model (forward, loss, backward and,
   with an optimizer, ``step()``) measured with the tracker (CPU) or the CUDA caching allocator's
-  statistics, and ``saved_tensors_hooks`` for what autograd saves.
+  statistics, and the recorder for what autograd saves.
 
 Known limit: while a dispatch mode is active every tensor an op returns gets a Python object, which
 raises its use count, so autograd may clone or accumulate a gradient out of place where plain torch
@@ -20,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -29,6 +31,8 @@ from torch.utils._pytree import tree_flatten
 
 __all__ = [
     "LiveStorageTracker",
+    "SavedTensor",
+    "SavedTensorRecorder",
     "StepMeasurement",
     "dtype_name",
     "measure_step",
@@ -250,6 +254,20 @@ def pick_loss(output, rule: str = "auto") -> torch.Tensor:
 
 
 @dataclass
+class SavedTensor:
+    """One tensor autograd saved for backward, as the pack hook saw it."""
+
+    shape: tuple[int, ...]
+    dtype: str                     # "float32"
+    nbytes: int                    # bytes of the whole storage it lives in
+    kind: str                      # "activation" | "input" | "param" | "buffer"
+    new_storage: bool              # first time this storage is saved, and not a parameter/buffer
+    storage_key: int = field(default=0, repr=False)
+    op: str = "?"                  # autograd node that holds it: "AddmmBackward0" (once read, see SavedTensorRecorder)
+    attr: str = "?"                # its attribute on the node: "_saved_mat1"
+
+
+@dataclass
 class StepMeasurement:
     """What one measured training step held (bytes by storage, each storage counted once)."""
 
@@ -264,6 +282,11 @@ class StepMeasurement:
     peak_phase: str | None         # "forward" | "loss" | "backward" | "optimizer" (None on CUDA)
     peak_source: str               # what measured the peak: "live storages" | "cuda allocator"
     cuda_workspace_bytes: int = 0  # persistent library workspaces (cuBLAS) left out of the CUDA peak
+    forward_peak_bytes: int = 0    # peak over forward + loss
+    backward_peak_bytes: int = 0   # peak over forward + loss + backward (before the optimizer step)
+    final_bytes: int = 0           # live bytes at the end of the step (output still referenced)
+    saved: list[SavedTensor] = field(default_factory=list)   # every tensor saved, in pack order
+    timeline: list[tuple] = field(default_factory=list)      # the tracker's, when asked for (CPU)
 
 
 def round_cuda(nbytes: int) -> int:
@@ -286,27 +309,127 @@ def unique_storage_bytes(tensors, exclude: set[int] = frozenset(), rounding=lamb
     return total, keys
 
 
+class _Packed:
+    """What the pack hook hands to autograd: the tensor plus the index of its record."""
+
+    __slots__ = ("tensor", "index")
+
+    def __init__(self, tensor, index):
+        self.tensor = tensor
+        self.index = index
+
+
+class SavedTensorRecorder:
+    """``saved_tensors_hooks`` that record every tensor autograd saves for backward.
+
+    ``new_bytes`` counts each saved storage once, parameters and buffers excluded, in ``rounding``
+    units (the CUDA allocator's blocks, or bytes).  Unpacking returns the packed tensor itself,
+    so reading a saved value allocates nothing; while ``reading`` names an autograd node and
+    attribute, the records unpacked for the first time are labelled with them.
+    """
+
+    def __init__(self, param_keys: set[int], buffer_keys: set[int], input_keys: set[int],
+                 rounding: Callable[[int], int] = lambda n: n):
+        self.records: list[SavedTensor] = []
+        self.new_bytes = 0
+        self.reading: tuple[str, str] = ("?", "?")
+        self._param_keys, self._buffer_keys, self._input_keys = param_keys, buffer_keys, input_keys
+        self._rounding = rounding
+        self._saved_keys: set[int] = set()
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+    def _kind(self, key: int) -> str:
+        if key in self._param_keys:
+            return "param"
+        if key in self._buffer_keys:
+            return "buffer"
+        if key in self._input_keys:
+            return "input"
+        return "activation"
+
+    def _pack(self, t):
+        st = storage_of(t)
+        key = storage_key(st) if st is not None else 0
+        kind = self._kind(key)
+        new = kind in ("activation", "input") and st is not None and key not in self._saved_keys
+        self._saved_keys.add(key)
+        nbytes = st.nbytes() if st is not None else 0
+        if new:
+            self.new_bytes += self._rounding(nbytes)
+        self.records.append(SavedTensor(shape=tuple(t.shape), dtype=dtype_name(t.dtype), nbytes=nbytes,
+                                        kind=kind, new_storage=new, storage_key=key))
+        return _Packed(t, len(self.records) - 1)
+
+    def _unpack(self, packed: _Packed):
+        record = self.records[packed.index]
+        if record.op == "?":
+            record.op, record.attr = self.reading
+        return packed.tensor
+
+
+class _AllocatorMeter:
+    """The CUDA caching allocator's counters behind the tracker's interface (``phase``,
+    ``current_bytes``, ``peak_bytes``), as bytes above ``offset``."""
+
+    def __init__(self, offset: int):
+        self.offset = offset
+        self.phase: str | None = None
+
+    @property
+    def current_bytes(self) -> int:
+        return torch.cuda.memory_allocated() - self.offset
+
+    @property
+    def peak_bytes(self) -> int:
+        return torch.cuda.max_memory_allocated() - self.offset
+
+
+class _Unmeasured:
+    """The meter of a warm-up step: it measures nothing."""
+
+    phase: str | None = None
+    current_bytes = peak_bytes = 0
+
+
+@dataclass
+class _StepLevels:
+    """The meter's peak at the end of forward + loss and of backward, and its live bytes at the end."""
+
+    forward_peak: int = 0
+    backward_peak: int = 0
+    final: int = 0
+
+
 def _optimizer_state_tensors(optimizer) -> list[torch.Tensor]:
     return [t for state in optimizer.state.values() for t in tensors_in(state)]
 
 
 def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "auto",
                  optimizer: torch.optim.Optimizer | None = None, cuda_baseline_bytes: int | None = None,
-                 autocast_dtype: torch.dtype | None = None) -> StepMeasurement:
+                 autocast_dtype: torch.dtype | None = None, timeline: bool = False,
+                 after_loss: Callable[[Any, torch.Tensor, SavedTensorRecorder], None] | None = None,
+                 ) -> StepMeasurement:
     """Measure one training step ``model(**inputs)`` → loss → ``backward()`` (→ ``optimizer.step()``).
 
-    Train mode, gradients start as None, the output stays referenced during backward, the inputs
-    are alive throughout.  With an optimizer the step is a steady-state iteration, as the estimate
-    models it: a warm-up step first allocates the optimizer state, then ``zero_grad(set_to_none=True)``
-    and the measured forward, backward and ``step()``.  With ``autocast_dtype``, forward and loss
-    run inside ``torch.autocast`` and backward outside it, as in a user's loop.
+    Train mode, gradients start as None, the output stays referenced until the measurement ends,
+    the inputs are alive throughout.  With an optimizer the step is a steady-state iteration, as the
+    estimate models it: a warm-up step first allocates the optimizer state, then
+    ``zero_grad(set_to_none=True)`` and the measured forward, backward and ``step()``.  With
+    ``autocast_dtype``, forward and loss run inside ``torch.autocast`` and backward outside it, as
+    in a user's loop.
 
     ``cuda_baseline_bytes`` (``torch.cuda.memory_allocated()`` before the model and the inputs were
     put on the GPU) switches the peak to the caching allocator: ``max_memory_allocated()`` minus it,
     after a warm-up step whose persistent library workspaces (cuBLAS keeps one per handle and stream,
     tens of MiB on recent GPUs) are measured apart, in ``cuda_workspace_bytes``: they are not tensors
     of the step.  Saved bytes are then counted in allocator blocks, as the estimate counts them for
-    CUDA.  Otherwise the peak is the :class:`LiveStorageTracker`'s.
+    CUDA.  Otherwise the peak is the :class:`LiveStorageTracker`'s, and ``timeline`` keeps its events.
+
+    ``after_loss(output, loss, saved)`` runs inside the measurement (what it allocates counts, in the
+    "loss" phase) once the loss is computed and before backward; ``saved`` is the step's
+    :class:`SavedTensorRecorder`.
     """
     on_cuda = cuda_baseline_bytes is not None
     region = (lambda: torch.autocast("cuda" if on_cuda else "cpu", dtype=autocast_dtype)) \
@@ -317,7 +440,7 @@ def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "au
     for p in params:
         p.grad = None
     if optimizer is not None or on_cuda:
-        _run_step(model, inputs, loss, optimizer, region, phase=lambda name: None)
+        _run_step(model, inputs, loss, optimizer, region)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
         for p in params:
@@ -332,24 +455,8 @@ def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "au
     # on CUDA, device memory only: torch keeps Adam's `step` counters on the host (as the estimate counts)
     optimizer_bytes, _ = unique_storage_bytes([t for t in state if t.is_cuda or not on_cuda],
                                        exclude=param_keys | buffer_keys | input_keys)
-
-    saved_keys: set[int] = set()
-    saved_bytes = [0]
-    block = round_cuda if on_cuda else (lambda n: n)
-
-    def pack(t):
-        st = storage_of(t)
-        if st is not None:
-            k = storage_key(st)
-            if k not in param_keys and k not in buffer_keys and k not in saved_keys:
-                saved_keys.add(k)
-                saved_bytes[0] += block(st.nbytes())
-        return t
-
-    def unpack(t):
-        return t
-
-    hooks = torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+    saved = SavedTensorRecorder(param_keys, buffer_keys, input_keys,
+                                rounding=round_cuda if on_cuda else (lambda n: n))
     workspace = 0
     if on_cuda:
         torch.cuda.synchronize()
@@ -357,46 +464,55 @@ def measure_step(model: torch.nn.Module, inputs: dict[str, Any], loss: str = "au
         known, _ = unique_storage_bytes(resident, rounding=round_cuda)
         workspace = max(0, torch.cuda.memory_allocated() - cuda_baseline_bytes - known)
         torch.cuda.reset_peak_memory_stats()
-        _run_step(model, inputs, loss, optimizer, region, phase=lambda name: None, hooks=hooks)
+        meter = _AllocatorMeter(cuda_baseline_bytes + workspace)
+        output, levels = _run_step(model, inputs, loss, optimizer, region, meter, saved, after_loss)
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - cuda_baseline_bytes - workspace
-        peak_phase, source = None, "cuda allocator"
+        peak, peak_phase, source, events = meter.peak_bytes, None, "cuda allocator", []
     else:
-        tracker = LiveStorageTracker()
+        tracker = LiveStorageTracker(timeline=timeline)
         tracker.register(params, counted=True)
         tracker.register(buffers, counted=True)
         tracker.register(input_tensors, counted=True)
         tracker.register(state, counted=True)
         try:
             with tracker:
-                _run_step(model, inputs, loss, optimizer, region,
-                          phase=lambda name: setattr(tracker, "phase", name), hooks=hooks)
+                output, levels = _run_step(model, inputs, loss, optimizer, region, tracker, saved, after_loss)
         finally:
             tracker.close()
-        peak, peak_phase, source = tracker.peak_bytes, tracker.peak_phase, "live storages"
+        peak, peak_phase, source, events = tracker.peak_bytes, tracker.peak_phase, "live storages", tracker.timeline
+    del output
     grads_bytes, _ = unique_storage_bytes([p.grad for p in params if p.grad is not None])
     return StepMeasurement(
         param_count=param_count, param_bytes=param_bytes, buffer_bytes=buffer_bytes,
         input_bytes=input_bytes, grads_bytes=grads_bytes, optimizer_bytes=optimizer_bytes,
-        activations_saved_bytes=saved_bytes[0], peak_bytes=peak, peak_phase=peak_phase,
-        peak_source=source, cuda_workspace_bytes=workspace)
+        activations_saved_bytes=saved.new_bytes, peak_bytes=peak, peak_phase=peak_phase,
+        peak_source=source, cuda_workspace_bytes=workspace, forward_peak_bytes=levels.forward_peak,
+        backward_peak_bytes=levels.backward_peak, final_bytes=levels.final, saved=saved.records,
+        timeline=events)
 
 
 def _run_step(model, inputs: dict[str, Any], loss: str, optimizer, region: Callable[[], Any],
-              phase: Callable[[str], None], hooks=None) -> None:
-    """forward → loss → backward (→ step), holding the output until the step ends, as a training
-    loop does; ``region()`` (autocast or nothing) and ``hooks`` (saved-tensor hooks) are active over
-    forward and loss."""
-    phase("forward")
-    with region(), (hooks if hooks is not None else contextlib.nullcontext()):
+              meter=_Unmeasured(), saved: SavedTensorRecorder | None = None, after_loss=None):
+    """forward → loss → backward (→ step): ``region()`` (autocast or nothing) and the ``saved``
+    recorder's hooks are active over forward and loss.  Returns the output, which the caller holds
+    until the measurement ends as a training loop holds it until the step ends, and the levels of
+    ``meter`` (the tracker or the allocator), whose phase it sets."""
+    levels = _StepLevels()
+    meter.phase = "forward"
+    with region(), (saved.hooks() if saved is not None else contextlib.nullcontext()):
         out = model(**inputs)
-        phase("loss")
+        meter.phase = "loss"
         loss_t = pick_loss(out, loss)
-    phase("backward")
+    levels.forward_peak = meter.peak_bytes
+    if after_loss is not None:
+        after_loss(out, loss_t, saved)
+    meter.phase = "backward"
     if loss_t.requires_grad:
         loss_t.backward()
     del loss_t
+    levels.backward_peak = meter.peak_bytes
     if optimizer is not None:
-        phase("optimizer")
+        meter.phase = "optimizer"
         optimizer.step()
-    del out
+    levels.final = meter.current_bytes
+    return out, levels

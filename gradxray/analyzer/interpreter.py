@@ -8,7 +8,7 @@ autograd graph, with the same saved tensors, as PyTorch would.
 
 Conventions
 * Never raises on user code: an error in one statement makes its result
-  ``Unknown`` and is recorded as ``Unresolved(file, line, reason)``.
+  ``Unknown`` and is recorded as ``Unresolved(file, line, reason, col, end_line, end_col)``.
 * ``Unknown`` is recorded where it is *created*; operations on an Unknown
   propagate it silently (one record per place precision was lost).
 * References: a call frame's variables are dropped when the call returns, and
@@ -328,7 +328,7 @@ class Interpreter:
         key = (self.path, sp.line, reason)
         if key not in self._seen_unresolved:
             self._seen_unresolved.add(key)
-            self.analysis.unresolved.append(Unresolved(self.path, sp.line, reason))
+            self.analysis.unresolved.append(Unresolved(self.path, sp.line, reason, sp.col, sp.end_line, sp.end_col))
         return Unknown(reason, sp)
 
     def record_facts(self, stmt, pairs) -> None:

@@ -84,6 +84,9 @@ class Unresolved:
     file: str
     line: int
     reason: str
+    col: int | None = None       # the expression that lost precision (UTF-8 byte columns, as in ast);
+    end_line: int | None = None  # None: the place is the whole statement of ``line``
+    end_col: int | None = None
 
 
 @dataclass

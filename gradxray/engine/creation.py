@@ -18,10 +18,13 @@ def _shape(size):
     return tuple(size)
 
 
+_CPU = _device("cpu")      # the default of every creation op, parsed once
+
+
 def _dev(device, default=None):
     if device is not None:
         return _device(device)
-    return default if default is not None else _device("cpu")
+    return default if default is not None else _CPU
 
 
 def _alloc(shape, dtype, dev, backend, kind, fill=(), requires_grad=False) -> Tensor:

@@ -59,12 +59,19 @@ def _layout(args, lists: bool = True):
         if isinstance(a, Tensor):
             layout.append(1)
             flat.append(a)
-        elif lists and isinstance(a, (list, tuple)) and a and all(isinstance(x, Tensor) for x in a):
+        elif lists and isinstance(a, (list, tuple)) and a and _all_tensors(a):
             layout.append(len(a))
             flat.extend(a)
         else:
             layout.append(None)
     return layout, flat
+
+
+def _all_tensors(items) -> bool:
+    for x in items:
+        if not isinstance(x, Tensor):
+            return False
+    return True
 
 
 class Function:
@@ -144,13 +151,14 @@ class Function:
         for t in ctx._to_save:
             if t is not None and t._inference:
                 raise RuntimeError(INFERENCE_SAVE)
-        node = Node(cls, ctx, edges, [(t.shape, t.dtype) for t in inputs], layout)
+        node = Node(cls, ctx, edges, [(t._shape, t.dtype) for t in inputs], layout)
         ctx._node = weakref.ref(node)        # weak: node -> ctx -> node would be a reference cycle
         node.num_outputs = len(outputs)
-        node.output_metas = [(o.shape, o.dtype, o.device) if isinstance(o, Tensor) else ((), None, None)
+        node.output_metas = [(o._shape, o.dtype, o.device) if isinstance(o, Tensor) else ((), None, None)
                              for o in outputs]
         node.location = memory._location      # backward work is attributed to the forward line
-        node.module = memory.current_module()
+        modules = memory._module_stack
+        node.module = modules[-1] if modules else ""
         non_differentiable = ctx._non_differentiable
         for i, o in enumerate(outputs):
             if not isinstance(o, Tensor) or not o.dtype.is_floating_point:

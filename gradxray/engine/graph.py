@@ -81,7 +81,7 @@ class SavedTensor:
                  "output_nr", "accumulator")
 
     def __init__(self, tensor, is_output: bool, name: str):
-        self.version = tensor._version
+        self.version = tensor._storage.version
         self.is_output = is_output
         self.name = name
         self.requires_grad = tensor.requires_grad
@@ -177,10 +177,10 @@ class Node:
 
     @property
     def next_functions(self):
-        return tuple((e[0], e[1]) if e is not None else (None, 0) for e in self.next_edges)
+        return tuple([(e[0], e[1]) if e is not None else (None, 0) for e in self.next_edges])
 
     def save(self, tensors, outputs, names) -> None:
-        trackers = memory.active_trackers()
+        trackers = memory._trackers
         op_name = None
         for i, t in enumerate(tensors):
             if t is None:
@@ -244,7 +244,7 @@ class Node:
                     flat[i] = None
                     continue
                 shape, dtype = self.input_metas[i]
-                if tuple(g.shape) != tuple(shape):
+                if g._shape != shape:
                     if not _expandable_to(shape, g.shape):
                         # torch numbers only the differentiable (floating-point) inputs
                         index = sum(1 for _, d in self.input_metas[:i] if d.is_floating_point)

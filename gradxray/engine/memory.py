@@ -116,7 +116,7 @@ def round_cuda(nbytes: int) -> int:
     return max(512, (nbytes + 511) // 512 * 512) if nbytes > 0 else 0
 
 
-@dataclass
+@dataclass(slots=True)       # one per storage the engine makes
 class Allocation:
     uid: int
     nbytes: int
@@ -126,7 +126,7 @@ class Allocation:
     phase: str
 
 
-@dataclass
+@dataclass(slots=True)       # one per tensor an op saves
 class SavedRecord:
     op: str                 # node name, e.g. "AddmmBackward0"
     what: str               # which saved value ("mat1", "result", ...)
@@ -193,28 +193,30 @@ class MemoryTracker:
         self._add(storage)
 
     def _add(self, storage) -> None:
+        # runs for every storage an op makes: attributes read once
+        uid, category, module = storage.uid, storage.category, storage.module
         size = self._size(storage.nbytes)
-        self.live[storage.uid] = Allocation(storage.uid, size, storage.category, storage.location,
-                                            storage.module, _phase)
-        self.current_bytes += size
+        self.live[uid] = Allocation(uid, size, category, storage.location, module, _phase)
+        self.current_bytes = current = self.current_bytes + size
         if self.keep_timeline:
-            self.timeline.append((_phase, self.current_bytes, storage.category))
-            self.timeline_details.append((storage.uid, storage.module))
-        if self.current_bytes > self.peak_bytes:
+            self.timeline.append((_phase, current, category))
+            self.timeline_details.append((uid, module))
+        if current > self.peak_bytes:
             self.peak_event = len(self.timeline) - 1
-            self.peak_bytes = self.current_bytes
+            self.peak_bytes = current
             self.peak_phase = _phase
             self.peak_location = _location
-            self.peak_module = current_module()
+            self.peak_module = _module_stack[-1] if _module_stack else ""
 
     def on_free(self, storage) -> None:
-        alloc = self.live.pop(storage.uid, None)
+        uid = storage.uid
+        alloc = self.live.pop(uid, None)
         if alloc is None:
             return
-        self.current_bytes -= alloc.nbytes
+        self.current_bytes = current = self.current_bytes - alloc.nbytes
         if self.keep_timeline:
-            self.timeline.append((_phase, self.current_bytes, alloc.category))
-            self.timeline_details.append((storage.uid, alloc.module))
+            self.timeline.append((_phase, current, alloc.category))
+            self.timeline_details.append((uid, alloc.module))
 
     def on_saved(self, op: str, what: str, tensor) -> None:
         if _phase == "recompute":
@@ -222,11 +224,13 @@ class MemoryTracker:
             # backward: allocations the timeline counts, not tensors the forward saved
             return
         st = tensor._storage
-        new = st.uid not in self._saved_uids
-        self._saved_uids.add(st.uid)
-        self.saved.append(SavedRecord(op, what, tuple(map(int, tensor.shape)), tensor.dtype.name,
-                                      self._size(st.nbytes), st.uid, new, st.category, _location,
-                                      current_module()))
+        uid = st.uid
+        saved_uids = self._saved_uids
+        new = uid not in saved_uids
+        saved_uids.add(uid)
+        self.saved.append(SavedRecord(op, what, tuple(map(int, tensor._shape)), tensor.dtype.name,
+                                      self._size(st.nbytes), uid, new,
+                                      st.category, _location, _module_stack[-1] if _module_stack else ""))
 
     def on_module_output(self, path: str, output) -> None:
         if path in self.module_outputs:

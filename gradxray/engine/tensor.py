@@ -23,7 +23,11 @@ class Size(tuple):
     """torch.Size: a tuple of ints (possibly SymInts)."""
 
     def numel(self) -> int:
-        return sym_prod(self)
+        # immutable, and shared by a tensor's views and aliases: the (symbolic) product is computed once
+        numel = self.__dict__.get("_numel")
+        if numel is None:
+            numel = self._numel = sym_prod(self)
+        return numel
 
     def __repr__(self):
         return "gx.Size([" + ", ".join(sym_text(d) for d in self) + "])"
@@ -108,35 +112,36 @@ def contiguous_strides(shape) -> tuple[int, ...]:
     return out
 
 
-def default_category() -> str:
-    return "grad" if memory.current_phase() == "backward" else "activation"
-
-
 class Tensor:
     """An n-dimensional tensor on the engine's autograd graph."""
 
+    # Autograd state starts at these class-level defaults and is set per tensor only where it differs:
+    # every op makes tensors, and most of them never change these.
+    requires_grad = False
+    grad_fn = None
+    _output_nr = 0
+    _base = None
+    _grad_accumulator = None           # weakref to the AccumulateGrad node of a leaf
+    _inference = False                 # made under inference_mode
+
     def __init__(self, shape, dtype, dev, storage: Storage, stride=None, offset=0, data=None):
-        self._shape = shape if type(shape) is Size else Size(shape)     # immutable: shared, not copied
+        self._shape = shape = shape if type(shape) is Size else Size(shape)     # immutable: shared, not copied
         self.dtype = dtype
         self.device = dev
         self._storage = storage
-        self._stride = tuple(stride) if stride is not None else contiguous_strides(self._shape)
+        self._stride = tuple(stride) if stride is not None else contiguous_strides(shape)
         self._offset = offset
         self.data_ = data
-        self.requires_grad = False
-        self.grad = None
-        self.grad_fn = None
-        self._output_nr = 0
-        self._base = None
-        self._grad_accumulator = None      # weakref to the AccumulateGrad node of a leaf
+        self.grad = None                   # an instance attribute: ``del t.grad`` is valid code
         self._hooks = {}                   # leaf tensor hooks, run before accumulation (non-leaf: on grad_fn)
         self._post_accumulate_hooks = {}
-        self._inference = False            # made under inference_mode
 
     # -- construction helpers (used by kernels) -------------------------
     @staticmethod
     def _new(shape, dtype, dev, data=None, stride=None, category=None):
-        st = Storage(concrete_prod(shape) * dtype.itemsize, dev, category or default_category())
+        if not category:                     # memory's phase read directly: one storage per tensor an op makes
+            category = "grad" if memory._phase == "backward" else "activation"
+        st = Storage(concrete_prod(shape) * dtype.itemsize, dev, category)
         return Tensor(shape, dtype, dev, st, stride, 0, data)
 
     def _view(self, shape, stride, offset, data=None):
@@ -178,7 +183,7 @@ class Tensor:
         return len(self._shape)
 
     def numel(self) -> int:
-        return sym_prod(self._shape)
+        return self._shape.numel()
 
     nelement = numel
 
@@ -205,7 +210,7 @@ class Tensor:
         return self.dtype.is_floating_point
 
     def is_contiguous(self, memory_format=None) -> bool:
-        if int(self.numel()) == 0:
+        if 0 in self._shape:             # no elements (tested without building the symbolic numel)
             return True
         expected = 1
         for s, st in zip(reversed(self._shape), reversed(self._stride)):

@@ -103,7 +103,8 @@ def test_flags_go_before_the_configured_folders(workspace, monkeypatch):
 def test_check_reports_what_it_could_not_trace(workspace, gradxray):
     proc = gradxray("check", "app", cwd=workspace)
     assert proc.returncode == 0, proc.stdout + proc.stderr          # a note never fails `check`
-    assert proc.stdout.splitlines() == [f"app/model.py:8:9: GX902 {UNRESOLVED}", "Found 1 finding."]
+    # on the name that could not be resolved, not the whole statement
+    assert proc.stdout.splitlines() == [f"app/model.py:8:21: GX902 {UNRESOLVED}", "Found 1 finding."]
     assert "All checks passed!" not in proc.stdout
 
 
@@ -134,8 +135,8 @@ def test_machine_readable_outputs_carry_the_note(workspace, gradxray):
     [finding] = json.loads(gradxray("check", "app", "--output-format", "json", cwd=workspace).stdout)
     assert finding["code"] == "GX902" and finding["severity"] == "information"
     assert finding["message"] == UNRESOLVED and finding["fix"] is None
-    assert finding["location"] == {"row": 8, "column": 9}
-    assert finding["end_location"] == {"row": 8, "column": 28}
+    assert finding["location"] == {"row": 8, "column": 21}          # `Proj` in `self.proj = Proj(8)`
+    assert finding["end_location"] == {"row": 8, "column": 25}
 
     sarif = json.loads(gradxray("check", "app", "--output-format", "sarif", cwd=workspace).stdout)
     [run] = sarif["runs"]
@@ -147,8 +148,8 @@ def test_machine_readable_outputs_carry_the_note(workspace, gradxray):
     proc = gradxray("check", "app", "--output-format", "github", cwd=workspace)
     assert proc.returncode == 0
     [line] = proc.stdout.splitlines()
-    assert line.startswith("::notice title=gradxray (GX902),file=app/model.py,line=8,col=9,"), line
-    assert line.endswith(f"::app/model.py:8:9: GX902 {UNRESOLVED}"), line
+    assert line.startswith("::notice title=gradxray (GX902),file=app/model.py,line=8,col=21,"), line
+    assert line.endswith(f"::app/model.py:8:21: GX902 {UNRESOLVED}"), line
 
 
 def test_rule_catalogue_lists_the_note(gradxray):

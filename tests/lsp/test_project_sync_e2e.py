@@ -94,7 +94,8 @@ async def test_editing_an_imported_file_reanalyses_its_importer(client: Language
     assert note.message.startswith("not traced: "), note.message
     assert "Block" in note.message and "pkg.layers" in note.message, note.message
     use_line = MODEL.splitlines().index("        self.block = Block(32)")
-    assert note.range.start == types.Position(line=use_line, character=8)
+    assert note.range.start == types.Position(line=use_line, character=21)     # on `Block`
+    assert note.range.end == types.Position(line=use_line, character=26)
 
     # closing the imported file drops its unsaved text: the importer sees the file on disk again
     client.text_document_did_close(types.DidCloseTextDocumentParams(

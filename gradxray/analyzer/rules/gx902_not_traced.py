@@ -139,8 +139,9 @@ def check(analysis: Analysis, source: str, settings=None) -> Iterable[Diagnostic
     import_lines: _ImportLines | None = None
     for place in list(analysis.unresolved):
         if os.path.abspath(place.file) == analysed:
-            yield Diagnostic(code=CODE, message=MESSAGE.format(reason=place.reason), severity=SEVERITY,
-                             span=_statement_span(analysis.path, lines, place.line))
+            span = (_statement_span(analysis.path, lines, place.line) if place.col is None or place.line > len(lines)
+                    else Span(analysis.path, place.line, place.col, place.end_line, place.end_col))
+            yield Diagnostic(code=CODE, message=MESSAGE.format(reason=place.reason), severity=SEVERITY, span=span)
             continue
         if import_lines is None:
             import_lines = _ImportLines(analysis, source, settings)

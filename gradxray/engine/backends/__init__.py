@@ -93,7 +93,13 @@ def _is_numpy_array(data) -> bool:
     return type(data).__module__ == "numpy"
 
 
-_Tensor = None     # the engine's Tensor class, bound on data_kind's first call (tensor.py imports later)
+_Tensor = None     # the engine's Tensor class, bound on first use (tensor.py imports later)
+
+
+def _bind_tensor_class() -> None:
+    global _Tensor
+    if _Tensor is None:
+        from ..tensor import Tensor as _Tensor
 
 
 def _collect_kinds(xs, kinds: set) -> None:
@@ -105,13 +111,24 @@ def _collect_kinds(xs, kinds: set) -> None:
             _collect_kinds(x, kinds)
 
 
+def _has_data(xs) -> bool:
+    for x in xs:
+        if isinstance(x, _Tensor):
+            if x.data_ is not None:
+                return True
+        elif isinstance(x, (list, tuple)) and _has_data(x):
+            return True
+    return False
+
+
 def data_kind(*xs):
     """"numpy", "torch" or None (no data) for the tensors among ``xs`` (lists searched too).
 
     Tensors of two backends — or data tensors mixed with data-less ones — in one op are an error."""
-    global _Tensor
     if _Tensor is None:
-        from ..tensor import Tensor as _Tensor
+        _bind_tensor_class()
+    if not _has_data(xs):       # the shape backend's case (every op of an analysis): no kinds to collect
+        return None
     kinds: set = set()
     _collect_kinds(xs, kinds)
     if len(kinds) != 1:
@@ -152,14 +169,8 @@ def aten(name: str, *args, **kwargs):
 
 
 def any_data(*xs) -> bool:
-    from ..tensor import Tensor
-    for x in xs:
-        if isinstance(x, Tensor):
-            if x.data_ is not None:
-                return True
-        elif isinstance(x, (list, tuple)) and any_data(*x):
-            return True
-    return False
+    _bind_tensor_class()
+    return _has_data(xs)
 
 
 def to_numpy(t):

@@ -68,7 +68,9 @@ class Module:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
                                 "(torch.nn.Module or None expected)")
             self._modules[name] = None
-        elif isinstance(value, Buffer):                  # `self.inv_freq = nn.Buffer(t, persistent=False)`
+        # `self.inv_freq = nn.Buffer(t, persistent=False)`; Buffer's isinstance check is Python code, so only
+        # tensors are asked
+        elif isinstance(value, Tensor) and isinstance(value, Buffer):
             self.register_buffer(name, value, value.persistent)
         elif params is not None and name in self._buffers:
             if value is not None and not isinstance(value, Tensor):
@@ -152,7 +154,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         with memory.module_scope(self._gx_path):
             out = self.forward(*args, **kwargs)
-        if memory.active_trackers():
+        if memory._trackers:
             memory.module_output(self._gx_path, out)
         return out
 
@@ -177,9 +179,10 @@ class Module:
                     continue
                 memo.add(id(m))
             yield mprefix, m
-            children = [(mprefix + ("." if mprefix else "") + name, c) for name, c in m._modules.items()
-                        if c is not None]
-            stack.extend(reversed(children))
+            if m._modules:                # most modules walked are leaves (parameters() of a layer)
+                children = [(mprefix + ("." if mprefix else "") + name, c) for name, c in m._modules.items()
+                            if c is not None]
+                stack.extend(reversed(children))
 
     def modules(self):
         for _, m in self.named_modules():

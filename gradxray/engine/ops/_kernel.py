@@ -63,7 +63,7 @@ def kernel(aten_name: str, metas, *args, **kwargs):
     else:
         outs = [None if m is None else Tensor._new(m[0], m[1], dev, stride=m[2] if len(m) > 2 else None)
                 for m in metas]
-    if memory.active_trackers():
+    if memory._trackers:
         memory.flops(kernel_flops(aten_name, args, outs))
     return outs[0] if single else tuple(outs)
 
