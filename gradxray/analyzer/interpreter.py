@@ -613,7 +613,24 @@ class Interpreter:
         finally:
             self._try_stack.pop()
         ucls.fields = fields
+        self._init_subclass(ucls)
         return attrs
+
+    def _init_subclass(self, ucls: UserClass) -> None:
+        """A base's ``__init_subclass__`` written in source runs for the new class, as Python runs it when
+        the class statement ends (HF's configs turn their ``sub_configs_defaults`` into specs there).  It
+        is run for its effects on the class: what it cannot follow (the dataclass machinery it
+        re-applies, which the analysis models on its own) is not reported."""
+        _owner, hook = ucls.lookup("__init_subclass__", after=ucls)
+        if not isinstance(hook, UserFunction):
+            return
+        mark = len(self.analysis.unresolved)
+        self._try_stack.append(None)
+        try:
+            hook.interp.call_function(hook, [ucls], {}, None)
+        finally:
+            self._try_stack.pop()
+        self._forget_unresolved(mark)
 
     def _class_body(self, ucls: UserClass, attrs: dict, fields: list, cscope: Scope) -> None:
         for item in ucls.info.node.body:
@@ -1196,6 +1213,8 @@ class Interpreter:
         if isinstance(obj, UserClass):
             if name == "__name__":
                 return obj.name, None
+            if name == "__dict__":                  # the class's own attributes (not its bases')
+                return dict(obj.interp.class_attrs(obj)), None
             if name == "__bases__":
                 return tuple(obj.bases) or (object,), None
             owner, raw = obj.lookup(name)

@@ -194,6 +194,53 @@ def test_context_decorator_above_a_wrapper_covers_it(tmp_path):
     assert tuple(out.shape) == (8, 18) and not out.requires_grad
 
 
+def test_init_subclass_of_a_base_runs_for_each_subclass(tmp_path):
+    # HF's composite configs: the base's __init_subclass__ turns each subclass's own
+    # `sub_configs_defaults` (read from `cls.__dict__`) into specs that later build the sub-configs
+    write_tree(tmp_path, {"net.py": """\
+        import torch.nn as nn
+
+        class Spec:
+            def __init__(self, config_class):
+                self.config_class = config_class
+
+            def create(self):
+                return self.config_class()
+
+        class BaseConfig:
+            sub_configs_defaults = {}
+
+            def __init_subclass__(cls, **kwargs):
+                super().__init_subclass__(**kwargs)
+                own = cls.__dict__.get("sub_configs_defaults")
+                if own is not None:
+                    cls.sub_configs_defaults = {k: Spec(v) for k, v in own.items()}
+
+        class TextConfig(BaseConfig):
+            width = 12
+
+        class PairConfig(BaseConfig):
+            sub_configs_defaults = {"text": TextConfig}
+
+            def __init__(self):
+                self.text = self.sub_configs_defaults["text"].create()
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, PairConfig().text.width)
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                return self.fc(x)
+    """})
+    from gradxray.analyzer import build_target
+
+    model, _inputs, forward = build_target(str(tmp_path / "net.py"), "Net", Settings(roots=[str(tmp_path)]))
+    out = forward()
+    assert forward.analysis.unresolved == []
+    assert tuple(out.shape) == (8, 12)
+
+
 def test_classes_inherit_from_classes_of_other_files(tmp_path):
     write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/base.py": """\
         from enum import Enum
