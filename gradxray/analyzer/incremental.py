@@ -93,7 +93,7 @@ def file_stamps(paths, project) -> tuple:
 def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
     """Key of each root class (by name) whose result may be reused (see the module docstring)."""
     from .interpreter import _stores_outside
-    from .project import _referenced_names
+    from .project import _referenced_names, defined_functions
 
     body = index.tree.body
     definitions: dict[str, list] = {}       # top-level name -> the statements binding it
@@ -112,7 +112,11 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
             always.append(stmt)             # imports, registration calls, `if`/`try` blocks
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not _is_main_guard(stmt):
                 expanded.append(stmt)
-    refs: dict[int, set[str]] = {}
+    def parts(stmt) -> list:
+        # a class's refs are its body items' (which root_classes has walked already) and its header's
+        if isinstance(stmt, ast.ClassDef):
+            return [*stmt.body, *stmt.bases, *stmt.keywords, *stmt.decorator_list]
+        return [stmt]
 
     def closure(seeds) -> list:
         seen: dict[int, ast.AST] = {}
@@ -122,18 +126,21 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
             if id(stmt) in seen:
                 continue
             seen[id(stmt)] = stmt
-            names = refs.get(id(stmt))
-            if names is None:
-                names = refs[id(stmt)] = _referenced_names(stmt)
-            for name in names:
-                stack.extend(definitions.get(name, ()))
+            for part in parts(stmt):
+                for name in _referenced_names(part):
+                    stack.extend(definitions.get(name, ()))
         return sorted(seen.values(), key=lambda s: (s.lineno, s.col_offset))
+
+    writes: dict[int, bool] = {}
 
     def writes_module_state(stmts) -> bool:
         for stmt in stmts:
-            for node in ast.walk(stmt):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _stores_outside(node):
-                    return True
+            flag = writes.get(id(stmt))
+            if flag is None:
+                flag = writes[id(stmt)] = any(_stores_outside(f) for part in parts(stmt)
+                                              for f in defined_functions(part))
+            if flag:
+                return True
         return False
 
     common = hashlib.blake2b(f"{index.path}\n{settings!r}\n{extra}".encode(), digest_size=16)

@@ -222,9 +222,15 @@ _NAMELESS = frozenset({ast.Constant, ast.Load, ast.Store, ast.Del} | {
 
 
 def _referenced_names(node: ast.AST) -> set[str]:
+    """The names ``node`` reads, anywhere inside it; cached on the node (with the functions it
+    defines, see defined_functions)."""
+    cached = getattr(node, "_gx_refs", None)
+    if cached is not None:
+        return cached
     # an explicit stack rather than ast.walk: its nested generators cost about twice as much, and
     # this walks every class and function of the file on each analysis
     out: set[str] = set()
+    functions: list = []
     stack = [node]
     push = stack.append
     while stack:
@@ -234,6 +240,8 @@ def _referenced_names(node: ast.AST) -> set[str]:
             if type(n.ctx) is ast.Load:
                 out.add(n.id)
             continue
+        if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+            functions.append(n)
         for name in kind._fields:
             v = getattr(n, name, None)
             if type(v) is list:
@@ -242,7 +250,14 @@ def _referenced_names(node: ast.AST) -> set[str]:
                         push(x)
             elif isinstance(v, ast.AST) and type(v) not in _NAMELESS:
                 push(v)
+    node._gx_refs, node._gx_functions = out, functions
     return out
+
+
+def defined_functions(node: ast.AST) -> list:
+    """The function definitions inside ``node`` (itself included), at any depth."""
+    _referenced_names(node)
+    return node._gx_functions
 
 
 def root_classes(index: ModuleIndex) -> list[ClassInfo]:
