@@ -422,3 +422,22 @@ def test_optimizer_steps_match_the_torch_backend(name, options):
                 opt.step()
         results[backend] = gx.backends.to_numpy(w.detach()).copy()
     np.testing.assert_allclose(results["numpy"], results["torch"], rtol=1e-12, atol=1e-15)
+
+
+def test_ieee_results_come_without_warnings_as_in_torch():
+    # log(0) = -inf, 0/0 = nan, nan cast to an integer: torch computes them silently; so does the numpy
+    # backend (T5's relative-position buckets take log(0) on every analysis)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with gx.backend("numpy"):
+            zero = gx.zeros(3)
+            logs = gx.log(zero)
+            ratio = zero / zero
+            as_int = ratio.to(gx.int64)
+            zero.log_()
+    theirs = torch.log(torch.zeros(3))
+    assert logs.tolist() == theirs.tolist() == zero.tolist()
+    assert all(v != v for v in ratio.tolist())
+    assert len(as_int.tolist()) == 3

@@ -281,12 +281,16 @@ def run(name: str, metas, args, kwargs) -> list:
     when given, else the kernel's layout rule.  Outputs a kernel leaves undefined (masked) are None."""
     out = Out(metas)
     np_args = _unwrap(args)
-    if name.startswith(FOREACH):
-        k = _kernel_of(name[len(FOREACH):])
-        res = call(name, metas, args, kwargs)
-    else:
-        k = _kernel_of(name)
-        res = k.fn(out, *np_args, **{key: _unwrap(v) for key, v in kwargs.items()})
+    # IEEE results (log(0) = -inf, 0/0 = nan, nan cast to an integer) without numpy's RuntimeWarnings:
+    # torch computes them silently, and a user's terminal should not fill with warnings about
+    # T5's relative-position buckets
+    with np.errstate(all="ignore"):
+        if name.startswith(FOREACH):
+            k = _kernel_of(name[len(FOREACH):])
+            res = call(name, metas, args, kwargs)
+        else:
+            k = _kernel_of(name)
+            res = k.fn(out, *np_args, **{key: _unwrap(v) for key, v in kwargs.items()})
     res = list(res) if isinstance(res, (tuple, list)) else [res]
     if len(res) != len(out.shapes):
         raise AssertionError(f"numpy kernel {name} gave {len(res)} outputs, the engine expects {len(out.shapes)}")
@@ -315,7 +319,8 @@ def run(name: str, metas, args, kwargs) -> list:
 
 def run_inplace(name: str, target: np.ndarray, args, kwargs) -> None:
     """Run in-place kernel ``name`` (``add_``, ``bernoulli_`` ...) writing into ``target``."""
-    _inplace_np(name, target, _unwrap(args), {key: _unwrap(v) for key, v in kwargs.items()})
+    with np.errstate(all="ignore"):          # as run(): torch does not warn about IEEE results
+        _inplace_np(name, target, _unwrap(args), {key: _unwrap(v) for key, v in kwargs.items()})
 
 
 def _inplace_np(name, target, np_args, np_kwargs) -> None:
