@@ -219,16 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     if lsp is None:
         print("  language server _analyze                   (pygls not installed)")
     else:
+        from gradxray.analyzer.incremental import TraceCache
         from gradxray.lsp_server import server as lsp_server
 
         def first_analysis():
-            lsp_server._trace_cache = None           # a document the server has not analysed yet
+            lsp_server._trace_cache = TraceCache()   # a document the server has not analysed yet
             lsp(source, path, settings)
 
         row("language server, first analysis", median_ms(first_analysis, args.repeats))
         edits = edited_sources(source, path, reference.classes[-1].name if reference.classes else None)
         if edits is not None:
-            lsp_server._trace_cache = None
+            lsp_server._trace_cache = TraceCache()
             lsp(source, path, settings)
             edit_timing = median_ms(lambda: lsp(next(edits), path, settings), args.repeats)
             row(f"language server, an edit in {reference.classes[-1].name}", edit_timing,

@@ -66,11 +66,11 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
             if pending:
                 propagate_class_kinds(index)
             roots = root_classes(index)
-            keys = {}
+            keys, project = {}, None
             if cache is not None and default_runtime:
-                keys = root_keys(index, roots, settings, tests_stamp(path, settings.roots))
+                project = project_index(settings.search_paths)
+                keys = root_keys(index, roots, settings, tests_stamp(path, settings.roots, project))
             seen = interp._seen_unresolved
-            project = project_index(settings.search_paths) if keys else None
             for cinfo in roots:
                 key = keys.get(cinfo.name)
                 result = cache.get(key, project) if key is not None else None

@@ -7,9 +7,10 @@ unresolved places, gradient cuts, notes) are kept in a :class:`TraceCache` and r
 
 A root's key covers everything its trace can read:
 
-* the text and position of its class statement and of every function and class of the file it
-  refers to, transitively (positions too: per-line facts are keyed by line);
-* every other top-level statement (imports, constants, registration calls), always;
+* the text and position of its class statement and of every function, class and module-level
+  assignment of the file it refers to, transitively (positions too: per-line facts are keyed by
+  line);
+* every other top-level statement (imports, registration calls, ``if`` / ``try`` blocks), always;
 * the settings; the stamps of the other files the analysis read (imported sources: their unsaved
   editor text, else their size and mtime) and of the project's test files (example calls give
   input shapes);
@@ -25,7 +26,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -76,14 +76,6 @@ class TraceCache:
         return len(self._entries)
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
 def file_stamps(paths, project) -> tuple:
     return tuple((p, project.stamp(p)) for p in sorted(paths))
 
@@ -92,7 +84,7 @@ def file_stamps(paths, project) -> tuple:
 
 def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
     """Key of each root class (by name) whose result may be reused (see the module docstring)."""
-    from .interpreter import _stores_outside
+    from .interpreter import _bound_names, _stores_outside
     from .project import _referenced_names, defined_functions
 
     body = index.tree.body
@@ -100,15 +92,9 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
     always = []                             # statements every root depends on
     expanded = []                           # ... whose references count too (they run)
     for stmt in body:
-        if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            definitions.setdefault(stmt.name, []).append(stmt)
-        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for target in targets:
-                for node in ast.walk(target):
-                    if isinstance(node, ast.Name):
-                        definitions.setdefault(node.id, []).append(stmt)
-        else:
+        for name in _bound_names(stmt):
+            definitions.setdefault(name, []).append(stmt)
+        if not isinstance(stmt, _DEFINITIONS):
             always.append(stmt)             # imports, registration calls, `if`/`try` blocks
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not _is_main_guard(stmt):
                 expanded.append(stmt)
@@ -162,6 +148,10 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
     return keys
 
 
+# top-level statements that only bind what they define: part of a key when a root refers to them
+_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Assign, ast.AnnAssign, ast.AugAssign)
+
+
 def _is_main_guard(stmt) -> bool:
     """``if __name__ == "__main__":`` — never run by the analysis."""
     test = getattr(stmt, "test", None)
@@ -176,13 +166,13 @@ def _segment(index, stmt) -> str:
     return f"@{first}:{stmt.col_offset}\n" + "\n".join(index.lines[first - 1:end]) + "\n"
 
 
-def tests_stamp(path: str, roots) -> str:
-    """The (path, size, mtime) of the Python files in the project's test folders, as one string."""
+def tests_stamp(path: str, roots, project) -> str:
+    """The stamps (ProjectIndex.stamp) of the Python files in the project's test folders, as one string."""
     from .inputs import MAX_TEST_FILES, project_test_files
 
     out = []
     for _folder, fpath in project_test_files(path, roots):
-        out.append(f"{fpath}:{_stamp(fpath)}")
+        out.append(f"{fpath}:{project.stamp(fpath)}")
         if len(out) > MAX_TEST_FILES:
             break
     return "\n".join(out)

@@ -698,10 +698,9 @@ class Interpreter:
             elif isinstance(dv, UserFunction) and _wraps_function(dv) and not _stores_outside(dv.node):
                 fn = self._apply_wrapper(dv, fn, dec)
             elif isinstance(dv, (UserFunction, BoundMethod, Partial, UserInstance, UserClass)):
-                # A decorator written in Python source (the user's or a package's: model registries,
-                # legacy-argument shims, docstring helpers) is taken to keep what the function computes:
-                # calls go to the undecorated function.  Interpreting the wrapper instead would mean
-                # following `inspect.signature` and the like, which a static analysis cannot.  One that
+                # Any other decorator written in Python source (a class instance, a factory of another
+                # shape, one that also changes state: model registries, docstring helpers) is taken to
+                # keep what the function computes: calls go to the undecorated function.  One that
                 # changes state beyond its own locals (`@register_model` filling a registry that code
                 # reads later, e.g. pretrained configs holding a model's default sizes) is still
                 # applied, for those side effects: its result is discarded, and what it could not
@@ -2485,8 +2484,8 @@ def _creation_numel(name: str, args: list, kwargs: dict) -> float:
         if name in ("linspace", "logspace"):
             return float(args[2] if len(args) > 2 else kwargs["steps"])
         if name in ("ones", "zeros", "full"):
-            sizes = args[0] if args and isinstance(args[0], (list, tuple)) else args
-            sizes = sizes if name != "full" else args[0]
+            # ones(2, 3) / ones((2, 3)) / ones(size=(2, 3)); full(size, fill_value)
+            sizes = kwargs.get("size", args[0] if name == "full" or isinstance(args[0], (list, tuple)) else args)
             return float(math.prod(int(n) for n in sizes))
         return 0.0                               # tensor / as_tensor: as many as the literal data holds
     except Exception:
@@ -2509,11 +2508,11 @@ _NESTED_SCOPES = frozenset((ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, a
 def _decorator_shape(dec: UserFunction) -> str:
     """How decorator ``dec`` (one parameter ``f``, returning a function it defines) treats ``f``: "wraps"
     (the function it returns calls ``f``), "replaces" (it never does) or "" (another shape).  Decided
-    from its source, once."""
-    shape = dec.__dict__.get("_gx_shape")
+    from its source, once (cached on its node)."""
+    node = dec.node
+    shape = getattr(node, "_gx_decorator_shape", None)
     if shape is None:
         shape = ""
-        node = dec.node
         a = getattr(node, "args", None)
         body = getattr(node, "body", None)
         if (isinstance(body, list) and a is not None and len(positional_params(a)) == 1 and not a.vararg
@@ -2525,7 +2524,7 @@ def _decorator_shape(dec: UserFunction) -> str:
                 calls = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == param
                             for n in ast.walk(inner))
                 shape = "wraps" if calls else "replaces"
-        dec.__dict__["_gx_shape"] = shape
+        node._gx_decorator_shape = shape
     return shape
 
 
@@ -2566,6 +2565,17 @@ def _wraps_function(dec: UserFunction) -> bool:
     return _decorator_shape(dec) == "wraps"
 
 
+def _push_children(stack: list, node) -> None:
+    """Push ``node``'s child nodes onto ``stack`` (by hand: ast.iter_child_nodes' generator costs
+    several times as much, and these walks run over every function an analysis meets)."""
+    for name in type(node)._fields:
+        v = getattr(node, name, None)
+        if type(v) is list:
+            stack.extend(x for x in v if isinstance(x, ast.AST))
+        elif isinstance(v, ast.AST):
+            stack.append(v)
+
+
 def _is_generator(fnode) -> bool:
     """Whether a function's own body (not nested functions or classes) contains ``yield``; cached on the node."""
     flag = getattr(fnode, "_gx_generator", None)
@@ -2579,13 +2589,7 @@ def _is_generator(fnode) -> bool:
                 if kind is ast.Yield or kind is ast.YieldFrom:
                     flag = True
                 elif kind not in _NESTED_SCOPES:
-                    # the children by hand: ast.iter_child_nodes' generator costs several times as much
-                    for name in kind._fields:
-                        v = getattr(n, name, None)
-                        if type(v) is list:
-                            stack.extend(x for x in v if isinstance(x, ast.AST))
-                        elif isinstance(v, ast.AST):
-                            stack.append(v)
+                    _push_children(stack, n)
         fnode._gx_generator = flag
     return flag
 
@@ -2617,12 +2621,7 @@ def _loop_written_names(stmt) -> set[str]:
                 root = root.value
             if isinstance(root, ast.Name):
                 names.add(root.id)
-        for field in kind._fields:
-            v = getattr(n, field, None)
-            if isinstance(v, list):
-                stack.extend(x for x in v if isinstance(x, ast.AST))
-            elif isinstance(v, ast.AST):
-                stack.append(v)
+        _push_children(stack, n)
     stmt._gx_written = names
     return names
 
@@ -2701,12 +2700,7 @@ def _stores_outside(fnode) -> bool:
         if kind is ast.Name and not isinstance(n.ctx, ast.Load):
             local.add(n.id)
         nodes.append(n)
-        for name in kind._fields:
-            v = getattr(n, name, None)
-            if isinstance(v, list):
-                stack.extend(x for x in v if isinstance(x, ast.AST))
-            elif isinstance(v, ast.AST):
-                stack.append(v)
+        _push_children(stack, n)
 
     def outside(e) -> bool:
         while isinstance(e, (ast.Attribute, ast.Subscript)):

@@ -49,6 +49,7 @@ from pygls.lsp.server import LanguageServer
 
 from gradxray import __version__, render
 from gradxray.analyzer.config import CHOICE_KEYS, Config, ConfigError, check_folders, settings_for_file
+from gradxray.analyzer.incremental import TraceCache
 from gradxray.analyzer.positions import byte_col_to_char, line_text, span_chars, split_lines
 from gradxray.analyzer.results import Analysis, LineFact
 from gradxray.analyzer.rules import noqa_insertion
@@ -78,17 +79,13 @@ class Entry:
     settings: Settings
 
 
-_trace_cache = None
+_trace_cache = TraceCache()      # the traces of root classes, reused while what they read is unchanged
 
 
 def _analyze(source: str, path: str, settings: Settings) -> Analysis:
     """Analyse a document; the traces of root classes an edit did not touch are reused."""
-    global _trace_cache
     from gradxray.analyzer import analyze_source
-    from gradxray.analyzer.incremental import TraceCache
 
-    if _trace_cache is None:
-        _trace_cache = TraceCache()
     try:
         return analyze_source(source, path, settings, cache=_trace_cache)
     except Exception as exc:  # the analyzer promises not to raise; never take the server down
