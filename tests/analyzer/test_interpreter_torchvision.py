@@ -219,6 +219,7 @@ def test_large_constant_tensors_stay_shape_only_small_ones_in_forward_have_value
                 self.fc = nn.Linear(4, 4)
                 big = torch.arange(1 << 20)
                 self.n = big.tolist()
+                self.m = torch.zeros(size=(300, 300)).tolist()
 
             def forward(self, x):  # gradxray: x=[B, 4]
                 k = torch.arange(4).tolist()
@@ -227,7 +228,9 @@ def test_large_constant_tensors_stay_shape_only_small_ones_in_forward_have_value
     a = analyze(src)
     rs = reasons(a)
     assert [r for r in rs if "tolist" in r] == [
-        "`big.tolist(...)` failed: RuntimeError: tolist() needs data; this tensor lives on the shape backend"]
+        "`big.tolist(...)` failed: RuntimeError: tolist() needs data; this tensor lives on the shape backend",
+        "`torch.zeros(size=(300, 300)).tolist(...)` failed: RuntimeError: tolist() needs data; this tensor "
+        "lives on the shape backend"]
 
 
 def test_forward_branches_on_a_mask_it_builds(analyze):
