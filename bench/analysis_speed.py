@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -32,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -60,6 +62,28 @@ print(json.dumps({"import_ms": (t1 - t0) * 1e3, "first_analysis_ms": (t2 - t1) *
 """
 
 
+def interleaved_ms(fns: dict, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """``median_ms`` of several functions, run in turn, so that a change of the machine's speed during
+    the measurement (a shared machine's is not constant) weighs on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: (statistics.median(t), min(t), max(t)) for name, t in times.items()}
+
+
+def reference_loop_ms(repeats: int) -> float:
+    """Median time of a fixed pure-Python loop: how fast this machine runs Python right now."""
+    def loop():
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        return total
+    return median_ms(loop, repeats)[0]
+
+
 def median_ms(fn, repeats: int) -> tuple[float, float, float]:
     """(median, min, max) wall time of ``fn()`` in milliseconds over ``repeats`` calls."""
     times = []
@@ -78,13 +102,21 @@ def phased_analysis(source: str, path: str, settings: Settings) -> tuple[Analysi
     ``setup`` (runtime, interpreter, root classes), ``trace <Class>`` per root class (construct
     it, discover its inputs, run its forward in a simulated training step) and ``rules``.
     """
+    phases: dict[str, float] = {}
+    analysis = Analysis(path=path)
+    gc.disable()                        # as analyze_source does
+    try:
+        return _phases(source, path, settings, analysis, phases)
+    finally:
+        gc.enable()
+
+
+def _phases(source, path, settings, analysis, phases):
     from gradxray.analyzer import _engine_runtime
     from gradxray.analyzer.interpreter import Interpreter, analyze_root
     from gradxray.analyzer.project import index_source, root_classes
     from gradxray.analyzer.rules import run_rules
 
-    phases: dict[str, float] = {}
-    analysis = Analysis(path=path)
     start = time.perf_counter()
     index = index_source(source, path)
     phases["parse + index"] = (time.perf_counter() - start) * 1e3
@@ -203,37 +235,52 @@ def main(argv: list[str] | None = None) -> int:
     for u in reference.unresolved[:10]:
         print(f"  unresolved: line {u.line}: {u.reason}")
 
-    print(f"\nwarm, median of {args.repeats} runs in this process:")
+    print(f"\nwarm, median of {args.repeats} runs in this process "
+          f"(a pure-Python loop of 10^6 additions takes {reference_loop_ms(5):.1f} ms on this machine now):")
     row("ast.parse", median_ms(lambda: ast.parse(source, filename=path), args.repeats))
     cst = libcst_parse_ms(source, args.repeats)
     if cst is None:
         print("  libcst.parse_module                       (libcst not installed)")
     else:
         row("libcst.parse_module", cst)
-    analysis_timing = median_ms(lambda: analyze_source(source, path, settings), args.repeats)
-    row("analyze_source", analysis_timing)
+    from gradxray.analyzer.parallel import lines_of, worker_count
+    from gradxray.analyzer.project import index_source, root_classes
+    roots = root_classes(index_source(source, path))
+    workers = worker_count(None, len(roots), lines_of(roots))
+    timings = interleaved_ms({"parallel": lambda: analyze_source(source, path, settings),
+                              "one": lambda: analyze_source(source, path, settings, jobs=1)}, args.repeats)
+    analysis_timing = timings["parallel"]
+    row(f"analyze_source ({workers} process{'es' if workers > 1 else ''}, the default)", analysis_timing)
+    row("analyze_source, one process (jobs=1)", timings["one"])
     cli_args = check_args(path)
     row("CLI check_file (read, analyse, findings)", median_ms(lambda: cli.check_file(path, cli_args), args.repeats))
     lsp = lsp_analyze()
     edit_timing = None
+    # the server analyses on a worker thread (a process with a second thread forks no worker): so here
+    analysis_thread = ThreadPoolExecutor(max_workers=1)
     if lsp is None:
         print("  language server _analyze                   (pygls not installed)")
     else:
         from gradxray.analyzer.incremental import TraceCache
         from gradxray.lsp_server import server as lsp_server
 
+        def on_thread(fn, *fn_args):
+            return analysis_thread.submit(fn, *fn_args).result()
+
         def first_analysis():
             lsp_server._trace_cache = TraceCache()   # a document the server has not analysed yet
-            lsp(source, path, settings)
+            on_thread(lsp, source, path, settings)
 
         row("language server, first analysis", median_ms(first_analysis, args.repeats))
         edits = edited_sources(source, path, reference.classes[-1].name if reference.classes else None)
         if edits is not None:
             lsp_server._trace_cache = TraceCache()
-            lsp(source, path, settings)
-            edit_timing = median_ms(lambda: lsp(next(edits), path, settings), args.repeats)
+            on_thread(lsp, source, path, settings)
+            edit_timing = median_ms(lambda: on_thread(lsp, next(edits), path, settings), args.repeats)
             row(f"language server, an edit in {reference.classes[-1].name}", edit_timing,
                 "  (the other root classes reused)")
+
+    analysis_thread.shutdown()
 
     # phases: the median of each phase over the runs
     runs = []
@@ -243,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     if [c.name for c in phased.classes] != [c.name for c in reference.classes] or \
             len(phased.diagnostics) != len(reference.diagnostics):
         print("warning: the phased replay does not match analyze_source; its split is not trustworthy")
-    print(f"\nphases of analyze_source (median of {args.repeats}; index alone = parse + index - ast.parse):")
+    print(f"\nphases of a one-process analyze_source (median of {args.repeats}; index alone = parse + index - "
+          f"ast.parse):")
     total = 0.0
     for name in runs[0]:
         med = statistics.median(r[name] for r in runs)

@@ -260,7 +260,7 @@ def check_file(path: str, args) -> tuple[FileResult, bool]:
 
     def analyze(text: str):
         try:
-            return analyze_source(text, path, settings)
+            return analyze_source(text, path, settings, jobs=getattr(args, "jobs", None))
         except Exception as exc:  # the analyzer promises not to raise; a bug must not print a traceback
             if _debug():
                 raise
@@ -700,6 +700,16 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="constructor keyword arguments (or fields of the config class it takes) as a Python literal dict")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {n}")
+    return n
+
+
 def _percent(text: str) -> float:
     from gradxray.verify import parse_percent
 
@@ -727,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--statistics", action="store_true", help="count findings per rule instead of listing them")
     c.add_argument("--fix", action="store_true", help="apply safe fixes in place")
     c.add_argument("--unsafe-fixes", action="store_true", help="with --fix, apply unsafe fixes too")
+    c.add_argument("--jobs", "-j", type=_positive_int, metavar="N",
+                   help="processes tracing a file's root classes (default: one per CPU for large files; 1: none forked)")
     _add_path_flags(c)
     c.set_defaults(func=cmd_check)
 

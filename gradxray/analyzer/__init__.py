@@ -11,6 +11,8 @@ The static path never imports torch: torch calls run on gradxray's engine.
 """
 from __future__ import annotations
 
+import gc
+
 from .results import Analysis, Unresolved
 from .settings import Settings
 
@@ -31,18 +33,32 @@ def _engine_runtime(runtime):
 
 
 def analyze_source(source: str, path: str, settings: Settings | None = None, *, runtime=None,
-                   cache=None) -> Analysis:
+                   cache=None, jobs: int | None = None) -> Analysis:
     """Analyse one file: construct each root module class with its defaults (or ``settings.args``),
     run it on its discovered inputs in a training step, record per-line facts, then run the rules.
 
     ``cache`` (an ``incremental.TraceCache``, kept by a long-running caller such as the language
-    server) reuses the results of root classes whose code and inputs did not change."""
-    from .incremental import RootRecorder, file_stamps, merge_root, root_keys, tests_stamp
+    server) reuses the results of root classes whose code and inputs did not change.  ``jobs``: how
+    many processes trace the root classes (see ``parallel``): None chooses, 1 keeps them in this one."""
+    # parsing, indexing and tracing make many objects and no garbage cycles (see analyze_root): the
+    # cyclic collector's passes during them are pure cost (ast.parse alone takes about twice as long)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze_source(source, path, settings or Settings(), runtime, cache, jobs)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, jobs) -> Analysis:
+    from .incremental import RootRecorder, RootResult, file_stamps, merge_root, root_keys, tests_stamp, \
+        writes_module_state
     from .interpreter import Interpreter, analyze_root
+    from .parallel import lines_of, map_forked, worker_count
     from .project import imported_bases, index_source, project_index, propagate_class_kinds, root_classes
     from .rules import run_rules
 
-    settings = settings or Settings()
     analysis = Analysis(path=path)
     try:
         index = index_source(source, path)
@@ -71,22 +87,30 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
                 project = project_index(settings.search_paths)
                 keys = root_keys(index, roots, settings, tests_stamp(path, settings.roots, project))
             seen = interp._seen_unresolved
-            for cinfo in roots:
-                key = keys.get(cinfo.name)
-                result = cache.get(key, project) if key is not None else None
-                if result is None:
-                    with RootRecorder(analysis, seen) as recorder:
-                        try:
-                            summary = analyze_root(interp, cinfo, settings)
-                        except Exception as e:  # an analyzer bug must not cost the other classes
-                            summary = None
-                            analysis.unresolved.append(
-                                Unresolved(path, cinfo.lineno, f"internal error: {type(e).__name__}: {e}"))
-                        result = recorder.finish(summary, file_stamps(interp.imported_files(), project)
-                                                 if key is not None else ())
-                    if key is not None:
-                        cache.put(key, result)
-                merge_root(analysis, result, seen)
+            results = [cache.get(keys[c.name], project) if c.name in keys else None for c in roots]
+
+            def trace(cinfo) -> RootResult:
+                with RootRecorder(analysis, seen) as recorder:
+                    try:
+                        summary = analyze_root(interp, cinfo, settings)
+                    except Exception as e:  # an analyzer bug must not cost the other classes
+                        summary = None
+                        analysis.unresolved.append(
+                            Unresolved(path, cinfo.lineno, f"internal error: {type(e).__name__}: {e}"))
+                    return recorder.finish(summary, file_stamps(interp.imported_files(), project)
+                                           if cinfo.name in keys else ())
+
+            todo = [c for c, r in zip(roots, results) if r is None]
+            workers = worker_count(jobs, len(todo), lines_of(todo)) if default_runtime else 1
+            if workers > 1 and writes_module_state(index):
+                workers = 1
+            traced = iter(map_forked(trace, todo, workers))
+            for i, cinfo in enumerate(roots):
+                if results[i] is None:
+                    results[i] = next(traced)
+                    if cinfo.name in keys:
+                        cache.put(keys[cinfo.name], results[i])
+                merge_root(analysis, results[i], seen)
     except Exception as e:
         analysis.unresolved.append(Unresolved(path, 1, f"internal error: {type(e).__name__}: {e}"))
     finally:

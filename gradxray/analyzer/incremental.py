@@ -84,8 +84,8 @@ def file_stamps(paths, project) -> tuple:
 
 def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
     """Key of each root class (by name) whose result may be reused (see the module docstring)."""
-    from .interpreter import _bound_names, _stores_outside
-    from .project import _referenced_names, defined_functions
+    from .interpreter import _bound_names
+    from .project import _referenced_names
 
     body = index.tree.body
     definitions: dict[str, list] = {}       # top-level name -> the statements binding it
@@ -98,12 +98,6 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
             always.append(stmt)             # imports, registration calls, `if`/`try` blocks
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not _is_main_guard(stmt):
                 expanded.append(stmt)
-    def parts(stmt) -> list:
-        # a class's refs are its body items' (which root_classes has walked already) and its header's
-        if isinstance(stmt, ast.ClassDef):
-            return [*stmt.body, *stmt.bases, *stmt.keywords, *stmt.decorator_list]
-        return [stmt]
-
     def closure(seeds) -> list:
         seen: dict[int, ast.AST] = {}
         stack = list(seeds)
@@ -112,22 +106,10 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
             if id(stmt) in seen:
                 continue
             seen[id(stmt)] = stmt
-            for part in parts(stmt):
+            for part in _parts(stmt):
                 for name in _referenced_names(part):
                     stack.extend(definitions.get(name, ()))
         return sorted(seen.values(), key=lambda s: (s.lineno, s.col_offset))
-
-    writes: dict[int, bool] = {}
-
-    def writes_module_state(stmts) -> bool:
-        for stmt in stmts:
-            flag = writes.get(id(stmt))
-            if flag is None:
-                flag = writes[id(stmt)] = any(_stores_outside(f) for part in parts(stmt)
-                                              for f in defined_functions(part))
-            if flag:
-                return True
-        return False
 
     common = hashlib.blake2b(f"{index.path}\n{settings!r}\n{extra}".encode(), digest_size=16)
     for stmt in always:
@@ -141,11 +123,34 @@ def root_keys(index, roots, settings, extra: str = "") -> dict[str, str]:
         for stmt in stmts:
             h.update(_segment(index, stmt).encode())
         key = h.hexdigest()
-        if writes_module_state(stmts):
+        if any(_writes_outside(stmt) for stmt in stmts):
             chain += key      # traced every time (what it leaves behind is not cached); no key
         else:
             keys[cinfo.name] = key
     return keys
+
+
+def _parts(stmt) -> list:
+    """What of a top-level statement refers to names: a class's body items (which root_classes has
+    walked already) and its header; any other statement whole."""
+    if isinstance(stmt, ast.ClassDef):
+        return [*stmt.body, *stmt.bases, *stmt.keywords, *stmt.decorator_list]
+    return [stmt]
+
+
+def _writes_outside(stmt) -> bool:
+    """Whether a function a top-level statement defines may change module state when called
+    (interpreter._stores_outside, cached on the function's node)."""
+    from .interpreter import _stores_outside
+    from .project import defined_functions
+
+    return any(_stores_outside(f) for part in _parts(stmt) for f in defined_functions(part))
+
+
+def writes_module_state(index) -> bool:
+    """Whether any function of the file may change module state when called: then what tracing one
+    root leaves behind can be what the next one reads, and the roots are traced one after another."""
+    return any(_writes_outside(stmt) for stmt in index.tree.body)
 
 
 # top-level statements that only bind what they define: part of a key when a root refers to them

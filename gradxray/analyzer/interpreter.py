@@ -37,6 +37,7 @@ from gradxray.engine.memory import current_phase
 from gradxray.engine.symbolic import SymInt, sym_text
 from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
+from .astwalk import push_children
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
 from .project import ModuleIndex, class_info, import_bindings, is_source_resolvable, positional_params, required_params
@@ -2565,17 +2566,6 @@ def _wraps_function(dec: UserFunction) -> bool:
     return _decorator_shape(dec) == "wraps"
 
 
-def _push_children(stack: list, node) -> None:
-    """Push ``node``'s child nodes onto ``stack`` (by hand: ast.iter_child_nodes' generator costs
-    several times as much, and these walks run over every function an analysis meets)."""
-    for name in type(node)._fields:
-        v = getattr(node, name, None)
-        if type(v) is list:
-            stack.extend(x for x in v if isinstance(x, ast.AST))
-        elif isinstance(v, ast.AST):
-            stack.append(v)
-
-
 def _is_generator(fnode) -> bool:
     """Whether a function's own body (not nested functions or classes) contains ``yield``; cached on the node."""
     flag = getattr(fnode, "_gx_generator", None)
@@ -2589,7 +2579,7 @@ def _is_generator(fnode) -> bool:
                 if kind is ast.Yield or kind is ast.YieldFrom:
                     flag = True
                 elif kind not in _NESTED_SCOPES:
-                    _push_children(stack, n)
+                    push_children(stack, n)
         fnode._gx_generator = flag
     return flag
 
@@ -2621,7 +2611,7 @@ def _loop_written_names(stmt) -> set[str]:
                 root = root.value
             if isinstance(root, ast.Name):
                 names.add(root.id)
-        _push_children(stack, n)
+        push_children(stack, n)
     stmt._gx_written = names
     return names
 
@@ -2700,7 +2690,7 @@ def _stores_outside(fnode) -> bool:
         if kind is ast.Name and not isinstance(n.ctx, ast.Load):
             local.add(n.id)
         nodes.append(n)
-        _push_children(stack, n)
+        push_children(stack, n)
 
     def outside(e) -> bool:
         while isinstance(e, (ast.Attribute, ast.Subscript)):

@@ -23,6 +23,8 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from .astwalk import push_children
+
 
 @dataclass
 class ClassInfo:
@@ -215,24 +217,16 @@ def propagate_class_kinds(index: ModuleIndex) -> None:
                 changed = True
 
 
-# nodes that never contain a name: not worth a visit
-_NAMELESS = frozenset({ast.Constant, ast.Load, ast.Store, ast.Del} | {
-    c for c in vars(ast).values()
-    if isinstance(c, type) and issubclass(c, (ast.operator, ast.unaryop, ast.cmpop, ast.boolop))})
-
-
 def _referenced_names(node: ast.AST) -> set[str]:
     """The names ``node`` reads, anywhere inside it; cached on the node (with the functions it
     defines, see defined_functions)."""
     cached = getattr(node, "_gx_refs", None)
     if cached is not None:
         return cached
-    # an explicit stack rather than ast.walk: its nested generators cost about twice as much, and
-    # this walks every class and function of the file on each analysis
+    # this walks every class and function of the file on each analysis (see astwalk)
     out: set[str] = set()
     functions: list = []
     stack = [node]
-    push = stack.append
     while stack:
         n = stack.pop()
         kind = type(n)
@@ -242,14 +236,7 @@ def _referenced_names(node: ast.AST) -> set[str]:
             continue
         if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
             functions.append(n)
-        for name in kind._fields:
-            v = getattr(n, name, None)
-            if type(v) is list:
-                for x in v:
-                    if isinstance(x, ast.AST) and type(x) not in _NAMELESS:
-                        push(x)
-            elif isinstance(v, ast.AST) and type(v) not in _NAMELESS:
-                push(v)
+        push_children(stack, n)
     node._gx_refs, node._gx_functions = out, functions
     return out
 

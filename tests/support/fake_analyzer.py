@@ -17,7 +17,7 @@ from gradxray.analyzer.rules import run_rules
 
 
 def install(cut_params: list[str], describe: Callable[[Analysis, ast.Module, str], None]) -> None:
-    def fake_analyze_source(source: str, path: str, settings=None, *, cache=None) -> Analysis:
+    def fake_analyze_source(source: str, path: str, settings=None, *, cache=None, jobs=None) -> Analysis:
         try:
             tree = ast.parse(source)
         except SyntaxError as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..function import Function
 from ..symbolic import sym_prod
+from ..tensor import Storage
 from ._kernel import kernel
 from . import views
 
@@ -41,7 +42,6 @@ def cublas_operand_scratch(*operands) -> None:
     """cuBLAS takes a matrix only with unit stride in one dim (torch's prepare_matrix_for_cublas): any
     other operand (an expanded gradient, a strided slice) is cloned contiguous for the duration of the
     kernel.  Accounted as a transient allocation, after the output exists."""
-    from ..tensor import Storage
     for t in operands:
         if t.device.type != "cuda" or t.is_non_overlapping_and_dense():
             continue

@@ -473,7 +473,6 @@ def narrow(x, dim, start, length):
 
 def sum_to(g, shape):
     """Reduce a broadcast gradient back to ``shape`` (torch's at::sum_to)."""
-    from .reduce import sum as _sum
     shape = tuple(shape)
     lead = g.dim() - len(shape)
     dims = list(range(lead))
@@ -482,6 +481,7 @@ def sum_to(g, shape):
             dims.append(lead + i)
     if not dims:
         return g
+    from .reduce import sum as _sum          # reduce imports this module
     out = _sum(g, dims, keepdim=True)
     if lead:
         out = View.apply(out, shape)

@@ -1,0 +1,119 @@
+"""Tracing a file's root classes in parallel: forked worker processes, this one among them.
+
+A root's trace reads the file's definitions and writes only its own result (the property that lets
+the language server reuse one root's result while tracing another, see ``incremental``), so the
+roots of one file can be traced by copies of the interpreter made after the file is indexed: each
+copy takes the next untraced root from a shared queue, and the results come back in root order.
+Merged in that order they equal a one-process run's.
+
+Workers are copies of this process made by ``fork`` (the interpreter's state is shared copy-on-write,
+nothing is imported or rebuilt), so this runs only where that is safe and worth it: POSIX, a
+process with a single thread (forking a multi-threaded one can leave a lock held forever in the
+child; the language server is one), more than one root to trace and more than one CPU.  A worker
+that fails or dies costs nothing but time: whatever it did not return is traced here afterwards.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import threading
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MAX_JOBS = 8
+# a root of fewer lines traces in a few milliseconds, about what a worker costs to start and to
+# send back: files whose roots are smaller than this together are traced in this process
+MIN_PARALLEL_LINES = 400
+
+_INDEX = struct.Struct("<I")
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers: POSIX and no other Python thread running."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def worker_count(requested: int | None, tasks: int, lines: int) -> int:
+    """Processes to use (this one included) for ``tasks`` roots of ``lines`` source lines together.
+
+    ``requested``: None chooses (the CPUs this process may run on, at most MAX_JOBS, one for a small
+    file), 1 keeps everything in this process, N > 1 asks for N."""
+    if tasks < 2 or not can_fork():
+        return 1
+    if requested is None:
+        if lines < MIN_PARALLEL_LINES:
+            return 1
+        requested = min(available_cpus(), MAX_JOBS)
+    return max(1, min(requested, tasks))
+
+
+def lines_of(classes) -> int:
+    """Source lines of some of the file's classes (``project.ClassInfo``): the size of their traces."""
+    return sum((c.node.end_lineno or c.lineno) - c.lineno + 1 for c in classes)
+
+
+def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int) -> list[R]:
+    """``[work(t) for t in tasks]`` computed by ``jobs`` processes: this one and ``jobs - 1`` forked
+    copies, each taking the next task from a shared queue.  Results must pickle.  A task whose result
+    did not come back from a worker (it raised, it died) is run here afterwards, so the list is
+    complete either way; ``work`` itself should not raise (it is called again here if it does)."""
+    n = len(tasks)
+    if jobs <= 1 or n < 2:
+        return [work(t) for t in tasks]
+    queue_r, queue_w = os.pipe()
+    # all indices written before any worker starts, in one write: each read of 4 bytes takes one
+    os.write(queue_w, b"".join(_INDEX.pack(i) for i in range(n)))
+    os.close(queue_w)
+    children: list[tuple[int, int]] = []           # (pid, read end of its result pipe)
+    for _ in range(jobs - 1):
+        result_r, result_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                # the worker
+            os.close(result_r)
+            for _pid, fd in children:
+                os.close(fd)
+            code = 1
+            try:
+                done = [(i, work(tasks[i])) for i in _take(queue_r)]
+                payload = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(result_w, "wb") as out:
+                    out.write(payload)
+                code = 0
+            finally:
+                os._exit(code)                      # no atexit handlers, no flush of inherited buffers
+        os.close(result_w)
+        children.append((pid, result_r))
+    results: dict[int, R] = {}
+    try:
+        for i in _take(queue_r):
+            results[i] = work(tasks[i])
+    finally:
+        os.close(queue_r)
+        for pid, fd in children:
+            with os.fdopen(fd, "rb") as inp:
+                payload = inp.read()
+            os.waitpid(pid, 0)
+            try:
+                results.update(pickle.loads(payload))
+            except Exception:
+                pass                                # traced again below
+    return [results[i] if i in results else work(tasks[i]) for i in range(n)]
+
+
+def _take(queue_fd: int):
+    """Task indices from the shared queue until it is empty."""
+    while True:
+        data = os.read(queue_fd, _INDEX.size)
+        if len(data) < _INDEX.size:
+            return
+        yield _INDEX.unpack(data)[0]

@@ -1,0 +1,169 @@
+"""Root classes traced by forked workers: the analysis must be exactly the one-process analysis,
+whatever process traced which root, and a worker that fails must cost nothing but time."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import gradxray.analyzer.parallel as parallel
+from gradxray.analyzer import analyze_source
+from gradxray.analyzer.config import settings_for_file
+from gradxray.analyzer.incremental import TraceCache, writes_module_state
+from gradxray.analyzer.project import index_source
+from gradxray.analyzer.settings import Settings
+
+from test_incremental import MODEL, LAYERS
+from analyzer_helpers import write_tree
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LARGE = os.path.join(REPO, "bench", "fixtures", "large_model.py")
+EXAMPLES = [os.path.join(REPO, "examples", name) for name in ("gpt.py", "resnet.py")]
+
+pytestmark = pytest.mark.skipif(not parallel.can_fork(), reason="needs fork and a single-threaded process")
+
+
+def _dump(analysis) -> str:
+    return json.dumps(dataclasses.asdict(analysis), default=str, sort_keys=True)
+
+
+def _square_slowly(n: int) -> tuple[int, int]:
+    time.sleep(0.05)           # long enough that every worker takes some of the tasks
+    return n * n, os.getpid()
+
+
+def _no_children_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_results_come_back_in_task_order_from_several_processes():
+    out = parallel.map_forked(_square_slowly, list(range(12)), jobs=3)
+    assert [v for v, _ in out] == [n * n for n in range(12)]
+    pids = {pid for _, pid in out}
+    assert os.getpid() in pids and len(pids) >= 2
+    assert _no_children_left()
+
+
+def test_what_a_failing_worker_did_not_return_is_done_here():
+    parent = os.getpid()
+
+    def work(n):
+        if os.getpid() != parent:
+            raise RuntimeError("a worker's bug")
+        return _square_slowly(n)
+
+    out = parallel.map_forked(work, list(range(6)), jobs=2)
+    assert out == [(n * n, parent) for n in range(6)]
+    assert _no_children_left()
+
+
+def test_a_worker_that_dies_costs_only_time():
+    parent = os.getpid()
+
+    def work(n):
+        if os.getpid() != parent:
+            os._exit(3)
+        return n + 1
+
+    assert parallel.map_forked(work, list(range(5)), jobs=2) == [1, 2, 3, 4, 5]
+    assert _no_children_left()
+
+
+def test_worker_count():
+    assert parallel.worker_count(None, 1, 10_000) == 1          # one root: nothing to share
+    assert parallel.worker_count(1, 6, 10_000) == 1
+    assert parallel.worker_count(4, 3, 10) == 3                 # asked for: at most one per root
+    assert parallel.worker_count(None, 6, 50) == 1              # small roots: not worth a worker
+    expected = min(parallel.available_cpus(), parallel.MAX_JOBS, 6)
+    assert parallel.worker_count(None, 6, 10_000) == expected
+
+
+def test_no_worker_is_forked_while_another_thread_runs():
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not parallel.can_fork()
+        assert parallel.worker_count(4, 6, 10_000) == 1
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """The worker counts analyze_source asked map_forked for."""
+    calls: list[int] = []
+    real = parallel.map_forked
+
+    def recording(work, tasks, jobs):
+        calls.append(jobs)
+        return real(work, tasks, jobs)
+
+    monkeypatch.setattr(parallel, "map_forked", recording)
+    return calls
+
+
+@pytest.mark.parametrize("path", [LARGE, *EXAMPLES], ids=os.path.basename)
+def test_parallel_analysis_equals_the_one_process_analysis(path, spy):
+    with open(path, encoding="utf-8") as fh:
+        source = fh.read()
+    settings = settings_for_file(path)
+    one = analyze_source(source, path, settings, jobs=1)
+    two = analyze_source(source, path, settings, jobs=2)
+    roots = len(two.classes)
+    assert spy == [1, 2 if roots > 1 else 1]
+    assert _dump(two) == _dump(one)
+    if path == LARGE:
+        assert [c.name for c in two.classes] == ["GPT", "ResNet", "VisionTransformer", "MlpMixer", "UNet",
+                                                 "ConvNeXt"]
+        assert not two.unresolved
+
+
+def test_roots_that_may_change_module_state_are_traced_one_after_another(tmp_path, spy):
+    # Tracked's constructor appends to a module list Gamma's constructor reads: in one process, as
+    # the file's order has it
+    write_tree(tmp_path, {"model.py": MODEL, "layers.py": LAYERS})
+    path = str(tmp_path / "model.py")
+    assert writes_module_state(index_source(MODEL, path))
+    settings = Settings(roots=[str(tmp_path)])
+    analysis = analyze_source(MODEL, path, settings, jobs=4)
+    assert spy == [1]
+    gamma = next(c for c in analysis.classes if c.name == "Gamma")
+    assert gamma.params == 3 * 2 + 2                     # len(_SEEN) + 1 outputs: Tracked ran first
+    assert _dump(analysis) == _dump(analyze_source(MODEL, path, settings, jobs=1))
+
+
+def test_results_traced_by_workers_are_cached_and_reused(tmp_path, spy):
+    source = MODEL.replace("_SEEN.append(self)", "pass")    # no module state written: parallel
+    write_tree(tmp_path, {"model.py": source, "layers.py": LAYERS})
+    path = str(tmp_path / "model.py")
+    settings = Settings(roots=[str(tmp_path)])
+    cache = TraceCache()
+    first = analyze_source(source, path, settings, cache=cache, jobs=2)
+    assert spy == [2] and cache.misses == 4 and len(cache) == 4
+    again = analyze_source(source, path, settings, cache=cache, jobs=2)
+    assert cache.hits == 4 and spy == [2, 1]              # nothing left to trace
+    assert _dump(first) == _dump(again) == _dump(analyze_source(source, path, settings, jobs=1))
+
+
+def test_cli_jobs_flag(tmp_path):
+    def check(*flags):
+        return subprocess.run([sys.executable, "-m", "gradxray", "check", "--output-format", "json", *flags, LARGE],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    one, two = check("--jobs", "1"), check("-j", "2")
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    assert one.stdout == two.stdout and not two.stderr
+    bad = check("--jobs", "0")
+    assert bad.returncode == 2 and "expected 1 or more" in bad.stderr and "Traceback" not in bad.stderr
