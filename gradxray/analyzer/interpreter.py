@@ -38,6 +38,7 @@ from gradxray.engine.symbolic import SymInt, sym_text
 from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
 from .astwalk import push_children
+from .exit_stack import ExitStackValue
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
 from .project import ModuleIndex, class_info, import_bindings, is_source_resolvable, positional_params, required_params
@@ -162,6 +163,9 @@ _HOST_BUILTINS = (
 _CONTAINER_SAFE = {list, tuple, dict, set, frozenset, enumerate, zip, reversed, iter, next, len}
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 class CutTracker:
     """Gradient-cut sites (``.detach()`` / ``.data``) and the tensors they flow into.
 
@@ -275,6 +279,7 @@ class Interpreter:
         self._cut_loops: set = set()                       # `for` statements stopped by MAX_LOOP_ITERATIONS
         self._yield_sinks: list[list] = []                 # what the running generator functions yielded
         self._with_body = None                             # the with-body a @contextmanager call runs at its yield
+        self._yield_at = None                              # the yield expression a generator reached last
         # enclosing `try` blocks, innermost last: (frame scope id, caught host classes, per handler, per
         # handler as written); None marks a boundary (host code or lazily evaluated module code runs
         # between it and the entries below it, so an exception never travels past it)
@@ -819,7 +824,8 @@ class Interpreter:
         if sink is not None:
             self._yield_sinks.append(sink)
         try:
-            with contextlib.ExitStack() as stack:
+            # no ExitStack (nor a helper's frame: each interpreted call costs Python stack) without decorators
+            with contextlib.ExitStack() if fn.context_decorators else _NO_CONTEXT as stack:
                 for cm in fn.context_decorators:
                     stack.enter_context(cm)
                 if isinstance(fnode, ast.Lambda):
@@ -1167,6 +1173,8 @@ class Interpreter:
 
     def lookup_attr(self, obj, name: str):
         """(value, None) or (None, reason)."""
+        if isinstance(obj, ExitStackValue):
+            return obj.member(name)
         if isinstance(obj, Namespace):
             if isinstance(obj.obj, ProjectModule):
                 return obj.obj.gx_member(name)
@@ -1642,15 +1650,20 @@ class Interpreter:
         self.exec_block(stmt.orelse, scope)
 
     def exec_With(self, stmt, scope):
+        self._with_items(stmt, stmt.items, scope)
+
+    def _with_items(self, stmt, items, scope) -> None:
+        """Enter ``items`` (the first ones already entered are outside), then run the with-body."""
         with contextlib.ExitStack() as stack:
-            for item in stmt.items:
+            for k, item in enumerate(items):
                 expr = item.context_expr
                 cm = self.eval(expr, scope)
                 entered: Any = None
                 if isinstance(cm, Unknown):
                     entered = cm
-                elif isinstance(cm, GeneratorContext) and len(stmt.items) == 1:
-                    self._run_generator_context(cm, stmt, item, scope)
+                elif isinstance(cm, GeneratorContext):
+                    # the items after it are entered inside it, at its yield (`with a, b:` is `with a: with b:`)
+                    self._run_generator_context(cm, stmt, item, scope, items[k + 1:])
                     return
                 elif isinstance(cm, UserInstance) and isinstance(enter := cm.cls.lookup("__enter__")[1], UserFunction):
                     exit_ = cm.cls.lookup("__exit__")[1]
@@ -1670,37 +1683,60 @@ class Interpreter:
 
     exec_AsyncWith = exec_With
 
-    def _run_generator_context(self, cm: "GeneratorContext", stmt, item, scope) -> None:
+    def _run_generator_context(self, cm: "GeneratorContext", stmt, item, scope, rest=()) -> None:
         """``with f(...) as v: body`` for a ``@contextmanager`` generator ``f``: ``f`` runs, and at its
-        ``yield`` the with-body runs (``v`` bound to the yielded value), inside whatever regions ``f``
-        opened (``torch.no_grad()`` ...), as Python interleaves them."""
+        ``yield`` the with-body runs (``v`` bound to the yielded value; the with-items after this one
+        entered first), inside whatever regions ``f`` opened (``torch.no_grad()`` ...), as Python
+        interleaves them."""
         flow: list = []
 
         def body(value):
             if item.optional_vars is not None:
                 self.assign(item.optional_vars, value, scope, stmt)
             try:
-                self.exec_block(stmt.body, scope)
+                if rest:
+                    self._with_items(stmt, rest, scope)
+                else:
+                    self.exec_block(stmt.body, scope)
             except _Flow as f:           # return/break/continue of the with-body: after the generator ends
                 flow.append(f)
 
-        self._with_body = body
+        if not self._run_generator(cm, item.context_expr, body):
+            self.unknown(f"`{ast.unparse(item.context_expr)}` did not run as a generator", item.context_expr)
+            body(None)
+        if flow:
+            raise flow[0]
+
+    def run_generator_context(self, cm: "GeneratorContext", node):
+        """Enter ``cm`` without a with-body (``ExitStack.enter_context``): its generator runs whole.
+        Returns (the value its first ``yield`` gave, that ``yield`` expression), or (Unknown, None)."""
+        got: list = []
+        runs_in = self._generator_interp(cm)
+        if not self._run_generator(cm, node, lambda value: got.append((value, runs_in._yield_at))) or not got:
+            return self.unknown(f"`{ast.unparse(node)}` did not run as a generator", node), None
+        return got[0]
+
+    def _generator_interp(self, cm: "GeneratorContext") -> "Interpreter":
+        """The interpreter that runs ``cm``'s generator function: that of the file defining it."""
+        func = cm.func.func if isinstance(cm.func, BoundMethod) else cm.func
+        return func.interp if isinstance(func, UserFunction) else self
+
+    def _run_generator(self, cm: "GeneratorContext", node, body) -> bool:
+        """Run ``cm``'s generator function with ``body(value)`` at its first ``yield``; whether it yielded."""
+        runs_in = self._generator_interp(cm)
+        runs_in._with_body = body
         func, args = cm.func, list(cm.args)
         if isinstance(func, BoundMethod):
             func, args = func.func, [func.receiver, *args]
         try:
             if isinstance(func, UserFunction):
-                self.call_function(func, args, dict(cm.kwargs), item.context_expr)
+                self.call_function(func, args, dict(cm.kwargs), node)
             else:
-                self.call(func, args, dict(cm.kwargs), item.context_expr)
+                self.call(func, args, dict(cm.kwargs), node)
         finally:
-            ran = self._with_body is None
-            self._with_body = None
-        if not ran:
-            self.unknown(f"`{ast.unparse(item.context_expr)}` did not run as a generator", item.context_expr)
-            body(None)
-        if flow:
-            raise flow[0]
+            ran = runs_in._with_body is None
+            runs_in._with_body = None
+        return ran
 
     def _raise_if_caught(self, error: Exception, node) -> None:
         """A host call (engine, builtin) raised ``error``: when an enclosing ``try`` (of the running frame
@@ -2327,7 +2363,9 @@ class Interpreter:
     def eval_Yield(self, node, scope):
         if not self._yield_sinks:
             return self.unknown("`yield` outside a generator function", node)
-        self._yield_sinks[-1].append(self.eval(node.value, scope) if node.value is not None else None)
+        value = self.eval(node.value, scope) if node.value is not None else None
+        self._yield_at = node                # which yield a @contextmanager generator reached
+        self._yield_sinks[-1].append(value)
         return None                         # what `.send()` would pass in: nothing
 
     def eval_YieldFrom(self, node, scope):

@@ -34,6 +34,7 @@ import types
 from typing import Any
 
 from .values import CONTEXTMANAGER, PARTIAL, Namespace, Transparent
+from .exit_stack import EXIT_STACK
 
 
 def _noop(*args, **kwargs):
@@ -164,8 +165,9 @@ SAFE_STDLIB = {
                                  maxsize=sys.maxsize, byteorder=sys.byteorder, float_info=sys.float_info,
                                  modules=types.MappingProxyType({}), stderr=_NULL_LOGGER, stdout=_NULL_LOGGER,
                                  implementation=types.SimpleNamespace(name=sys.implementation.name)),
-    # `@contextmanager`: a call gives a GeneratorContext, which a `with` runs (its body at the yield)
-    "contextlib": types.SimpleNamespace(contextmanager=CONTEXTMANAGER,
+    # `@contextmanager`: a call gives a GeneratorContext, which a `with` runs (its body at the yield);
+    # ExitStack: see exit_stack
+    "contextlib": types.SimpleNamespace(contextmanager=CONTEXTMANAGER, ExitStack=EXIT_STACK,
                                         nullcontext=contextlib.nullcontext, suppress=contextlib.suppress,
                                         AbstractContextManager=contextlib.AbstractContextManager),
     # the analysis runs on one thread: a lock is a context manager that does nothing
