@@ -7,9 +7,10 @@ copy takes the next untraced root from a shared queue, and the results come back
 Merged in that order they equal a one-process run's.
 
 Workers are copies of this process made by ``fork`` (the interpreter's state is shared copy-on-write,
-nothing is imported or rebuilt), so this runs only where that is safe and worth it: POSIX, a
-process with a single thread (forking a multi-threaded one can leave a lock held forever in the
-child; the language server is one), more than one root to trace and more than one CPU.  A worker
+nothing is imported or rebuilt), so this runs only where that is safe and worth it: Linux (other
+POSIX systems when asked for: macOS offers fork but it is unsafe there once system libraries have
+started), a process with a single thread (forking a multi-threaded one can leave a lock held forever
+in the child; the language server is one), more than one root to trace and more than one CPU.  A worker
 that fails or dies costs nothing but time: whatever it did not return is traced here afterwards.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import sys
 import threading
 from typing import Callable, Sequence, TypeVar
 
@@ -46,12 +48,13 @@ def can_fork() -> bool:
 def worker_count(requested: int | None, tasks: int, lines: int) -> int:
     """Processes to use (this one included) for ``tasks`` roots of ``lines`` source lines together.
 
-    ``requested``: None chooses (the CPUs this process may run on, at most MAX_JOBS, one for a small
-    file), 1 keeps everything in this process, N > 1 asks for N."""
+    ``requested``: None chooses (on Linux, the CPUs this process may run on, at most MAX_JOBS, one for a
+    small file; elsewhere one), 1 keeps everything in this process, N > 1 asks for N."""
     if tasks < 2 or not can_fork():
         return 1
     if requested is None:
-        if lines < MIN_PARALLEL_LINES:
+        # elsewhere fork is offered but unsafe after some system libraries have started (macOS)
+        if lines < MIN_PARALLEL_LINES or not sys.platform.startswith("linux"):
             return 1
         requested = min(available_cpus(), MAX_JOBS)
     return max(1, min(requested, tasks))

@@ -88,6 +88,12 @@ def test_worker_count():
     assert parallel.worker_count(None, 6, 10_000) == expected
 
 
+def test_workers_are_chosen_only_on_linux(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert parallel.worker_count(None, 6, 10_000) == 1
+    assert parallel.worker_count(2, 6, 10_000) == 2                 # asked for explicitly
+
+
 def test_no_worker_is_forked_while_another_thread_runs():
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
