@@ -164,6 +164,10 @@ _CONTAINER_SAFE = {list, tuple, dict, set, frozenset, enumerate, zip, reversed, 
 
 
 _NO_CONTEXT = contextlib.nullcontext()
+_NO_SITES: frozenset = frozenset()
+# the analysis's own values that Interpreter.call handles itself (anything else callable is the host's)
+_ANALYSIS_VALUES = (Unknown, UserFunction, BoundMethod, UserClass, Builtin, Partial, Marker, UserInstance, Namespace,
+                    SuperProxy)
 
 
 class CutTracker:
@@ -931,32 +935,36 @@ class Interpreter:
         return None
 
     def call(self, callee, args: list, kwargs: dict, node, receiver=None, method_name: str | None = None):
-        if isinstance(callee, Unknown):
-            return callee
-        if isinstance(callee, (UserFunction, BoundMethod)) and (
-                callee.kind if isinstance(callee, UserFunction) else callee.func.kind) == "contextmanager":
-            return GeneratorContext(callee, tuple(args), kwargs)
-        if isinstance(callee, UserFunction):
-            if callee.kind == "classmethod" and receiver is None:
-                return self.call_function(callee, [callee.owner, *args], kwargs, node)
-            return self.call_function(callee, args, kwargs, node)
-        if isinstance(callee, BoundMethod):
-            return self.call_function(callee.func, [callee.receiver, *args], kwargs, node)
-        if isinstance(callee, UserClass):
-            return self.instantiate(callee, args, kwargs, node)
-        if isinstance(callee, Builtin):
-            return callee.fn(self, node, args, kwargs)
-        if isinstance(callee, Partial):
-            return self.call(callee.func, [*callee.args, *args], {**callee.keywords, **kwargs}, node)
-        if isinstance(callee, Marker):
-            if callee.name in ("typing.cast", "typing_extensions.cast") and len(args) == 2:
-                return args[1]                  # cast(T, v) is v at run time
-            return callee
-        if isinstance(callee, UserInstance):
-            _, dunder_call = callee.cls.lookup("__call__")
-            if isinstance(dunder_call, UserFunction):
-                return self.call_function(dunder_call, [callee, *args], kwargs, node)
-        if isinstance(callee, (Namespace, UserInstance, SuperProxy)) or not callable(callee):
+        if isinstance(callee, _ANALYSIS_VALUES):         # one check sends host callables past these
+            if isinstance(callee, Unknown):
+                return callee
+            if isinstance(callee, (UserFunction, BoundMethod)) and (
+                    callee.kind if isinstance(callee, UserFunction) else callee.func.kind) == "contextmanager":
+                return GeneratorContext(callee, tuple(args), kwargs)
+            if isinstance(callee, UserFunction):
+                if callee.kind == "classmethod" and receiver is None:
+                    return self.call_function(callee, [callee.owner, *args], kwargs, node)
+                return self.call_function(callee, args, kwargs, node)
+            if isinstance(callee, BoundMethod):
+                return self.call_function(callee.func, [callee.receiver, *args], kwargs, node)
+            if isinstance(callee, UserClass):
+                return self.instantiate(callee, args, kwargs, node)
+            if isinstance(callee, Builtin):
+                return callee.fn(self, node, args, kwargs)
+            if isinstance(callee, Partial):
+                return self.call(callee.func, [*callee.args, *args], {**callee.keywords, **kwargs}, node)
+            if isinstance(callee, Marker):
+                if callee.name in ("typing.cast", "typing_extensions.cast") and len(args) == 2:
+                    return args[1]                  # cast(T, v) is v at run time
+                return callee
+            if isinstance(callee, UserInstance):
+                _, dunder_call = callee.cls.lookup("__call__")
+                if isinstance(dunder_call, UserFunction):
+                    return self.call_function(dunder_call, [callee, *args], kwargs, node)
+            # a namespace, an instance without __call__, a super() proxy
+            text = ast.unparse(node.func) if isinstance(node, ast.Call) else repr(callee)
+            return self.unknown(f"`{text}` is not callable", node)
+        if not callable(callee):
             text = ast.unparse(node.func) if isinstance(node, ast.Call) else repr(callee)
             return self.unknown(f"`{text}` is not callable", node)
         # a host callable: engine function, tensor method, engine module, Python builtin
@@ -984,11 +992,12 @@ class Interpreter:
             for a in args:
                 if isinstance(a, Unknown):
                     return a
+        cuts = self.cuts
         if method_name in ("detach", "detach_") and self.rt.is_tensor(receiver):
-            key = self.cuts.record("detach", receiver, self.span(node))
-            sites = self.cuts.sources([receiver]) | {key}
+            key = cuts.record("detach", receiver, self.span(node))
+            sites = cuts.sources([receiver]) | {key}
         else:
-            sites = self.cuts.sources([receiver, *args, *kwargs.values()])
+            sites = cuts.sources([receiver, *args, *kwargs.values()]) if cuts._tags else _NO_SITES
         boundary = bool(self._try_stack)     # interpreted code the host calls back raises no further
         if boundary:
             self._try_stack.append(None)
@@ -1019,9 +1028,12 @@ class Interpreter:
         if isinstance(result, types.ModuleType):
             return self.unknown("call returned a module", node)
         if sites:
-            self.cuts.propagate(sites, result)
-        if method_name not in ("detach", "detach_") and not (self.rt.is_tensor(result) and result.requires_grad):
-            self.cuts.record_lost(callee, receiver, args, kwargs, result, method_name, lambda: self.span(node))
+            cuts.propagate(sites, result)
+        # a call on tensors that require grad whose result does not (see record_lost): the result a tensor
+        # that does not require grad, or the value of .item() / .tolist()
+        if (method_name in ("item", "tolist") or
+                (self.rt.is_tensor(result) and not result.requires_grad and method_name not in ("detach", "detach_"))):
+            cuts.record_lost(callee, receiver, args, kwargs, result, method_name, lambda: self.span(node))
         return result
 
     def _constant_tensor(self, creator, args: list, kwargs: dict):
@@ -1173,6 +1185,9 @@ class Interpreter:
 
     def lookup_attr(self, obj, name: str):
         """(value, None) or (None, reason)."""
+        if (name[:1] != "_" and not isinstance(obj, _ANALYSIS_VALUES) and not isinstance(obj, ExitStackValue)
+                and not isinstance(obj, self._module_base) and not self.class_patches and not self.module_flags):
+            return self.rt.safe_attr(obj, name)        # a host object's public attribute (a tensor's, a list's)
         if isinstance(obj, ExitStackValue):
             return obj.member(name)
         if isinstance(obj, Namespace):
@@ -1924,7 +1939,7 @@ class Interpreter:
         if isinstance(obj, (UserInstance, UserClass, Namespace, UserFunction, BoundMethod)):
             self.unknown("item assignment on this value is not supported", node)
             return
-        sites = self.cuts.sources([value])
+        sites = self.cuts.sources([value]) if self.cuts._tags else _NO_SITES
         try:
             obj[idx] = value
         except Exception as e:
@@ -2056,7 +2071,7 @@ class Interpreter:
             return right
         if _too_big(op, left, right):
             return self.unknown(f"`{ast.unparse(node)}` would be too large to compute", node)
-        sites = self.cuts.sources([left, right])
+        sites = self.cuts.sources([left, right]) if self.cuts._tags else _NO_SITES
         try:
             result = op(left, right)
         except Exception as e:
@@ -2074,7 +2089,7 @@ class Interpreter:
             if t is None:
                 return self.unknown(f"truth value of `{ast.unparse(node.operand)}` is not known", node)
             return not t
-        sites = self.cuts.sources([v])
+        sites = self.cuts.sources([v]) if self.cuts._tags else _NO_SITES
         try:
             result = _UNARY[type(node.op)](v)
         except Exception as e:
@@ -2112,8 +2127,12 @@ class Interpreter:
                 if isinstance(op, ast.IsNot):
                     r = not r
             else:
-                if isinstance(op, (ast.In, ast.NotIn)) and first_unknown([right]) is not None:
-                    return first_unknown([right])
+                if isinstance(op, (ast.In, ast.NotIn)) and not isinstance(right, dict):
+                    # a dict's membership reads its keys only: its values, Unknown or not, do not matter
+                    # (and a scan of them per test makes a loop filling the dict quadratic)
+                    unk = first_unknown([right])
+                    if unk is not None:
+                        return unk
                 container = right
                 if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right, UserInstance):
                     container = self._contains_view(right, node)
@@ -2170,19 +2189,22 @@ class Interpreter:
         return self.subscript(obj, idx, node)
 
     def subscript(self, obj, idx, node):
-        if isinstance(obj, Unknown):
-            return obj
-        if isinstance(idx, Unknown):
+        if isinstance(obj, _ANALYSIS_VALUES):
+            if isinstance(obj, Unknown):
+                return obj
+            if isinstance(idx, Unknown):
+                return idx
+            if isinstance(obj, Marker):
+                return obj
+            if isinstance(obj, UserInstance) and (getitem := self._dunder(obj, "__getitem__")) is not None:
+                return self.call_function(getitem, [obj, idx], {}, node)
+            if isinstance(obj, UserInstance) and getattr(obj, "mapping", None) is not None:
+                obj = obj.mapping
+            if isinstance(obj, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin)):
+                return self.unknown(f"`{ast.unparse(node)}`: indexing this value is not supported", node)
+        elif isinstance(idx, Unknown):
             return idx
-        if isinstance(obj, Marker):
-            return obj
-        if isinstance(obj, UserInstance) and (getitem := self._dunder(obj, "__getitem__")) is not None:
-            return self.call_function(getitem, [obj, idx], {}, node)
-        if isinstance(obj, UserInstance) and getattr(obj, "mapping", None) is not None:
-            obj = obj.mapping
-        if isinstance(obj, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin)):
-            return self.unknown(f"`{ast.unparse(node)}`: indexing this value is not supported", node)
-        sites = self.cuts.sources([obj])
+        sites = self.cuts.sources([obj]) if self.cuts._tags else _NO_SITES
         try:
             result = obj[idx]
         except Exception as e:

@@ -314,3 +314,35 @@ def test_a_class_built_on_an_imported_module_class_is_analysed(tmp_path):
     assert [c.name for c in a.classes] == ["Net"]
     src = (tmp_path / "net.py").read_text()
     assert facts(a, line_of(src, "y = super()")) == [("y", ("B", "8"), "float32")]
+
+
+def test_membership_in_a_dict_reads_its_keys_only(tmp_path):
+    # a value the analysis does not know (a call it cannot follow) leaves `key in d` known; a loop filling
+    # a dict while testing membership (timm's attention-offset tables) stays linear
+    write_tree(tmp_path, {"net.py": """\
+        import itertools
+        import torch.nn as nn
+        from mystery import unknowable
+
+        class Net(nn.Module):
+            def __init__(self, r=7):
+                super().__init__()
+                table = {"known": 1, "lost": unknowable()}
+                points = list(itertools.product(range(r), range(r)))
+                offsets = {}
+                for p1 in points:
+                    for p2 in points:
+                        offset = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
+                        if offset not in offsets:
+                            offsets[offset] = len(offsets)
+                width = len(offsets) + (100 if "known" in table else 0) + (1000 if "other" in table else 0)
+                self.fc = nn.Linear(4, width)
+
+            def forward(self, x):  # gradxray: x=[B, 4]
+                y = self.fc(x)
+                return y
+    """})
+    a = analyze_in_tree(tmp_path, "net.py")
+    assert [r for r in reasons(a) if "unknowable" not in r and "mystery" not in r] == []
+    src = (tmp_path / "net.py").read_text()
+    assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", str(49 + 100)), "float32")]
