@@ -6,12 +6,15 @@ The file is ``bench/fixtures/large_model.py`` (six model families, every root cl
 
 * the file's size and the time of ``ast.parse`` and of ``libcst.parse_module`` on it (libcst is
   the comparison the issue's goal was set against: a libcst front end alone would cost this much);
-* the analysis as the CLI does it (``cli.check_file``: read, settings, ``analyze_source``,
-  findings) and as the language server does it (``lsp_server.server._analyze`` ->
-  ``analyze_source``): the first analysis of the document, and the analysis after an edit inside
-  one root class (its other root classes' traces reused), median of ``--repeats`` warm runs in
-  this process;
-* the same analysis split into phases -- parse, index, interpret/trace (one line per root
+* ``analyze_source`` as it runs by default (root classes traced by forked workers where that is
+  possible, see ``analyzer.parallel``) and in one process (``jobs=1``), measured in turn; the
+  analysis as the CLI does it (``cli.check_file``: read, settings, ``analyze_source``, findings)
+  and as the language server does it (``lsp_server.server._analyze`` -> ``analyze_source``, on a
+  worker thread as in the server, so in one process): the first analysis of the document, and the
+  analysis after an edit inside one root class (its other root classes' traces reused); medians
+  of ``--repeats`` warm runs in this process, with the time of a fixed pure-Python loop (this
+  machine's speed changes over time, by up to about 1.8x);
+* the one-process analysis split into phases -- parse, index, interpret/trace (one line per root
   class), rules -- by replaying ``analyze_source``'s steps with the same functions;
 * a cold run: a fresh interpreter that imports the analyzer and analyses the file once, and the
   wall time of a whole ``python -m gradxray check FILE``;

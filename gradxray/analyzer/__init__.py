@@ -102,9 +102,9 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
 
             todo = [c for c, r in zip(roots, results) if r is None]
             workers = worker_count(jobs, len(todo), lines_of(todo)) if default_runtime else 1
-            if workers > 1 and writes_module_state(index):
-                workers = 1
-            traced = iter(map_forked(trace, todo, workers))
+            # roots are traced apart only if none can leave module state behind for the next: checked
+            # while the workers start
+            traced = iter(map_forked(trace, todo, workers, proceed=lambda: not writes_module_state(index)))
             for i, cinfo in enumerate(roots):
                 if results[i] is None:
                     results[i] = next(traced)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import sys
 import threading
@@ -65,11 +66,15 @@ def lines_of(classes) -> int:
     return sum((c.node.end_lineno or c.lineno) - c.lineno + 1 for c in classes)
 
 
-def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int) -> list[R]:
+def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
+               proceed: Callable[[], bool] | None = None) -> list[R]:
     """``[work(t) for t in tasks]`` computed by ``jobs`` processes: this one and ``jobs - 1`` forked
     copies, each taking the next task from a shared queue.  Results must pickle.  A task whose result
     did not come back from a worker (it raised, it died) is run here afterwards, so the list is
-    complete either way; ``work`` itself should not raise (it is called again here if it does)."""
+    complete either way; ``work`` itself should not raise (it is called again here if it does).
+
+    ``proceed``: a check that the tasks may run apart, made here while the workers start (it costs
+    time the workers use); when it says no, they are stopped and every task runs here, in order."""
     n = len(tasks)
     if jobs <= 1 or n < 2:
         return [work(t) for t in tasks]
@@ -96,6 +101,13 @@ def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int) -> list[R]
                 os._exit(code)                      # no atexit handlers, no flush of inherited buffers
         os.close(result_w)
         children.append((pid, result_r))
+    if proceed is not None and not proceed():
+        for pid, fd in children:
+            os.kill(pid, signal.SIGKILL)
+            os.close(fd)
+            os.waitpid(pid, 0)
+        os.close(queue_r)
+        return [work(t) for t in tasks]
     results: dict[int, R] = {}
     try:
         for i in _take(queue_r):

@@ -79,6 +79,20 @@ def test_a_worker_that_dies_costs_only_time():
     assert _no_children_left()
 
 
+def test_workers_are_stopped_when_the_tasks_may_not_run_apart():
+    parent = os.getpid()
+    checked = []
+
+    def proceed():
+        checked.append(os.getpid())
+        return False
+
+    out = parallel.map_forked(_square_slowly, list(range(5)), jobs=3, proceed=proceed)
+    assert out == [(n * n, parent) for n in range(5)]       # all here, in order
+    assert checked == [parent]
+    assert _no_children_left()
+
+
 def test_worker_count():
     assert parallel.worker_count(None, 1, 10_000) == 1          # one root: nothing to share
     assert parallel.worker_count(1, 6, 10_000) == 1
@@ -112,9 +126,9 @@ def spy(monkeypatch):
     calls: list[int] = []
     real = parallel.map_forked
 
-    def recording(work, tasks, jobs):
+    def recording(work, tasks, jobs, proceed=None):
         calls.append(jobs)
-        return real(work, tasks, jobs)
+        return real(work, tasks, jobs, proceed)
 
     monkeypatch.setattr(parallel, "map_forked", recording)
     return calls
@@ -144,7 +158,8 @@ def test_roots_that_may_change_module_state_are_traced_one_after_another(tmp_pat
     assert writes_module_state(index_source(MODEL, path))
     settings = Settings(roots=[str(tmp_path)])
     analysis = analyze_source(MODEL, path, settings, jobs=4)
-    assert spy == [1]
+    assert spy == [4]                                   # the workers started, then were stopped
+    assert _no_children_left()
     gamma = next(c for c in analysis.classes if c.name == "Gamma")
     assert gamma.params == 3 * 2 + 2                     # len(_SEEN) + 1 outputs: Tracked ran first
     assert _dump(analysis) == _dump(analyze_source(MODEL, path, settings, jobs=1))
