@@ -284,6 +284,7 @@ class Interpreter:
         self._yield_sinks: list[list] = []                 # what the running generator functions yielded
         self._with_body = None                             # the with-body a @contextmanager call runs at its yield
         self._yield_at = None                              # the yield expression a generator reached last
+        self._swap_location = runtime.swap_location
         # enclosing `try` blocks, innermost last: (frame scope id, caught host classes, per handler, per
         # handler as written); None marks a boundary (host code or lazily evaluated module code runs
         # between it and the entries below it, so an exception never travels past it)
@@ -1486,9 +1487,13 @@ class Interpreter:
         if method is None:
             self.unknown(f"unsupported statement `{type(stmt).__name__}`", stmt)
             return
+        swap = self._swap_location
         try:
-            with self.rt.source_location(self.path, stmt.lineno):
+            prev = swap((self.path, stmt.lineno))       # rt.source_location, without a context object
+            try:
                 method(self, stmt, scope)
+            finally:
+                swap(prev)
         except _Flow:
             raise
         except RecursionError:

@@ -253,13 +253,20 @@ _ENGINE_ONLY = {"backend", "backends", "from_torch", "memory", "interop", "creat
                 "function", "symbolic", "ops", "flops"}
 
 
+def _no_location(location):
+    """swap_location of a runtime that attributes nothing to source lines."""
+    return None
+
+
 class Runtime:
     """The engine as the interpreter sees it."""
 
-    def __init__(self, tx, *, backend=None, source_location=None):
+    def __init__(self, tx, *, backend=None, source_location=None, swap_location=None):
         self.tx = tx                                   # torch-like namespace: gradxray.engine
         self._backend = backend or contextlib.nullcontext
         self._source_location = source_location
+        # swap_location(loc) -> previous: the same, one call per statement (see Interpreter.exec_stmt)
+        self.swap_location = swap_location or _no_location
         self.target_device = "cpu"                     # settings.device: what torch.cuda.is_available() says
         self._shims: dict | None = None
         self.data_backend = None                       # a context for small tensors of known values, or None
@@ -479,7 +486,8 @@ def engine_runtime() -> Runtime:
         stack.enter_context(gx.backends.shape_absorbs_data())   # constants with values meet activations
         return stack
 
-    rt = Runtime(gx, backend=shape_backend, source_location=gx.memory.source_location)
+    rt = Runtime(gx, backend=shape_backend, source_location=gx.memory.source_location,
+                 swap_location=gx.memory.swap_location)
     rt.data_backend = lambda: gx.backend("numpy")
     rt.constant_creators = {id(getattr(gx, n)) for n in CONSTANT_CREATORS}
     return rt

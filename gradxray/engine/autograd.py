@@ -349,8 +349,12 @@ def _run_ready(ready, buffers, deps, needed, captures, captured, retain_graph, c
                 del inputs
                 continue
             if node.location is not None:
-                with memory.source_location(*node.location), memory.module_scope(node.module):
-                    outputs = node.apply(inputs, create_graph)
+                prev = memory.swap_location(node.location)
+                with memory.module_scope(node.module):
+                    try:
+                        outputs = node.apply(inputs, create_graph)
+                    finally:
+                        memory.swap_location(prev)
             else:
                 outputs = node.apply(inputs, create_graph)
             del inputs

@@ -57,6 +57,16 @@ class source_location:
         return False
 
 
+def swap_location(location):
+    """Make ``location`` ((file, line) or None) the place allocations are attributed to; returns the one
+    it replaces, to pass back when done.  ``source_location`` without an object per use: the
+    analyzer sets one per statement it runs."""
+    global _location
+    prev = _location
+    _location = location
+    return prev
+
+
 class module_scope:
     """Attribute allocations to a module path (entered by ``nn.Module.__call__``)."""
 
