@@ -11,8 +11,7 @@ The static path never imports torch: torch calls run on gradxray's engine.
 """
 from __future__ import annotations
 
-import gc
-
+from .gc_pause import paused_gc
 from .results import Analysis, Unresolved
 from .settings import Settings
 
@@ -40,15 +39,8 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
     ``cache`` (an ``incremental.TraceCache``, kept by a long-running caller such as the language
     server) reuses the results of root classes whose code and inputs did not change.  ``jobs``: how
     many processes trace the root classes (see ``parallel``): None chooses, 1 keeps them in this one."""
-    # parsing, indexing and tracing make many objects and no garbage cycles (see analyze_root): the
-    # cyclic collector's passes during them are pure cost (ast.parse alone takes about twice as long)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _analyze_source(source, path, settings or Settings(), runtime, cache, jobs)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, jobs) -> Analysis:
@@ -140,13 +132,18 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     Raises ``SyntaxError`` for bad source, ``LookupError`` when ``Name`` is not found,
     ``ValueError`` when it does not give a module or its input shapes are unknown.
     """
+    settings = settings or Settings()
+    with open(path, encoding="utf-8") as fh:
+        source = fh.read()
+    with paused_gc():
+        return _build_target(source, path, name, settings, runtime)
+
+
+def _build_target(source: str, path: str, name: str, settings: Settings, runtime):
     from .inputs import make_input_tensors
     from .interpreter import Budget, ForwardRun, Interpreter, forward_inputs, prepare_root
     from .project import index_source
 
-    settings = settings or Settings()
-    with open(path, encoding="utf-8") as fh:
-        source = fh.read()
     index = index_source(source, path)
     runtime = _engine_runtime(runtime)
     analysis = Analysis(path=path)
@@ -173,7 +170,7 @@ def build_target(path: str, name: str, settings: Settings | None = None, *, runt
     run = ForwardRun(interp, model, inputs, fwd)
 
     def forward_callable(inputs: dict | None = None, **kwargs):
-        with runtime.backend():
+        with runtime.backend(), paused_gc():
             return run(inputs, **kwargs)
 
     forward_callable.analysis = analysis

@@ -23,7 +23,6 @@ import collections
 import contextlib
 import copy
 import dataclasses
-import gc
 import inspect
 import itertools
 import math
@@ -38,6 +37,7 @@ from gradxray.engine.symbolic import SymInt, sym_text
 from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
 from .astwalk import push_children
+from .gc_pause import paused_gc
 from .exit_stack import ExitStackValue
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
@@ -3493,18 +3493,11 @@ class ForwardRun:
 def analyze_root(interp: Interpreter, cinfo, settings):
     """Construct one root class, run its forward (in a training step), return its ClassSummary."""
     interp.steps = 0
-    # The trace makes many short-lived objects and no reference cycles that its results depend on
-    # (storages are released by reference counting, which is what the memory numbers mirror), so the
-    # cyclic collector's passes during it are pure cost: it runs again once the trace is done.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        return _analyze_root(interp, cinfo, settings)
+        with paused_gc():
+            return _analyze_root(interp, cinfo, settings)
     except Budget:
         return None
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _analyze_root(interp: Interpreter, cinfo, settings):

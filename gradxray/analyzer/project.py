@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .astwalk import push_children
+from .gc_pause import paused_gc
 
 
 @dataclass
@@ -170,7 +171,8 @@ def class_info(node: ast.ClassDef, imports: dict[str, str]) -> ClassInfo:
 
 def index_source(source: str, path: str) -> ModuleIndex:
     """Parse and index one file.  Raises ``SyntaxError`` on bad source."""
-    tree = ast.parse(source, filename=path)
+    with paused_gc():                       # see gc_pause: about twice as fast
+        tree = ast.parse(source, filename=path)
     index = ModuleIndex(path=path, tree=tree, lines=source.splitlines())
     _collect_imports(tree.body, index.imports, index.star_imports)
     for node in tree.body:
