@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import ast
 import cProfile
-import gc
 import json
 import os
 import pstats
@@ -89,12 +88,7 @@ def reference_loop_ms(repeats: int) -> float:
 
 def median_ms(fn, repeats: int) -> tuple[float, float, float]:
     """(median, min, max) wall time of ``fn()`` in milliseconds over ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times), max(times)
+    return interleaved_ms({"fn": fn}, repeats)["fn"]
 
 
 def phased_analysis(source: str, path: str, settings: Settings) -> tuple[Analysis, dict[str, float]]:
@@ -105,39 +99,33 @@ def phased_analysis(source: str, path: str, settings: Settings) -> tuple[Analysi
     ``setup`` (runtime, interpreter, root classes), ``trace <Class>`` per root class (construct
     it, discover its inputs, run its forward in a simulated training step) and ``rules``.
     """
-    phases: dict[str, float] = {}
-    analysis = Analysis(path=path)
-    gc.disable()                        # as analyze_source does
-    try:
-        return _phases(source, path, settings, analysis, phases)
-    finally:
-        gc.enable()
-
-
-def _phases(source, path, settings, analysis, phases):
     from gradxray.analyzer import _engine_runtime
+    from gradxray.analyzer.gc_pause import paused_gc
     from gradxray.analyzer.interpreter import Interpreter, analyze_root
     from gradxray.analyzer.project import index_source, root_classes
     from gradxray.analyzer.rules import run_rules
 
-    start = time.perf_counter()
-    index = index_source(source, path)
-    phases["parse + index"] = (time.perf_counter() - start) * 1e3
-    start = time.perf_counter()
-    runtime = _engine_runtime(None)
-    with runtime.backend():
-        interp = Interpreter(index, runtime, analysis, settings)
-        roots = root_classes(index)
-        phases["setup"] = (time.perf_counter() - start) * 1e3
-        for cinfo in roots:
-            start = time.perf_counter()
-            summary = analyze_root(interp, cinfo, settings)
-            phases[f"trace {cinfo.name}"] = (time.perf_counter() - start) * 1e3
-            if summary is not None:
-                analysis.classes.append(summary)
-    start = time.perf_counter()
-    run_rules(analysis, source, settings)
-    phases["rules"] = (time.perf_counter() - start) * 1e3
+    phases: dict[str, float] = {}
+    analysis = Analysis(path=path)
+    with paused_gc():                   # as analyze_source runs
+        start = time.perf_counter()
+        index = index_source(source, path)
+        phases["parse + index"] = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        runtime = _engine_runtime(None)
+        with runtime.backend():
+            interp = Interpreter(index, runtime, analysis, settings)
+            roots = root_classes(index)
+            phases["setup"] = (time.perf_counter() - start) * 1e3
+            for cinfo in roots:
+                start = time.perf_counter()
+                summary = analyze_root(interp, cinfo, settings)
+                phases[f"trace {cinfo.name}"] = (time.perf_counter() - start) * 1e3
+                if summary is not None:
+                    analysis.classes.append(summary)
+        start = time.perf_counter()
+        run_rules(analysis, source, settings)
+        phases["rules"] = (time.perf_counter() - start) * 1e3
     return analysis, phases
 
 

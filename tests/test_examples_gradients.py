@@ -26,8 +26,7 @@ def _load(name):
 
 
 def _torch_runtime():
-    return Runtime(gx, backend=lambda: gx.backend("torch"), source_location=gx.memory.source_location,
-                   swap_location=gx.memory.swap_location)
+    return Runtime(gx, backend=lambda: gx.backend("torch"), swap_location=gx.memory.swap_location)
 
 
 @pytest.mark.parametrize("example,cls,args,make_inputs", [

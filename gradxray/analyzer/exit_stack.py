@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 
-from .values import BoundMethod, Builtin, GeneratorContext, Unknown, UserFunction, UserInstance
+from .values import BoundMethod, Builtin, GeneratorContext, UserFunction
 
 
 class ExitStackValue:
@@ -24,7 +24,7 @@ class ExitStackValue:
 
     def __init__(self, interp):
         self.interp = interp
-        self.exits: list = []          # callables run last first at close: () -> None
+        self.exits: list = []          # run last first at close, with the exception triple (Interpreter.enter_context)
 
     def __repr__(self) -> str:
         return f"<ExitStack of {len(self.exits)}>"
@@ -46,16 +46,14 @@ class ExitStackValue:
 
     def close(self) -> None:
         exits, self.exits = self.exits, []
-        for run in reversed(exits):
-            run()
+        for leave in reversed(exits):
+            leave(None, None, None)
 
     # -- methods -----------------------------------------------------------------------------------
     def enter_context(self, node, args, kwargs):
         if len(args) != 1 or kwargs:
             return self.interp.unknown("`ExitStack.enter_context` takes one context manager", node)
         cm, interp = args[0], self.interp
-        if isinstance(cm, Unknown):
-            return cm
         if isinstance(cm, GeneratorContext):
             value, reached = interp.run_generator_context(cm, node)
             if reached is not None and not _nothing_after(cm, reached):
@@ -63,34 +61,23 @@ class ExitStackValue:
                                f"whole when entered: the code after its `yield` ran then, not at the stack's exit",
                                node)
             return value
-        if isinstance(cm, UserInstance):
-            enter = cm.cls.lookup("__enter__")[1]
-            exit_ = cm.cls.lookup("__exit__")[1]
-            if isinstance(enter, UserFunction) and isinstance(exit_, UserFunction):
-                value = interp.call_function(enter, [cm], {}, node)
-                self.exits.append(lambda: interp.call_function(exit_, [cm, None, None, None], {}, node))
-                return value
-        if hasattr(cm, "__enter__") and hasattr(cm, "__exit__"):
-            try:
-                value = cm.__enter__()
-            except Exception as e:
-                return interp.unknown(f"entering `{_text(node)}` failed: {e}", node)
-            self.exits.append(lambda: cm.__exit__(None, None, None))
-            return value
-        return interp.unknown(f"`{_text(node)}`: not a context manager the analysis can enter", node)
+        value, leave = interp.enter_context(cm, node)
+        if leave is not None:
+            self.exits.append(leave)
+        return value
 
     def callback(self, node, args, kwargs):
         if not args:
             return self.interp.unknown("`ExitStack.callback` takes a function", node)
         fn, rest = args[0], list(args[1:])
-        self.exits.append(lambda: self.interp.call(fn, rest, dict(kwargs), node))
+        self.exits.append(lambda *exc: self.interp.call(fn, rest, dict(kwargs), node))
         return fn
 
     def push(self, node, args, kwargs):
         if len(args) != 1 or kwargs:
             return self.interp.unknown("`ExitStack.push` takes one exit function", node)
         fn = args[0]
-        self.exits.append(lambda: self.interp.call(fn, [None, None, None], {}, node))
+        self.exits.append(lambda *exc: self.interp.call(fn, list(exc), {}, node))
         return fn
 
     def pop_all(self, node, args, kwargs):

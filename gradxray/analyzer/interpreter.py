@@ -1489,7 +1489,7 @@ class Interpreter:
             return
         swap = self._swap_location
         try:
-            prev = swap((self.path, stmt.lineno))       # rt.source_location, without a context object
+            prev = swap((self.path, stmt.lineno))       # rt.source_location without a context object
             try:
                 method(self, stmt, scope)
             finally:
@@ -1678,30 +1678,42 @@ class Interpreter:
             for k, item in enumerate(items):
                 expr = item.context_expr
                 cm = self.eval(expr, scope)
-                entered: Any = None
-                if isinstance(cm, Unknown):
-                    entered = cm
-                elif isinstance(cm, GeneratorContext):
+                if isinstance(cm, GeneratorContext):
                     # the items after it are entered inside it, at its yield (`with a, b:` is `with a: with b:`)
                     self._run_generator_context(cm, stmt, item, scope, items[k + 1:])
                     return
-                elif isinstance(cm, UserInstance) and isinstance(enter := cm.cls.lookup("__enter__")[1], UserFunction):
-                    exit_ = cm.cls.lookup("__exit__")[1]
-                    entered = self.call_function(enter, [cm], {}, expr)
-                    if isinstance(exit_, UserFunction):
-                        stack.callback(self.call_function, exit_, [cm, None, None, None], {}, expr)
-                elif hasattr(cm, "__enter__") and hasattr(cm, "__exit__"):
-                    try:
-                        entered = stack.enter_context(cm)
-                    except Exception as e:
-                        entered = self.unknown(f"entering `{ast.unparse(expr)}` failed: {e}", expr)
-                else:
-                    entered = self.unknown(f"context manager `{ast.unparse(expr)}` is not supported", expr)
+                entered, leave = self.enter_context(cm, expr)
+                if leave is not None:
+                    stack.push(leave)
                 if item.optional_vars is not None:
                     self.assign(item.optional_vars, entered, scope, stmt)
             self.exec_block(stmt.body, scope)
 
     exec_AsyncWith = exec_With
+
+    def enter_context(self, cm, node):
+        """Enter a context manager other than a ``@contextmanager`` generator (those run around their
+        body, see _run_generator_context): (the value ``as`` binds, the exit to run when leaving --
+        called with the exception triple, as ``ExitStack.push`` calls it -- or None)."""
+        if isinstance(cm, Unknown):
+            return cm, None
+        if isinstance(cm, UserInstance) and isinstance(enter := cm.cls.lookup("__enter__")[1], UserFunction):
+            exit_ = cm.cls.lookup("__exit__")[1]
+            value = self.call_function(enter, [cm], {}, node)
+            if not isinstance(exit_, UserFunction):
+                return value, None
+
+            def leave(*exc):         # gives None: an analysed __exit__ never suppresses a host exception
+                self.call_function(exit_, [cm, None, None, None], {}, node)
+            return value, leave
+        if hasattr(cm, "__enter__") and hasattr(cm, "__exit__"):
+            kind = type(cm)
+            try:
+                value = kind.__enter__(cm)
+            except Exception as e:
+                return self.unknown(f"entering `{ast.unparse(node)}` failed: {e}", node), None
+            return value, lambda *exc: kind.__exit__(cm, *exc)
+        return self.unknown(f"context manager `{ast.unparse(node)}` is not supported", node), None
 
     def _run_generator_context(self, cm: "GeneratorContext", stmt, item, scope, rest=()) -> None:
         """``with f(...) as v: body`` for a ``@contextmanager`` generator ``f``: ``f`` runs, and at its

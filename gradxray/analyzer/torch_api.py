@@ -258,14 +258,30 @@ def _no_location(location):
     return None
 
 
+class _Located:
+    """Runtime.source_location: a location set for the duration of a ``with``."""
+
+    __slots__ = ("swap", "location", "prev")
+
+    def __init__(self, swap, location):
+        self.swap, self.location = swap, location
+
+    def __enter__(self):
+        self.prev = self.swap(self.location)
+
+    def __exit__(self, *exc):
+        self.swap(self.prev)
+        return False
+
+
 class Runtime:
     """The engine as the interpreter sees it."""
 
-    def __init__(self, tx, *, backend=None, source_location=None, swap_location=None):
+    def __init__(self, tx, *, backend=None, swap_location=None):
         self.tx = tx                                   # torch-like namespace: gradxray.engine
         self._backend = backend or contextlib.nullcontext
-        self._source_location = source_location
-        # swap_location(loc) -> previous: the same, one call per statement (see Interpreter.exec_stmt)
+        # swap_location((file, line)) -> the previous location: where allocations are attributed
+        # (called directly once per statement, see Interpreter.exec_stmt)
         self.swap_location = swap_location or _no_location
         self.target_device = "cpu"                     # settings.device: what torch.cuda.is_available() says
         self._shims: dict | None = None
@@ -290,9 +306,8 @@ class Runtime:
         return self._backend()
 
     def source_location(self, file: str, line: int):
-        if self._source_location is None:
-            return contextlib.nullcontext()
-        return self._source_location(file, line)
+        """A context attributing what runs inside to ``file:line``."""
+        return _Located(self.swap_location, (file, line))
 
     # values --------------------------------------------------------------------------------
     def is_tensor(self, v) -> bool:
@@ -486,8 +501,7 @@ def engine_runtime() -> Runtime:
         stack.enter_context(gx.backends.shape_absorbs_data())   # constants with values meet activations
         return stack
 
-    rt = Runtime(gx, backend=shape_backend, source_location=gx.memory.source_location,
-                 swap_location=gx.memory.swap_location)
+    rt = Runtime(gx, backend=shape_backend, swap_location=gx.memory.swap_location)
     rt.data_backend = lambda: gx.backend("numpy")
     rt.constant_creators = {id(getattr(gx, n)) for n in CONSTANT_CREATORS}
     return rt

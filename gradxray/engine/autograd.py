@@ -96,9 +96,12 @@ class inference_mode:
 def _can_accumulate_inplace(t, expected_refs: int) -> bool:
     """torch's can_accumulate_inplace: a dense tensor whose object and storage nobody else holds
     (a view never qualifies: its base keeps the storage referenced)."""
-    # the storage's holders, as graph._storage_uses counts them (not imported: graph imports this module)
-    return sys.getrefcount(t) <= expected_refs and sys.getrefcount(t._storage) - 1 <= 1 and \
-        t.is_non_overlapping_and_dense()
+    return sys.getrefcount(t) <= expected_refs and _storage_uses(t) <= 1 and t.is_non_overlapping_and_dense()
+
+
+def _storage_uses(t) -> int:
+    """How many tensor objects share ``t``'s storage (our analogue of storage.use_count())."""
+    return sys.getrefcount(t._storage) - 1
 
 
 def _accumulate(buffer: list, pos: int, var) -> None:

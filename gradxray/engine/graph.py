@@ -397,11 +397,6 @@ def _obeys_layout_contract(grad, var) -> bool:
     return grad.is_contiguous()
 
 
-def _storage_uses(t) -> int:
-    """How many tensor objects share ``t``'s storage (our analogue of storage.use_count())."""
-    return sys.getrefcount(t._storage) - 1
-
-
 def accumulate_grad_of(leaf) -> AccumulateGrad:
     ref = leaf._grad_accumulator
     node = ref() if ref is not None else None

@@ -34,33 +34,14 @@ def current_module() -> str:
     return _module_stack[-1] if _module_stack else ""
 
 
-# The three scopes below are classes rather than @contextmanager generators: the interpreter enters a
-# source location per statement and every module call enters a module scope, and a generator-based
-# context manager costs several times as much to enter and leave.
-
-class source_location:
-    """Attribute every allocation and saved tensor made inside to ``file:line``."""
-
-    __slots__ = ("location", "prev")
-
-    def __init__(self, file: str, line: int):
-        self.location = (file, line)
-
-    def __enter__(self):
-        global _location
-        self.prev = _location
-        _location = self.location
-
-    def __exit__(self, *exc):
-        global _location
-        _location = self.prev
-        return False
-
+# The scopes below are a plain function and classes rather than @contextmanager generators: the
+# interpreter sets a source location per statement and every module call enters a module scope, and a
+# generator-based context manager costs several times as much to enter and leave.
 
 def swap_location(location):
-    """Make ``location`` ((file, line) or None) the place allocations are attributed to; returns the one
-    it replaces, to pass back when done.  ``source_location`` without an object per use: the
-    analyzer sets one per statement it runs."""
+    """Make ``location`` ((file, line) or None) the place every allocation and saved tensor is
+    attributed to; returns the one it replaces, to pass back when done (a plain call rather than a
+    context object: the analyzer sets one per statement it runs, the engine one per backward node)."""
     global _location
     prev = _location
     _location = location
