@@ -131,6 +131,13 @@ class Scope:
         self.iterations = 0         # `for` iterations run in this frame (see MAX_LOOP_ITERATIONS)
 
 
+class ClassBodyScope(Scope):
+    """The names of a class body: its own statements see them; a function or lambda defined in it does
+    not (Python's rule: a lambda default of a dataclass field reads the module's names, not the class's)."""
+
+    __slots__ = ()
+
+
 _MISSING = object()
 
 _BINOPS = {
@@ -617,7 +624,7 @@ class Interpreter:
                 for f in base.fields:
                     if f not in fields:
                         fields.append(f)
-        cscope = Scope(attrs, None)
+        cscope = ClassBodyScope(attrs, None)
         self._try_stack.append(None)         # a class body runs apart from the code that first used the class
         try:
             self._class_body(ucls, attrs, fields, cscope)
@@ -2357,6 +2364,8 @@ class Interpreter:
         return self.unknown(f"cannot evaluate `{ast.unparse(node)}`", node)
 
     def eval_Lambda(self, node, scope):
+        if type(scope) is ClassBodyScope:
+            scope = scope.parent
         _mark_captured(scope)
         return UserFunction(self, node, scope, None, "<lambda>")
 

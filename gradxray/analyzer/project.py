@@ -236,9 +236,11 @@ def _referenced_names(node: ast.AST) -> set[str]:
             if type(n.ctx) is ast.Load:
                 out.add(n.id)
             continue
-        if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+        if (kind is ast.FunctionDef or kind is ast.AsyncFunctionDef) and n is not node:
             functions.append(n)
         push_children(stack, n)
+    # the node itself is not in its own list: a node holding itself is a reference cycle, which leaves
+    # the whole tree to the cyclic collector (see gc_pause)
     node._gx_refs, node._gx_functions = out, functions
     return out
 
@@ -246,6 +248,8 @@ def _referenced_names(node: ast.AST) -> set[str]:
 def defined_functions(node: ast.AST) -> list:
     """The function definitions inside ``node`` (itself included), at any depth."""
     _referenced_names(node)
+    if type(node) is ast.FunctionDef or type(node) is ast.AsyncFunctionDef:
+        return [node, *node._gx_functions]
     return node._gx_functions
 
 

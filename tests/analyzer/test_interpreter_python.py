@@ -346,3 +346,32 @@ def test_membership_in_a_dict_reads_its_keys_only(tmp_path):
     assert [r for r in reasons(a) if "unknowable" not in r and "mystery" not in r] == []
     src = (tmp_path / "net.py").read_text()
     assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", str(49 + 100)), "float32")]
+
+
+def test_lambda_in_a_class_body_reads_module_names_not_class_attributes(tmp_path):
+    # Python's scoping: a class body's names are not visible to functions and lambdas defined in it
+    write_tree(tmp_path, {"net.py": """\
+        from dataclasses import dataclass, field
+        import torch.nn as nn
+
+        WIDTH = 8
+
+        @dataclass
+        class Cfg:
+            WIDTH: int = 3
+            sizes: tuple = field(default_factory=lambda: (WIDTH, 2 * WIDTH))
+
+        class Net(nn.Module):
+            def __init__(self, cfg: Cfg = None):
+                super().__init__()
+                cfg = cfg or Cfg()
+                self.fc = nn.Linear(cfg.sizes[0], cfg.sizes[1])
+
+            def forward(self, x):  # gradxray: x=[B, 8]
+                y = self.fc(x)
+                return y
+    """})
+    a = analyze_in_tree(tmp_path, "net.py")
+    assert reasons(a) == []
+    src = (tmp_path / "net.py").read_text()
+    assert facts(a, line_of(src, "y = self.fc")) == [("y", ("B", "16"), "float32")]
