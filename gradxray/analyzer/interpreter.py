@@ -2290,7 +2290,9 @@ class Interpreter:
         return out
 
     def _comprehension(self, node, scope, emit):
-        cscope = Scope({}, scope)
+        # its own scope: in a class body it sees the module's names, not the class's (the first iterable,
+        # evaluated in the enclosing scope, does see them)
+        cscope = Scope({}, scope.parent if type(scope) is ClassBodyScope else scope)
 
         def run(i):
             if i == len(node.generators):

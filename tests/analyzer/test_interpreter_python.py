@@ -348,7 +348,7 @@ def test_membership_in_a_dict_reads_its_keys_only(tmp_path):
     assert facts(a, line_of(src, "y = self.fc(x)")) == [("y", ("B", str(49 + 100)), "float32")]
 
 
-def test_lambda_in_a_class_body_reads_module_names_not_class_attributes(tmp_path):
+def test_lambdas_and_comprehensions_in_a_class_body_read_module_names(tmp_path):
     # Python's scoping: a class body's names are not visible to functions and lambdas defined in it
     write_tree(tmp_path, {"net.py": """\
         from dataclasses import dataclass, field
@@ -360,18 +360,24 @@ def test_lambda_in_a_class_body_reads_module_names_not_class_attributes(tmp_path
         class Cfg:
             WIDTH: int = 3
             sizes: tuple = field(default_factory=lambda: (WIDTH, 2 * WIDTH))
+            # a comprehension's own scope skips the class body too; its first iterable does not
+            depths: tuple = tuple(WIDTH + d for d in range(WIDTH))
 
         class Net(nn.Module):
             def __init__(self, cfg: Cfg = None):
                 super().__init__()
                 cfg = cfg or Cfg()
                 self.fc = nn.Linear(cfg.sizes[0], cfg.sizes[1])
+                self.out = nn.Linear(cfg.sizes[1], cfg.depths[-1])
 
             def forward(self, x):  # gradxray: x=[B, 8]
                 y = self.fc(x)
-                return y
+                z = self.out(y)
+                return z
     """})
     a = analyze_in_tree(tmp_path, "net.py")
     assert reasons(a) == []
     src = (tmp_path / "net.py").read_text()
     assert facts(a, line_of(src, "y = self.fc")) == [("y", ("B", "16"), "float32")]
+    # Python: range(WIDTH) reads the class's 3, the element expression the module's 8: (8, 9, 10)
+    assert facts(a, line_of(src, "z = self.out")) == [("z", ("B", "10"), "float32")]
