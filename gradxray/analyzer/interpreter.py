@@ -132,8 +132,10 @@ class Scope:
 
 
 class ClassBodyScope(Scope):
-    """The names of a class body: its own statements see them; a function or lambda defined in it does
-    not (Python's rule: a lambda default of a dataclass field reads the module's names, not the class's)."""
+    """The names of a class body: its own statements see them; a function, lambda or comprehension in it
+    does not (Python's rule: a lambda default of a dataclass field reads the module's names, not the
+    class's; a comprehension's first iterable is the exception, evaluated in the class body).  Holding
+    the class body would also make a reference cycle: class attribute -> lambda -> class body."""
 
     __slots__ = ()
 
