@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 
-from .values import BoundMethod, Builtin, GeneratorContext, UserFunction
+from .values import Builtin, GeneratorContext, UserFunction
 
 
 class ExitStackValue:
@@ -123,7 +123,7 @@ def _nothing_after(cm: GeneratorContext, reached: ast.Yield) -> bool:
     """Whether, after the ``yield`` expression ``reached``, the generator function of ``cm`` runs no
     code: the ``yield`` is a statement of its own, followed (in its block and the blocks around it) by
     nothing or by a ``return``, with no ``finally``, ``else``, ``with`` or loop around it."""
-    func = cm.func.func if isinstance(cm.func, BoundMethod) else cm.func
+    func = cm.function
     if not isinstance(func, UserFunction):
         return False
     fnode = func.node

@@ -140,11 +140,15 @@ def _parts(stmt) -> list:
 
 def _writes_outside(stmt) -> bool:
     """Whether a function a top-level statement defines may change module state when called
-    (interpreter._stores_outside, cached on the function's node)."""
-    from .interpreter import _stores_outside
-    from .project import defined_functions
+    (interpreter._stores_outside); cached on the statement, which every root's key that reaches it asks."""
+    flag = getattr(stmt, "_gx_writes_outside", None)
+    if flag is None:
+        from .interpreter import _stores_outside
+        from .project import defined_functions
 
-    return any(_stores_outside(f) for part in _parts(stmt) for f in defined_functions(part))
+        flag = stmt._gx_writes_outside = any(_stores_outside(f) for part in _parts(stmt)
+                                             for f in defined_functions(part))
+    return flag
 
 
 def writes_module_state(index) -> bool:

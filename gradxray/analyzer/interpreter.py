@@ -1759,7 +1759,7 @@ class Interpreter:
 
     def _generator_interp(self, cm: "GeneratorContext") -> "Interpreter":
         """The interpreter that runs ``cm``'s generator function: that of the file defining it."""
-        func = cm.func.func if isinstance(cm.func, BoundMethod) else cm.func
+        func = cm.function
         return func.interp if isinstance(func, UserFunction) else self
 
     def _run_generator(self, cm: "GeneratorContext", node, body) -> bool:

@@ -226,6 +226,11 @@ class GeneratorContext:
     def __repr__(self) -> str:
         return f"<context {self.func!r}>"
 
+    @property
+    def function(self):
+        """The generator function that runs (that of a bound method too)."""
+        return self.func.func if isinstance(self.func, BoundMethod) else self.func
+
 
 def _contextmanager(interp, node, args, kwargs):
     if len(args) != 1 or kwargs:
