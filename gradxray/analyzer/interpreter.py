@@ -309,6 +309,7 @@ class Interpreter:
         self.class_patches: dict[tuple, Any] = {}     # (engine class, name) -> value the analysed code set
         self.module_flags: set[str] = set()             # private attribute names it set on engine modules
         self._module_base = interpreted_module_base(runtime.Module)
+        self._host_types: dict[type, bool] = {}        # type -> whether its objects are host objects (lookup_attr)
         runtime.target_device = settings.device
 
     def release(self) -> None:
@@ -420,7 +421,7 @@ class Interpreter:
             val = self.make_function(idx.functions[name], None, None)
         elif name in idx.imports:
             val = self.resolve_import(idx.imports[name], node)
-            if isinstance(val, Unknown):
+            if type(val) is Unknown:
                 return val                      # not cached: each use site is recorded
         elif (span := self.sequential_binding(name)) is not None:
             return self.run_module_statements(name, span, node)
@@ -698,7 +699,7 @@ class Interpreter:
             elif dv is builtins.property or (isinstance(dv, UserClass) and any(
                     isinstance(b, type) and issubclass(b, property) for b in dv.host_bases())):
                 fn.kind = "property"          # a property subclass written in source (`classproperty`) too
-            elif isinstance(dv, Unknown):
+            elif type(dv) is Unknown:
                 continue
             elif hasattr(dv, "__enter__") and hasattr(dv, "__exit__"):
                 fn.context_decorators.append(dv)      # @torch.no_grad()
@@ -946,7 +947,7 @@ class Interpreter:
 
     def call(self, callee, args: list, kwargs: dict, node, receiver=None, method_name: str | None = None):
         if isinstance(callee, _ANALYSIS_VALUES):         # one check sends host callables past these
-            if isinstance(callee, Unknown):
+            if type(callee) is Unknown:
                 return callee
             if isinstance(callee, (UserFunction, BoundMethod)) and (
                     callee.kind if isinstance(callee, UserFunction) else callee.func.kind) == "contextmanager":
@@ -1000,7 +1001,7 @@ class Interpreter:
                 return unk
         else:                                   # `len(x)` of an unknown x: unknown (items may be unknown)
             for a in args:
-                if isinstance(a, Unknown):
+                if type(a) is Unknown:
                     return a
         cuts = self.cuts
         if method_name in ("detach", "detach_") and self.rt.is_tensor(receiver):
@@ -1071,7 +1072,7 @@ class Interpreter:
         if len(args) != 1 or kwargs:
             return self.unknown(f"`{ucls.name}(...)`: only the value lookup of an Enum is supported", node)
         value = args[0]
-        if isinstance(value, Unknown):
+        if type(value) is Unknown:
             return value
         for cls in ucls.mro():
             for name, member in cls.interp.class_attrs(cls).items():
@@ -1101,7 +1102,7 @@ class Interpreter:
                 host_init = self._host_super_attr(obj, "__init__")
                 if host_init is not None:
                     r = self.call(host_init, args, kwargs, node)
-                    if isinstance(r, Unknown):
+                    if type(r) is Unknown:
                         return r
             return obj
         inst = UserInstance(ucls)
@@ -1195,9 +1196,14 @@ class Interpreter:
 
     def lookup_attr(self, obj, name: str):
         """(value, None) or (None, reason)."""
-        if (name[:1] != "_" and not isinstance(obj, _ANALYSIS_VALUES) and not isinstance(obj, ExitStackValue)
-                and not isinstance(obj, self._module_base) and not self.class_patches and not self.module_flags):
-            return self.rt.safe_attr(obj, name)        # a host object's public attribute (a tensor's, a list's)
+        if name[0] != "_" and not self.class_patches and not self.module_flags:
+            kind = type(obj)
+            host = self._host_types.get(kind)
+            if host is None:
+                host = self._host_types[kind] = not issubclass(kind, (*_ANALYSIS_VALUES, ExitStackValue,
+                                                                       self._module_base))
+            if host:
+                return self.rt.safe_attr(obj, name)    # a host object's public attribute (a tensor's, a list's)
         if isinstance(obj, ExitStackValue):
             return obj.member(name)
         if isinstance(obj, Namespace):
@@ -1241,7 +1247,7 @@ class Interpreter:
             hook = self._dunder(obj, "__getattribute__")
             if hook is not None:                    # a class that redirects attribute reads (alias maps)
                 val = self.call_function(hook, [obj, name], {}, None)
-                return (None, val.reason) if isinstance(val, Unknown) else (val, None)
+                return (None, val.reason) if type(val) is Unknown else (val, None)
             return self._instance_attr(obj, name)
         if isinstance(obj, UserClass):
             if name == "__name__":
@@ -1324,7 +1330,7 @@ class Interpreter:
         fallback = self._dunder(obj, "__getattr__")
         if fallback is not None and not name.startswith("__"):
             val = self.call_function(fallback, [obj, name], {}, None)
-            return (None, val.reason) if isinstance(val, Unknown) else (val, None)
+            return (None, val.reason) if type(val) is Unknown else (val, None)
         mapping = getattr(obj, "mapping", None)
         if mapping is not None and not name.startswith("_") and hasattr(dict, name):
             return getattr(mapping, name), None
@@ -1416,7 +1422,7 @@ class Interpreter:
         return raw
 
     def get_attr(self, obj, name: str, node):
-        if isinstance(obj, Unknown):
+        if type(obj) is Unknown:
             return obj
         if name == "data" and self.rt.is_tensor(obj):
             # `.data` is a detached alias of the same storage, what `.detach()` gives: a gradient cut
@@ -1434,7 +1440,7 @@ class Interpreter:
         return val
 
     def set_attr(self, obj, name: str, value, node) -> None:
-        if isinstance(obj, Unknown):
+        if type(obj) is Unknown:
             return
         if isinstance(obj, Namespace) and isinstance(obj.obj, ProjectModule):
             reason = obj.obj.gx_set(name, value)          # the analysis's state of that file, see gx_set
@@ -1704,7 +1710,7 @@ class Interpreter:
         """Enter a context manager other than a ``@contextmanager`` generator (those run around their
         body, see _run_generator_context): (the value ``as`` binds, the exit to run when leaving --
         called with the exception triple, as ``ExitStack.push`` calls it -- or None)."""
-        if isinstance(cm, Unknown):
+        if type(cm) is Unknown:
             return cm, None
         if isinstance(cm, UserInstance) and isinstance(enter := cm.cls.lookup("__enter__")[1], UserFunction):
             exit_ = cm.cls.lookup("__exit__")[1]
@@ -1889,7 +1895,7 @@ class Interpreter:
             elif isinstance(t, ast.Subscript):
                 obj = self.eval(t.value, scope)
                 idx = self.eval_index(t.slice, scope)
-                if isinstance(obj, (list, dict)) and not isinstance(idx, Unknown):
+                if isinstance(obj, (list, dict)) and not type(idx) is Unknown:
                     try:
                         del obj[idx]
                     except Exception as e:
@@ -1907,7 +1913,7 @@ class Interpreter:
                 pairs.append((target, value))
         elif isinstance(target, (ast.Tuple, ast.List)):
             elts = target.elts
-            if isinstance(value, Unknown):
+            if type(value) is Unknown:
                 items = None
             else:
                 items = self.iterate(value, target, quiet=True)
@@ -1915,7 +1921,7 @@ class Interpreter:
                     items = list(items)
             star = next((i for i, e in enumerate(elts) if isinstance(e, ast.Starred)), None)
             if items is None:
-                unk = value if isinstance(value, Unknown) else self.unknown(
+                unk = value if type(value) is Unknown else self.unknown(
                     f"cannot unpack `{type(value).__name__}`", target)
                 for e in elts:
                     self.assign(e.value if isinstance(e, ast.Starred) else e, unk, scope, stmt, pairs)
@@ -1955,7 +1961,7 @@ class Interpreter:
             self.unknown(f"unsupported assignment target `{ast.unparse(target)}`", target)
 
     def setitem(self, obj, idx, value, node) -> None:
-        if isinstance(obj, Unknown) or isinstance(idx, Unknown):
+        if type(obj) is Unknown or type(idx) is Unknown:
             return
         if isinstance(obj, UserInstance) and (setitem := self._dunder(obj, "__setitem__")) is not None:
             self.call_function(setitem, [obj, idx, value], {}, node)
@@ -1977,11 +1983,11 @@ class Interpreter:
     def iterate(self, it, node, quiet: bool = False, lazy: bool = False):
         """The items of a value (a list of at most MAX_LOOP + 1 items; an iterator when ``lazy``),
         or None (recorded) if unknown."""
-        if isinstance(it, Unknown):
+        if type(it) is Unknown:
             return None
         if isinstance(it, UserInstance) and (dunder_iter := self._dunder(it, "__iter__")) is not None:
             it = self.call_function(dunder_iter, [it], {}, node)
-            if isinstance(it, Unknown):
+            if type(it) is Unknown:
                 return None
         elif isinstance(it, UserInstance) and getattr(it, "mapping", None) is not None:
             it = it.mapping
@@ -2010,7 +2016,7 @@ class Interpreter:
             return None
 
     def truth(self, v) -> bool | None:
-        if isinstance(v, Unknown):
+        if type(v) is Unknown:
             return None
         if isinstance(v, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin, SuperProxy)):
             return True
@@ -2048,21 +2054,21 @@ class Interpreter:
         f = node.func
         receiver = None
         method_name = None
-        if isinstance(f, ast.Attribute):
+        if type(f) is ast.Attribute:
             receiver = self.eval(f.value, scope)
-            if isinstance(receiver, Unknown):
+            if type(receiver) is Unknown:
                 return receiver
             method_name = f.attr
             callee = self.get_attr(receiver, f.attr, f)
         else:
             callee = self.eval(f, scope)
-        if isinstance(callee, Unknown):
+        if type(callee) is Unknown:
             return callee
         args = []
         for a in node.args:
-            if isinstance(a, ast.Starred):
+            if type(a) is ast.Starred:
                 v = self.eval(a.value, scope)
-                if isinstance(v, Unknown):
+                if type(v) is Unknown:
                     return v
                 items = self.iterate(v, a.value)
                 if items is None:
@@ -2074,7 +2080,7 @@ class Interpreter:
         for kw in node.keywords:
             v = self.eval(kw.value, scope)
             if kw.arg is None:
-                if isinstance(v, Unknown):
+                if type(v) is Unknown:
                     return v
                 if isinstance(v, UserInstance):
                     v = dict(v.fields)
@@ -2091,9 +2097,9 @@ class Interpreter:
         return self.binop(_BINOPS[type(node.op)], left, right, node)
 
     def binop(self, op, left, right, node):
-        if isinstance(left, Unknown):
+        if type(left) is Unknown:
             return left
-        if isinstance(right, Unknown):
+        if type(right) is Unknown:
             return right
         if _too_big(op, left, right):
             return self.unknown(f"`{ast.unparse(node)}` would be too large to compute", node)
@@ -2108,7 +2114,7 @@ class Interpreter:
 
     def eval_UnaryOp(self, node, scope):
         v = self.eval(node.operand, scope)
-        if isinstance(v, Unknown):
+        if type(v) is Unknown:
             return v
         if isinstance(node.op, ast.Not):
             t = self.truth(v)
@@ -2131,7 +2137,7 @@ class Interpreter:
             v = self.eval(sub, scope)
             t = self.truth(v)
             if t is None:
-                return v if isinstance(v, Unknown) else self.unknown(
+                return v if type(v) is Unknown else self.unknown(
                     f"truth value of `{ast.unparse(sub)}` is not known", sub)
             if is_and and not t:
                 return v
@@ -2144,9 +2150,9 @@ class Interpreter:
         result: Any = True
         for op, comp in zip(node.ops, node.comparators):
             right = self.eval(comp, scope)
-            if isinstance(left, Unknown):
+            if type(left) is Unknown:
                 return left
-            if isinstance(right, Unknown):
+            if type(right) is Unknown:
                 return right
             if isinstance(op, (ast.Is, ast.IsNot)):
                 r = left is right
@@ -2162,11 +2168,11 @@ class Interpreter:
                 container = right
                 if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right, UserInstance):
                     container = self._contains_view(right, node)
-                    if isinstance(container, Unknown):
+                    if type(container) is Unknown:
                         return container
                 if type(op) in _CMP_DUNDERS and (isinstance(left, UserInstance) or isinstance(right, UserInstance)):
                     r = self._user_compare(op, left, right, node)
-                    if isinstance(r, Unknown):
+                    if type(r) is Unknown:
                         return r
                 else:
                     try:
@@ -2209,16 +2215,16 @@ class Interpreter:
 
     def eval_Subscript(self, node, scope):
         obj = self.eval(node.value, scope)
-        if isinstance(obj, Unknown):
+        if type(obj) is Unknown:
             return obj
         idx = self.eval_index(node.slice, scope)
         return self.subscript(obj, idx, node)
 
     def subscript(self, obj, idx, node):
         if isinstance(obj, _ANALYSIS_VALUES):
-            if isinstance(obj, Unknown):
+            if type(obj) is Unknown:
                 return obj
-            if isinstance(idx, Unknown):
+            if type(idx) is Unknown:
                 return idx
             if isinstance(obj, Marker):
                 return obj
@@ -2228,7 +2234,7 @@ class Interpreter:
                 obj = obj.mapping
             if isinstance(obj, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace, Builtin)):
                 return self.unknown(f"`{ast.unparse(node)}`: indexing this value is not supported", node)
-        elif isinstance(idx, Unknown):
+        elif type(idx) is Unknown:
             return idx
         sites = self.cuts.sources([obj]) if self.cuts._tags else _NO_SITES
         try:
@@ -2249,7 +2255,7 @@ class Interpreter:
                 v = self.eval(e.value, scope)
                 items = self.iterate(v, e.value)
                 if items is None:
-                    return v if isinstance(v, Unknown) else self.unknown(f"cannot expand `*{ast.unparse(e.value)}`", e)
+                    return v if type(v) is Unknown else self.unknown(f"cannot expand `*{ast.unparse(e.value)}`", e)
                 out.extend(items)
             else:
                 out.append(self.eval(e, scope))
@@ -2257,14 +2263,14 @@ class Interpreter:
 
     def eval_Tuple(self, node, scope):
         out = self._elements(node.elts, scope)
-        return out if isinstance(out, Unknown) else tuple(out)
+        return out if type(out) is Unknown else tuple(out)
 
     def eval_List(self, node, scope):
         return self._elements(node.elts, scope)
 
     def eval_Set(self, node, scope):
         out = self._elements(node.elts, scope)
-        if isinstance(out, Unknown):
+        if type(out) is Unknown:
             return out
         try:
             return set(out)
@@ -2279,11 +2285,11 @@ class Interpreter:
                 if isinstance(d, UserInstance):
                     d = d.fields
                 if not isinstance(d, dict):
-                    return d if isinstance(d, Unknown) else self.unknown(f"cannot expand `**{ast.unparse(v)}`", v)
+                    return d if type(d) is Unknown else self.unknown(f"cannot expand `**{ast.unparse(v)}`", v)
                 out.update(d)
                 continue
             kv = self.eval(k, scope)
-            if isinstance(kv, Unknown):
+            if type(kv) is Unknown:
                 return kv
             try:
                 out[kv] = self.eval(v, scope)
@@ -2343,7 +2349,7 @@ class Interpreter:
 
     def eval_SetComp(self, node, scope):
         out = self.eval_ListComp(node, scope)
-        if isinstance(out, Unknown):
+        if type(out) is Unknown:
             return out
         try:
             return set(out)
@@ -2363,7 +2369,7 @@ class Interpreter:
 
     def _comp_unknown(self, node, scope):
         it = self.eval(node.generators[0].iter, scope)
-        if isinstance(it, Unknown):
+        if type(it) is Unknown:
             return it
         return self.unknown(f"cannot evaluate `{ast.unparse(node)}`", node)
 
@@ -2385,14 +2391,14 @@ class Interpreter:
                 parts.append(str(v.value))
                 continue
             val = self.eval(v.value, scope)
-            if isinstance(val, Unknown):
+            if type(val) is Unknown:
                 return val
             if isinstance(val, (UserInstance, UserClass, UserFunction, BoundMethod, Namespace)):
                 val = repr(val)
             spec = ""
             if v.format_spec is not None:
                 spec = self.eval_JoinedStr(v.format_spec, scope)
-                if isinstance(spec, Unknown):
+                if type(spec) is Unknown:
                     return spec
             try:
                 if v.conversion == ord("r"):
@@ -2529,7 +2535,7 @@ class _ContainsBy:
 
     def __contains__(self, x):
         r = self.fn(x)
-        if isinstance(r, Unknown):
+        if type(r) is Unknown:
             raise TypeError(r.reason)
         return bool(r)
 
@@ -2952,9 +2958,9 @@ def _bi_isinstance(it: Interpreter, node, args, kwargs):
     if len(args) != 2:
         return it.unknown("isinstance() takes 2 arguments", node)
     obj, classinfo = args
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
-    if isinstance(classinfo, Unknown):
+    if type(classinfo) is Unknown:
         return classinfo
     options = classinfo if isinstance(classinfo, tuple) else (classinfo,)
     for c in options:
@@ -2983,10 +2989,10 @@ def _bi_getattr(it: Interpreter, node, args, kwargs):
     if len(args) not in (2, 3):
         return it.unknown("getattr() takes 2 or 3 arguments", node)
     obj, name = args[0], args[1]
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     if not isinstance(name, str):
-        return name if isinstance(name, Unknown) else it.unknown("getattr() name must be a string", node)
+        return name if type(name) is Unknown else it.unknown("getattr() name must be a string", node)
     if len(args) == 3:
         val, reason = _lookup_or_attribute_error(it, obj, name)
         return args[2] if reason is not None else val
@@ -3015,7 +3021,7 @@ def _lookup_or_attribute_error(it: Interpreter, obj, name: str):
 
 def _bi_hasattr(it: Interpreter, node, args, kwargs):
     obj, name = args[0], args[1]
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     if not isinstance(name, str):
         return it.unknown("hasattr() name must be a string", node)
@@ -3053,7 +3059,7 @@ def _bi_type(it: Interpreter, node, args, kwargs):
     if len(args) != 1:
         return it.unknown("type() with 3 arguments is not supported", node)
     obj = args[0]
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     ucls = it.user_class_of(obj)
     return ucls if ucls is not None else type(obj)
@@ -3072,7 +3078,7 @@ def _bi_dir(it: Interpreter, node, args, kwargs):
     if len(args) != 1:
         return it.unknown("dir() without an argument is not supported", node)
     obj = args[0]
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     if isinstance(obj, (UserInstance, UserClass)):
         ucls = obj if isinstance(obj, UserClass) else obj.cls
@@ -3102,7 +3108,7 @@ def _bi_dc_replace(it: Interpreter, node, args, kwargs):
     if len(args) != 1:
         return it.unknown("replace() takes one positional argument", node)
     obj = args[0]
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     ucls = _dataclass_of(obj)
     if ucls is None or not isinstance(obj, UserInstance):
@@ -3127,7 +3133,7 @@ def _asdict_value(v):
 
 def _bi_dc_asdict(it: Interpreter, node, args, kwargs):
     obj = args[0] if len(args) == 1 else None
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     if not isinstance(obj, UserInstance) or _dataclass_of(obj) is None:
         return it.unknown("asdict() of a value that is not a dataclass instance", node)
@@ -3136,7 +3142,7 @@ def _bi_dc_asdict(it: Interpreter, node, args, kwargs):
 
 def _bi_dc_fields(it: Interpreter, node, args, kwargs):
     obj = args[0] if len(args) == 1 else None
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     ucls = _dataclass_of(obj) if obj is not None else None
     if ucls is None:
@@ -3158,7 +3164,7 @@ def _bi_dc_fields(it: Interpreter, node, args, kwargs):
 
 def _bi_dc_is_dataclass(it: Interpreter, node, args, kwargs):
     obj = args[0] if len(args) == 1 else None
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     return _dataclass_of(obj) is not None
 
@@ -3222,7 +3228,7 @@ def _bi_deepcopy(it: Interpreter, node, args, kwargs):
 def _bi_copy(it: Interpreter, node, args, kwargs):
     if len(args) != 1:
         return it.unknown("copy() takes one argument", node)
-    if isinstance(args[0], Unknown):
+    if type(args[0]) is Unknown:
         return args[0]
     try:
         return _copy_value(it, args[0], None)
@@ -3265,7 +3271,7 @@ def _bi_signature(it: Interpreter, node, args, kwargs):
     if isinstance(fn, BoundMethod):
         fn, skip = fn.func, 1
     if not isinstance(fn, UserFunction):
-        return fn if isinstance(fn, Unknown) else it.unknown("`inspect.signature` of this value is not supported", node)
+        return fn if type(fn) is Unknown else it.unknown("`inspect.signature` of this value is not supported", node)
     a = fn.node.args
     defaults = fn.interp.function_defaults(fn)
     P = inspect.Parameter
@@ -3283,7 +3289,7 @@ def _bi_getsource(it: Interpreter, node, args, kwargs):
     """``inspect.getsource(x)`` of a module, class or function read from source: its text (the file
     is read, as the analysis reads it, never imported)."""
     obj = args[0] if args else None
-    if isinstance(obj, Unknown):
+    if type(obj) is Unknown:
         return obj
     lines = start = end = None
     if isinstance(obj, Namespace) and isinstance(obj.obj, ProjectModule):

@@ -290,6 +290,7 @@ class Runtime:
         self.made_constants = False                    # whether such tensors exist (dropped once a model is built)
         self.Tensor = tx.Tensor
         self.Module = tx.nn.Module
+        self._namespace_attrs: dict = {}               # (id(module), dotted, name) -> (module, result)
         self._allowed_modules = {id(tx)}
         for sub in ("nn", "nn.functional", "nn.init", "nn.utils", "utils", "utils.checkpoint",
                     "autograd", "amp", "optim", "cuda", "linalg", "fft", "special"):
@@ -438,7 +439,18 @@ class Runtime:
         return obj
 
     def namespace_attr(self, ns: Namespace, name: str):
-        """``torch.X`` -> (value, reason-if-unknown)."""
+        """``torch.X`` -> (value, reason-if-unknown); the same answer every time for a host module's name,
+        so it is looked up once per runtime (``nn.Linear``, ``F.relu``, ``torch.cat`` are read in every
+        layer a model builds or runs)."""
+        key = (id(ns.obj), ns.dotted, name)
+        hit = self._namespace_attrs.get(key)
+        if hit is not None and hit[0] is ns.obj:
+            return hit[1]
+        found = self._namespace_attr(ns, name)
+        self._namespace_attrs[key] = (ns.obj, found)
+        return found
+
+    def _namespace_attr(self, ns: Namespace, name: str):
         if name.startswith("_"):
             obj = self.shim(f"{ns.dotted}.{name}") if ns.dotted.startswith("torch") else None
             if obj is None:
@@ -536,5 +548,7 @@ def upstream_params(t, runtime: Runtime) -> set[int]:
         var = getattr(node, "variable", None)       # AccumulateGrad: the leaf it accumulates into
         if var is not None:
             out.add(id(var))
-        stack.extend(n for n, _ in node.next_functions if n is not None)
+        for edge in node.next_edges:                # next_functions without building its tuple
+            if edge is not None:
+                stack.append(edge[0])
     return out

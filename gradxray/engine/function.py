@@ -11,7 +11,7 @@ import weakref
 
 from . import autograd, memory
 from .graph import Node, edge_of
-from .tensor import Tensor
+from .tensor import NOT_TENSOR_TYPES, Tensor
 
 INFERENCE_SAVE = ("Inference tensors cannot be saved for backward. To work around you can make a clone to get a "
                   "normal tensor and use it in autograd.")
@@ -56,7 +56,9 @@ class Context:
 def _layout(args, lists: bool = True):
     layout, flat = [], []
     for a in args:
-        if isinstance(a, Tensor):
+        if type(a) in NOT_TENSOR_TYPES:
+            layout.append(None)
+        elif isinstance(a, Tensor):
             layout.append(1)
             flat.append(a)
         elif lists and isinstance(a, (list, tuple)) and a and _all_tensors(a):

@@ -251,8 +251,7 @@ class Node:
                         raise RuntimeError(f"Function {self.name()} returned an invalid gradient at index {index} - got "
                                            f"{[int(d) for d in g.shape]} but expected shape compatible with "
                                            f"{[int(d) for d in shape]}")
-                    from . import ops        # here, not per call: reduction is the rare case
-                    flat[i] = g = ops.sum_to(g, shape)
+                    flat[i] = g = _ops().sum_to(g, shape)
                 if g.dtype is not dtype:
                     flat[i] = g.to(dtype)
         for hook in list(self.post_hooks.values()):
@@ -290,7 +289,6 @@ class AccumulateGrad(Node):
         return "AccumulateGrad"
 
     def apply(self, grads, create_graph: bool):
-        from . import ops
         (new_grad,) = grads
         grads.clear()                         # drop the buffer's reference: we may steal the tensor
         var = self.variable
@@ -303,7 +301,7 @@ class AccumulateGrad(Node):
                 g._base = None
                 var.grad = g
             else:
-                var.grad = ops.clone_like_param(new_grad, var)
+                var.grad = _ops().clone_like_param(new_grad, var)
         elif create_graph:
             var.grad = var.grad + new_grad
         else:
@@ -395,6 +393,14 @@ def _obeys_layout_contract(grad, var) -> bool:
     if var.is_non_overlapping_and_dense():
         return all(int(s) == 1 or int(a) == int(b) for s, a, b in zip(var.shape, grad._stride, var._stride))
     return grad.is_contiguous()
+
+
+def _ops():
+    """The ops package (it imports this module): looked up here, not by an import per gradient."""
+    ops = sys.modules.get(__package__ + ".ops")
+    if ops is None:
+        from . import ops
+    return ops
 
 
 def accumulate_grad_of(leaf) -> AccumulateGrad:

@@ -128,9 +128,11 @@ def _poly_text(poly: Poly) -> str:
     return out
 
 
-# SymInt products and sums by operands (see SymInt.__mul__), bounded: cleared when full
+# SymInt products and sums by operands (see SymInt.__mul__) and display texts by expression (every
+# tensor a traced line shows is rendered), bounded: cleared when full
 _products: dict = {}
 _sums: dict = {}
+_texts: dict = {}
 _CACHE_LIMIT = 8192
 
 
@@ -161,7 +163,14 @@ class SymInt(int):
 
     @property
     def expr(self) -> str:
-        return _poly_text(self._poly)
+        terms = (self._key or self._cache_key())[1]
+        text = _texts.get(terms)
+        if text is None:
+            text = _poly_text(self._poly)
+            if len(_texts) >= _CACHE_LIMIT:
+                _texts.clear()
+            _texts[terms] = text
+        return text
 
     def __repr__(self) -> str:
         return self.expr
@@ -180,10 +189,15 @@ class SymInt(int):
 
     # arithmetic keeps the expression ------------------------------------
     def __add__(self, other):
-        if not isinstance(other, int) or isinstance(other, bool):
+        kind = type(other)
+        if kind is int:
+            key = (self._key or self._cache_key(), other)
+        elif kind is SymInt:
+            key = (self._key or self._cache_key(), other._key or other._cache_key())
+        elif not isinstance(other, int) or isinstance(other, bool):
             return int(self) + other
-        key = (self._key or self._cache_key(),
-               (other._key or other._cache_key()) if isinstance(other, SymInt) else int(other))
+        else:
+            key = (self._key or self._cache_key(), int(other))
         out = _sums.get(key)             # as for products (see __mul__)
         if out is None:
             out = SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other)))
@@ -205,12 +219,18 @@ class SymInt(int):
         return SymInt._make(int(other) - int(self), _poly_add(_poly_of(other), self._poly, -1))
 
     def __mul__(self, other):
-        if not isinstance(other, int) or isinstance(other, bool):
-            return int(self) * other
         # a shape's sizes are multiplied over and over (numel, strides, FLOPs): the product of the same
-        # two values is the same value, so it is computed once
-        key = (self._key or self._cache_key(),
-               (other._key or other._cache_key()) if isinstance(other, SymInt) else int(other))
+        # two values is the same value, so it is computed once (the operand's exact type decides first:
+        # an int or a SymInt nearly always)
+        kind = type(other)
+        if kind is int:
+            key = (self._key or self._cache_key(), other)
+        elif kind is SymInt:
+            key = (self._key or self._cache_key(), other._key or other._cache_key())
+        elif not isinstance(other, int) or isinstance(other, bool):
+            return int(self) * other
+        else:
+            key = (self._key or self._cache_key(), int(other))
         out = _products.get(key)
         if out is None:
             out = self._multiply(other)
@@ -275,7 +295,7 @@ def sym_prod(xs) -> int:
     """The product, symbolic when a factor is (plain ints are multiplied first: cheaper)."""
     plain, symbolic = 1, []
     for x in xs:
-        if isinstance(x, SymInt):
+        if type(x) is SymInt:
             symbolic.append(x)
         else:
             plain *= x

@@ -14,9 +14,14 @@ from __future__ import annotations
 import itertools
 
 from . import memory
-from .symbolic import concrete_prod, sym_prod, sym_text
+from .symbolic import SymInt, concrete_prod, sym_prod, sym_text
 
 _uids = itertools.count(1)
+
+
+# argument types that are never a tensor nor hold one: an op's sizes, dims and flags, skipped by the
+# per-argument scans every op makes (an identity test of the type before any isinstance)
+NOT_TENSOR_TYPES = frozenset({int, float, bool, str, type(None), SymInt})
 
 
 class Size(tuple):

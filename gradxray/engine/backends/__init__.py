@@ -94,12 +94,13 @@ def _is_numpy_array(data) -> bool:
 
 
 _Tensor = None     # the engine's Tensor class, bound on first use (tensor.py imports later)
+_NOT_TENSOR_TYPES: frozenset = frozenset()     # tensor.NOT_TENSOR_TYPES, bound with it
 
 
 def _bind_tensor_class() -> None:
-    global _Tensor
+    global _Tensor, _NOT_TENSOR_TYPES
     if _Tensor is None:
-        from ..tensor import Tensor as _Tensor
+        from ..tensor import NOT_TENSOR_TYPES as _NOT_TENSOR_TYPES, Tensor as _Tensor
 
 
 def _collect_kinds(xs, kinds: set) -> None:
@@ -113,6 +114,8 @@ def _collect_kinds(xs, kinds: set) -> None:
 
 def _has_data(xs) -> bool:
     for x in xs:
+        if type(x) in _NOT_TENSOR_TYPES:
+            continue
         if isinstance(x, _Tensor):
             if x.data_ is not None:
                 return True
