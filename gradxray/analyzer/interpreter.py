@@ -3496,12 +3496,16 @@ class ForwardRun:
             out = Unknown("analysis budget exhausted")
         del kwargs
         if interp.cuts.sites:
-            names = _param_names(self.model)
-            reach: set[int] = set()
-            for t in _tensors_in(out, interp.rt):
+            outputs = list(_tensors_in(out, interp.rt))
+            for t in outputs:
                 self.flowing |= interp.cuts.sites_of(t)
-                reach |= upstream_params(t, interp.rt)
-            self.reached = {names[p] for p in reach if p in names}
+            if self.flowing:        # else finish has nothing to report: no walk of the whole graph
+                names = _param_names(self.model)
+                reach: set[int] = set()
+                for t in outputs:
+                    reach |= upstream_params(t, interp.rt)
+                self.reached = {names[p] for p in reach if p in names}
+            del outputs
         return out
 
     def finish(self, reached_names: set[str] | None = None) -> None:

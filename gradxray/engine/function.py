@@ -105,19 +105,18 @@ class Function:
         # expressions of the rare cases (dirty, non-differentiable outputs) are only built when needed
         # the engine's own ops take tensor lists (cat, stack); torch ignores tensors nested in the
         # arguments of a Python Function
-        layout, inputs = _layout(args, lists=cls._builtin)
         record = False
-        if autograd._grad_enabled:
+        if autograd._grad_enabled:      # with grad off (backward formulas, no_grad) nothing is recorded
+            layout, inputs = _layout(args, lists=cls._builtin)
             for t in inputs:
                 if t.requires_grad:
                     record = True
                     break
         ctx = Context(cls._materialize_default)
         if record:
-            ctx.needs_input_grad = tuple(
-                (isinstance(a, Tensor) and a.requires_grad) or
-                (n not in (None, 1) and any(t.requires_grad for t in a))
-                for a, n in zip(args, layout))
+            # by the layout: None no tensor, else a tensor or a list of n tensors (a 1-list is 1 too)
+            ctx.needs_input_grad = tuple([False if n is None else a.requires_grad if isinstance(a, Tensor) else
+                                          any(t.requires_grad for t in a) for a, n in zip(args, layout)])
             edges = [edge_of(t) for t in inputs]
         else:
             ctx.needs_input_grad = (False,) * len(args)

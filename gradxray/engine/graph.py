@@ -1,6 +1,7 @@
 """The autograd graph: nodes, edges and saved tensors."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import sys
@@ -10,6 +11,8 @@ from . import autograd, memory
 from .tensor import Tensor
 
 _sequence = itertools.count()
+# the backward engine runs every node in the grad mode the node asks for: no mode switch per node
+_GRAD_MODE_SET = contextlib.nullcontext()
 
 SECOND_BACKWARD = (
     "Trying to backward through the graph a second time (or directly access saved tensors after they "
@@ -225,7 +228,7 @@ class Node:
         else:                       # no gradient arrived (also for a node with no outputs)
             return [None] * len(self.next_edges)
         grads = self._materialized(grads)
-        with autograd.set_grad_enabled(create_graph):
+        with _GRAD_MODE_SET if autograd._grad_enabled is create_graph else autograd.set_grad_enabled(create_graph):
             result = self.fn.backward(self.ctx, *grads)
             if not isinstance(result, tuple):
                 result = (result,)

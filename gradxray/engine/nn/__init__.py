@@ -401,15 +401,15 @@ class Module:
 
 def _init_uniform(t, bound):
     """torch.nn.init.uniform_(t, -bound, bound) (values differ from torch's; tests copy torch's)."""
-    from ..ops._kernel import inplace
     if t is not None and t.data_ is not None:
+        from ..ops._kernel import inplace
         inplace("uniform_", t, -bound, bound)
 
 
 def _init_fill(t, value):
     """torch.nn.init.constant_(t, value) where ``t`` has data (the shape backend has no values to set)."""
-    from ..ops._kernel import inplace
     if t is not None and t.data_ is not None:
+        from ..ops._kernel import inplace
         inplace("fill_", t, value)
 
 
