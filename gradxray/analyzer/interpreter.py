@@ -2044,7 +2044,14 @@ class Interpreter:
         return node.value
 
     def eval_Name(self, node, scope):
-        return self.lookup(node.id, scope, node)
+        # lookup, inlined: a name is the most frequent expression
+        name = node.id
+        while scope is not None:
+            v = scope.vars.get(name, _MISSING)
+            if v is not _MISSING:
+                return v
+            scope = scope.parent
+        return self.global_lookup(name, node)
 
     def eval_Attribute(self, node, scope):
         obj = self.eval(node.value, scope)
@@ -3552,7 +3559,8 @@ def _analyze_root(interp: Interpreter, cinfo, settings):
     summary.inputs = {s.name: (s.shape_text(), s.dtype) for s in specs if s.dims is not None}
     run_forward = ForwardRun(interp, model, inputs, fwd)
     try:
-        step = simulate_training_step(model, inputs, run_forward, settings)
+        # the analysis reports totals, peaks and per-line facts: no allocation timeline (plots need it)
+        step = simulate_training_step(model, inputs, run_forward, settings, timeline=False)
     except Exception as e:
         interp.unknown(f"training step failed: {type(e).__name__}: {e}", fwd.node)
         step = None

@@ -156,9 +156,10 @@ def autocast_region(settings: Settings):
 
 
 def simulate_training_step(model, inputs: dict, run_forward: Callable[[dict], Any],
-                           settings: Settings | None = None) -> StepResult:
+                           settings: Settings | None = None, *, timeline: bool = True) -> StepResult:
     """Run (zero_grad →) forward → loss → backward (→ step) under a tracker.  Inputs stay alive for
-    the whole step, as in a training loop that holds its batch."""
+    the whole step, as in a training loop that holds its batch.  ``timeline``: whether the tracker keeps
+    every allocation and release in order (for plots; totals, peaks and saved tensors are kept anyway)."""
     settings = settings or Settings()
     if (settings.optimizer or "none") not in OPTIMIZERS:
         raise ValueError(f"--optimizer {settings.optimizer}: unknown optimizer (use one of {', '.join(OPTIMIZERS)})")
@@ -173,7 +174,7 @@ def simulate_training_step(model, inputs: dict, run_forward: Callable[[dict], An
     if (settings.optimizer or "none") != "none" and trainable:
         optimizer = make_optimizer(settings.optimizer, [p for _, p in trainable], settings.device)
         _allocate_state(optimizer, [p for _, p in trainable])
-    result = _tracked_iteration(model, named, inputs, run_forward, settings, optimizer)
+    result = _tracked_iteration(model, named, inputs, run_forward, settings, optimizer, timeline)
     stale = [p for n, p in trainable if n not in result.reached_params and p in optimizer.state] if optimizer else []
     if stale:
         # parameters no gradient reaches never get state in a real loop: drop what the warm-up gave
@@ -181,18 +182,19 @@ def simulate_training_step(model, inputs: dict, run_forward: Callable[[dict], An
         for p in stale:
             del optimizer.state[p]
         del result
-        result = _tracked_iteration(model, named, inputs, run_forward, settings, optimizer)
+        result = _tracked_iteration(model, named, inputs, run_forward, settings, optimizer, timeline)
     return result
 
 
-def _tracked_iteration(model, named, inputs: dict, run_forward, settings: Settings, optimizer) -> StepResult:
+def _tracked_iteration(model, named, inputs: dict, run_forward, settings: Settings, optimizer,
+                       timeline: bool) -> StepResult:
     params = [p for _, p in named]
     buffers = [b for _, b in model.named_buffers()]
     for p in params:
         # the leaf's cached AccumulateGrad: set again by the first recorded op that uses ``p``
         p._grad_accumulator = None
     state = _state_tensors(optimizer, settings.device) if optimizer is not None else []
-    tracker = MemoryTracker(cuda_rounding=settings.device == "cuda")
+    tracker = MemoryTracker(cuda_rounding=settings.device == "cuda", keep_timeline=timeline)
     with tracker:
         for p in params:
             tracker.register(p._storage, "param")

@@ -6,11 +6,13 @@ import itertools
 import re
 import sys
 import weakref
+from types import MappingProxyType
 
 from . import autograd, memory
 from .tensor import Tensor
 
 _sequence = itertools.count()
+_NO_HOOKS = MappingProxyType({})
 # the backward engine runs every node in the grad mode the node asks for: no mode switch per node
 _GRAD_MODE_SET = contextlib.nullcontext()
 
@@ -157,16 +159,27 @@ class Node:
         self.output_metas = []      # (shape, dtype, device) per forward output, to materialize missing grads
         self.location = None        # forward source location (file, line), for attribution
         self.module = ""
-        self.tensor_pre_hooks: dict = {}    # output_nr -> {handle id: hook} (Tensor.register_hook)
-        self.retains_grad: dict = {}        # output_nr -> weakref of a tensor that called retain_grad()
-        self.pre_hooks: dict = {}           # Node.register_prehook: fn(grad_outputs) -> grad_outputs | None
-        self.post_hooks: dict = {}          # Node.register_hook: fn(grad_inputs, grad_outputs) -> grad_inputs | None
+
+    # Hooks, read-only and empty (class-level) until one is registered, when the node gets its own dict
+    # (see own_hooks): few nodes ever have one.
+    tensor_pre_hooks = _NO_HOOKS    # output_nr -> {handle id: hook} (Tensor.register_hook)
+    retains_grad = _NO_HOOKS        # output_nr -> weakref of a tensor that called retain_grad()
+    pre_hooks = _NO_HOOKS           # Node.register_prehook: fn(grad_outputs) -> grad_outputs | None
+    post_hooks = _NO_HOOKS          # Node.register_hook: fn(grad_inputs, grad_outputs) -> grad_inputs | None
+
+    def own_hooks(self, kind: str) -> dict:
+        """This node's own, writable dict of hooks ``kind`` ("pre_hooks", "retains_grad", ...)."""
+        hooks = self.__dict__.get(kind)
+        if hooks is None:
+            hooks = {}
+            setattr(self, kind, hooks)
+        return hooks
 
     def register_prehook(self, fn):
-        return _add_hook(self.pre_hooks, fn)
+        return _add_hook(self.own_hooks("pre_hooks"), fn)
 
     def register_hook(self, fn):
-        return _add_hook(self.post_hooks, fn)
+        return _add_hook(self.own_hooks("post_hooks"), fn)
 
     def name(self) -> str:
         # torch: "MulBackward0" for its own ops, "MyFunctionBackward" for a Python Function
@@ -218,10 +231,11 @@ class Node:
         self.saved = []
 
     def apply(self, grads, create_graph: bool):
-        for hook in list(self.pre_hooks.values()):
-            out = hook(tuple(grads))
-            if out is not None:
-                grads[:] = list(out)
+        if self.pre_hooks:
+            for hook in list(self.pre_hooks.values()):
+                out = hook(tuple(grads))
+                if out is not None:
+                    grads[:] = list(out)
         for g in grads:
             if g is not None:
                 break
@@ -257,10 +271,11 @@ class Node:
                     flat[i] = g = _ops().sum_to(g, shape)
                 if g.dtype is not dtype:
                     flat[i] = g.to(dtype)
-        for hook in list(self.post_hooks.values()):
-            out = hook(tuple(flat), tuple(grads))
-            if out is not None:
-                flat = list(out)
+        if self.post_hooks:
+            for hook in list(self.post_hooks.values()):
+                out = hook(tuple(flat), tuple(grads))
+                if out is not None:
+                    flat = list(out)
         return flat
 
     def _materialized(self, grads):

@@ -12,6 +12,7 @@ backend) or None on the shape backend.
 from __future__ import annotations
 
 import itertools
+from types import MappingProxyType
 
 from . import memory
 from .symbolic import SymInt, concrete_prod, sym_prod, sym_text
@@ -128,18 +129,21 @@ class Tensor:
     _base = None
     _grad_accumulator = None           # weakref to the AccumulateGrad node of a leaf
     _inference = False                 # made under inference_mode
+    # leaf tensor hooks, run before accumulation (a non-leaf's are on its grad_fn), and hooks run after:
+    # read-only and empty until a hook is registered, when the tensor gets its own dict
+    _hooks = MappingProxyType({})
+    _post_accumulate_hooks = MappingProxyType({})
 
     def __init__(self, shape, dtype, dev, storage: Storage, stride=None, offset=0, data=None):
         self._shape = shape = shape if type(shape) is Size else Size(shape)     # immutable: shared, not copied
         self.dtype = dtype
         self.device = dev
         self._storage = storage
-        self._stride = tuple(stride) if stride is not None else contiguous_strides(shape)
+        self._stride = contiguous_strides(shape) if stride is None else stride if type(stride) is tuple else \
+            tuple(stride)
         self._offset = offset
         self.data_ = data
         self.grad = None                   # an instance attribute: ``del t.grad`` is valid code
-        self._hooks = {}                   # leaf tensor hooks, run before accumulation (non-leaf: on grad_fn)
-        self._post_accumulate_hooks = {}
 
     # -- construction helpers (used by kernels) -------------------------
     @staticmethod
@@ -293,13 +297,17 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is None:
+            if "_hooks" not in self.__dict__:
+                self._hooks = {}
             return _add_hook(self._hooks, hook)
-        return _add_hook(self.grad_fn.tensor_pre_hooks.setdefault(self._output_nr, {}), hook)
+        return _add_hook(self.grad_fn.own_hooks("tensor_pre_hooks").setdefault(self._output_nr, {}), hook)
 
     def register_post_accumulate_grad_hook(self, hook):
         from .graph import _add_hook
         if self.grad_fn is not None:
             raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if "_post_accumulate_hooks" not in self.__dict__:
+            self._post_accumulate_hooks = {}
         return _add_hook(self._post_accumulate_hooks, hook)
 
     def retain_grad(self) -> None:
@@ -308,7 +316,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
-            self.grad_fn.retains_grad[self._output_nr] = weakref.ref(self)
+            self.grad_fn.own_hooks("retains_grad")[self._output_nr] = weakref.ref(self)
 
     @property
     def retains_grad(self) -> bool:
