@@ -2044,14 +2044,7 @@ class Interpreter:
         return node.value
 
     def eval_Name(self, node, scope):
-        # lookup, inlined: a name is the most frequent expression
-        name = node.id
-        while scope is not None:
-            v = scope.vars.get(name, _MISSING)
-            if v is not _MISSING:
-                return v
-            scope = scope.parent
-        return self.global_lookup(name, node)
+        return self.lookup(node.id, scope, node)
 
     def eval_Attribute(self, node, scope):
         obj = self.eval(node.value, scope)

@@ -188,16 +188,23 @@ class SymInt(int):
         self._key = None
 
     # arithmetic keeps the expression ------------------------------------
-    def __add__(self, other):
+    def _pair_key(self, other):
+        """What a sum or product with ``other`` depends on, hashable; None when ``other`` is not an int (or
+        is a bool), which plain int arithmetic handles.  The operand's exact type decides first: an int
+        or a SymInt nearly always."""
         kind = type(other)
         if kind is int:
-            key = (self._key or self._cache_key(), other)
-        elif kind is SymInt:
-            key = (self._key or self._cache_key(), other._key or other._cache_key())
-        elif not isinstance(other, int) or isinstance(other, bool):
+            return (self._key or self._cache_key(), other)
+        if kind is SymInt:
+            return (self._key or self._cache_key(), other._key or other._cache_key())
+        if not isinstance(other, int) or isinstance(other, bool):
+            return None
+        return (self._key or self._cache_key(), int(other))
+
+    def __add__(self, other):
+        key = self._pair_key(other)
+        if key is None:
             return int(self) + other
-        else:
-            key = (self._key or self._cache_key(), int(other))
         out = _sums.get(key)             # as for products (see __mul__)
         if out is None:
             out = SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other)))
@@ -220,17 +227,10 @@ class SymInt(int):
 
     def __mul__(self, other):
         # a shape's sizes are multiplied over and over (numel, strides, FLOPs): the product of the same
-        # two values is the same value, so it is computed once (the operand's exact type decides first:
-        # an int or a SymInt nearly always)
-        kind = type(other)
-        if kind is int:
-            key = (self._key or self._cache_key(), other)
-        elif kind is SymInt:
-            key = (self._key or self._cache_key(), other._key or other._cache_key())
-        elif not isinstance(other, int) or isinstance(other, bool):
+        # two values is the same value, so it is computed once
+        key = self._pair_key(other)
+        if key is None:
             return int(self) * other
-        else:
-            key = (self._key or self._cache_key(), int(other))
         out = _products.get(key)
         if out is None:
             out = self._multiply(other)
