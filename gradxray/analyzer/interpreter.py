@@ -1895,7 +1895,7 @@ class Interpreter:
             elif isinstance(t, ast.Subscript):
                 obj = self.eval(t.value, scope)
                 idx = self.eval_index(t.slice, scope)
-                if isinstance(obj, (list, dict)) and not type(idx) is Unknown:
+                if isinstance(obj, (list, dict)) and type(idx) is not Unknown:
                     try:
                         del obj[idx]
                     except Exception as e:

@@ -12,8 +12,8 @@ from . import autograd, memory
 from .tensor import Tensor
 
 _sequence = itertools.count()
-_NO_HOOKS = MappingProxyType({})
-# the backward engine runs every node in the grad mode the node asks for: no mode switch per node
+_NO_HOOKS = MappingProxyType({})           # a node's hooks until one is registered (Node.own_hooks)
+# Node.apply under the backward engine, which already runs in the grad mode every node asks for
 _GRAD_MODE_SET = contextlib.nullcontext()
 
 SECOND_BACKWARD = (
