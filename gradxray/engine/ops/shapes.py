@@ -50,12 +50,28 @@ def infer_view_shape(shape, numel):
     return tuple(shape)
 
 
+# view_strides by (old shape, old strides, new shape) as plain ints, which is all it depends on: a
+# model views the same few geometries over and over (every head split, flatten and their gradients)
+_view_strides_cache: dict = {}
+
+
 def view_strides(old_shape, old_stride, new_shape):
     """Strides for viewing (old_shape, old_stride) as new_shape, or None if it needs a copy
     (torch's computeStride)."""
-    old_shape = [int(s) for s in old_shape]
-    old_stride = [int(s) for s in old_stride]
-    new = [int(s) for s in new_shape]
+    key = (tuple(map(int, old_shape)), tuple(map(int, old_stride)), tuple(map(int, new_shape)))
+    try:
+        return _view_strides_cache[key]
+    except KeyError:
+        pass
+    out = _compute_stride(*key)
+    if len(_view_strides_cache) >= 4096:
+        _view_strides_cache.clear()
+    _view_strides_cache[key] = out
+    return out
+
+
+def _compute_stride(old_shape, old_stride, new):
+    old_shape, old_stride, new = list(old_shape), list(old_stride), list(new)
     numel = 1
     for s in old_shape:
         numel *= s
