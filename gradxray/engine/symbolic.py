@@ -132,6 +132,7 @@ def _poly_text(poly: Poly) -> str:
 # tensor a traced line shows is rendered), bounded: cleared when full
 _products: dict = {}
 _sums: dict = {}
+_others: dict = {}          # differences and floor quotients, by (operator, operands)
 _texts: dict = {}
 _CACHE_LIMIT = 8192
 
@@ -189,7 +190,7 @@ class SymInt(int):
 
     # arithmetic keeps the expression ------------------------------------
     def _pair_key(self, other):
-        """What a sum or product with ``other`` depends on, hashable; None when ``other`` is not an int (or
+        """What arithmetic with ``other`` depends on, hashable; None when ``other`` is not an int (or
         is a bool), which plain int arithmetic handles.  The operand's exact type decides first: an int
         or a SymInt nearly always."""
         kind = type(other)
@@ -215,14 +216,34 @@ class SymInt(int):
 
     __radd__ = __add__
 
+    def _remembered(self, op: str, key: tuple, compute, other):
+        """``compute(self, other)``, once per operation and operands (differences and quotients: every
+        convolution's and pooling's output size is one of each)."""
+        key = (op, *key)
+        out = _others.get(key)
+        if out is None:
+            out = compute(self, other)
+            if len(_others) >= _CACHE_LIMIT:
+                _others.clear()
+            _others[key] = out
+        return out
+
     def __sub__(self, other):
-        if not isinstance(other, int) or isinstance(other, bool):
+        key = self._pair_key(other)
+        if key is None:
             return int(self) - other
+        return self._remembered("-", key, SymInt._subtract, other)
+
+    def _subtract(self, other):
         return SymInt._make(int(self) - int(other), _poly_add(self._poly, _poly_of(other), -1))
 
     def __rsub__(self, other):
-        if not isinstance(other, int) or isinstance(other, bool):
+        key = self._pair_key(other)
+        if key is None:
             return other - int(self)
+        return self._remembered("r-", key, SymInt._subtract_from, other)
+
+    def _subtract_from(self, other):
         return SymInt._make(int(other) - int(self), _poly_add(_poly_of(other), self._poly, -1))
 
     def __mul__(self, other):
@@ -252,8 +273,12 @@ class SymInt(int):
         return SymInt._make(int(self) * int(other), _poly_mul(self._poly, other._poly))
 
     def __floordiv__(self, other):
-        if not isinstance(other, int) or isinstance(other, bool):
+        key = self._pair_key(other)
+        if key is None:
             return int(self) // other
+        return self._remembered("//", key, SymInt._floor_divide, other)
+
+    def _floor_divide(self, other):
         value = int(self) // int(other)
         if int(other) == 0:
             return value
@@ -266,8 +291,12 @@ class SymInt(int):
         return value
 
     def __rfloordiv__(self, other):
-        if not isinstance(other, int) or isinstance(other, bool):
+        key = self._pair_key(other)
+        if key is None:
             return other // int(self)
+        return self._remembered("r//", key, SymInt._floor_divide_into, other)
+
+    def _floor_divide_into(self, other):
         value = int(other) // int(self)
         if int(other) % int(self) == 0:
             return SymInt._make(value, _poly_div(_poly_of(other), self._poly))
