@@ -339,7 +339,6 @@ def _execute(roots, retain_graph: bool, create_graph: bool, targets=None, captur
 def _run_ready(ready, buffers, deps, needed, captures, captured, retain_graph, create_graph, tie) -> None:
     """The engine loop: pop the ready node with the highest sequence number, run it, pass its
     gradients on, release what it saved."""
-    modules = memory._module_stack
     with memory.phase("backward"), set_grad_enabled(create_graph):
         while ready:
             _, _, node = heapq.heappop(ready)
@@ -353,14 +352,11 @@ def _run_ready(ready, buffers, deps, needed, captures, captured, retain_graph, c
                 del inputs
                 continue
             if node.location is not None:
-                # memory.swap_location and memory.module_scope, without a call or a context object per node
-                prev, memory._location = memory._location, node.location
-                modules.append(node.module)
+                prev = memory.enter_node(node.location, node.module)
                 try:
                     outputs = node.apply(inputs, create_graph)
                 finally:
-                    modules.pop()
-                    memory._location = prev
+                    memory.leave_node(prev)
             else:
                 outputs = node.apply(inputs, create_graph)
             del inputs

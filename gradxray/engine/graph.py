@@ -6,13 +6,11 @@ import itertools
 import re
 import sys
 import weakref
-from types import MappingProxyType
 
 from . import autograd, memory
-from .tensor import Tensor
+from .tensor import NO_HOOKS, Tensor
 
 _sequence = itertools.count()
-_NO_HOOKS = MappingProxyType({})           # a node's hooks until one is registered (Node.own_hooks)
 # Node.apply under the backward engine, which already runs in the grad mode every node asks for
 _GRAD_MODE_SET = contextlib.nullcontext()
 
@@ -160,26 +158,17 @@ class Node:
         self.location = None        # forward source location (file, line), for attribution
         self.module = ""
 
-    # Hooks, read-only and empty (class-level) until one is registered, when the node gets its own dict
-    # (see own_hooks): few nodes ever have one.
-    tensor_pre_hooks = _NO_HOOKS    # output_nr -> {handle id: hook} (Tensor.register_hook)
-    retains_grad = _NO_HOOKS        # output_nr -> weakref of a tensor that called retain_grad()
-    pre_hooks = _NO_HOOKS           # Node.register_prehook: fn(grad_outputs) -> grad_outputs | None
-    post_hooks = _NO_HOOKS          # Node.register_hook: fn(grad_inputs, grad_outputs) -> grad_inputs | None
-
-    def own_hooks(self, kind: str) -> dict:
-        """This node's own, writable dict of hooks ``kind`` ("pre_hooks", "retains_grad", ...)."""
-        hooks = self.__dict__.get(kind)
-        if hooks is None:
-            hooks = {}
-            setattr(self, kind, hooks)
-        return hooks
+    # hooks: shared, read-only and empty until one is registered (own_hooks)
+    tensor_pre_hooks = NO_HOOKS     # output_nr -> {handle id: hook} (Tensor.register_hook)
+    retains_grad = NO_HOOKS         # output_nr -> weakref of a tensor that called retain_grad()
+    pre_hooks = NO_HOOKS            # Node.register_prehook: fn(grad_outputs) -> grad_outputs | None
+    post_hooks = NO_HOOKS           # Node.register_hook: fn(grad_inputs, grad_outputs) -> grad_inputs | None
 
     def register_prehook(self, fn):
-        return _add_hook(self.own_hooks("pre_hooks"), fn)
+        return _add_hook(own_hooks(self, "pre_hooks"), fn)
 
     def register_hook(self, fn):
-        return _add_hook(self.own_hooks("post_hooks"), fn)
+        return _add_hook(own_hooks(self, "post_hooks"), fn)
 
     def name(self) -> str:
         # torch: "MulBackward0" for its own ops, "MyFunctionBackward" for a Python Function
@@ -447,6 +436,16 @@ class RemovableHandle:
 
 
 _hook_ids = itertools.count()
+
+
+def own_hooks(owner, attr: str) -> dict:
+    """The writable dict of hooks ``attr`` of a tensor or node: its own, made on first use in place of the
+    shared empty NO_HOOKS."""
+    hooks = owner.__dict__.get(attr)
+    if hooks is None:
+        hooks = {}
+        setattr(owner, attr, hooks)
+    return hooks
 
 
 def _add_hook(hooks: dict, fn) -> RemovableHandle:

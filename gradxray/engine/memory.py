@@ -48,6 +48,22 @@ def swap_location(location):
     return prev
 
 
+def enter_node(location, module: str):
+    """swap_location and module_scope in one plain call, for the backward engine (once per node it
+    runs); returns what leave_node takes."""
+    global _location
+    prev = _location
+    _location = location
+    _module_stack.append(module)
+    return prev
+
+
+def leave_node(prev) -> None:
+    global _location
+    _module_stack.pop()
+    _location = prev
+
+
 class module_scope:
     """Attribute allocations to a module path (entered by ``nn.Module.__call__``)."""
 

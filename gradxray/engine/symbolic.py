@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 from fractions import Fraction
 
+from .memo import remember
+
 Monomial = tuple  # tuple of (symbol, power) pairs, sorted
 Poly = dict       # Monomial -> coefficient: an int, or a Fraction when not integral
 
@@ -129,12 +131,11 @@ def _poly_text(poly: Poly) -> str:
 
 
 # SymInt products and sums by operands (see SymInt.__mul__) and display texts by expression (every
-# tensor a traced line shows is rendered), bounded: cleared when full
+# tensor a traced line shows is rendered), see memo.remember
 _products: dict = {}
 _sums: dict = {}
 _others: dict = {}          # differences and floor quotients, by (operator, operands)
 _texts: dict = {}
-_CACHE_LIMIT = 8192
 
 
 class SymInt(int):
@@ -167,10 +168,7 @@ class SymInt(int):
         terms = (self._key or self._cache_key())[1]
         text = _texts.get(terms)
         if text is None:
-            text = _poly_text(self._poly)
-            if len(_texts) >= _CACHE_LIMIT:
-                _texts.clear()
-            _texts[terms] = text
+            text = remember(_texts, terms, _poly_text(self._poly))
         return text
 
     def __repr__(self) -> str:
@@ -208,10 +206,7 @@ class SymInt(int):
             return int(self) + other
         out = _sums.get(key)             # as for products (see __mul__)
         if out is None:
-            out = SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other)))
-            if len(_sums) >= _CACHE_LIMIT:
-                _sums.clear()
-            _sums[key] = out
+            out = remember(_sums, key, SymInt._make(int(self) + int(other), _poly_add(self._poly, _poly_of(other))))
         return out
 
     __radd__ = __add__
@@ -222,10 +217,7 @@ class SymInt(int):
         key = (op, *key)
         out = _others.get(key)
         if out is None:
-            out = compute(self, other)
-            if len(_others) >= _CACHE_LIMIT:
-                _others.clear()
-            _others[key] = out
+            out = remember(_others, key, compute(self, other))
         return out
 
     def __sub__(self, other):
@@ -254,10 +246,7 @@ class SymInt(int):
             return int(self) * other
         out = _products.get(key)
         if out is None:
-            out = self._multiply(other)
-            if len(_products) >= _CACHE_LIMIT:
-                _products.clear()
-            _products[key] = out
+            out = remember(_products, key, self._multiply(other))
         return out
 
     __rmul__ = __mul__

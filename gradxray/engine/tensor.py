@@ -15,10 +15,14 @@ import itertools
 from types import MappingProxyType
 
 from . import memory
+from .memo import remember
 from .symbolic import SymInt, concrete_prod, sym_prod, sym_text
 
 _uids = itertools.count(1)
 
+
+# the hooks of a tensor or a graph node until one is registered: few ever have one (graph.own_hooks)
+NO_HOOKS = MappingProxyType({})
 
 # argument types that are never a tensor nor hold one: an op's sizes, dims and flags, skipped by the
 # per-argument scans every op makes (an identity test of the type before any isinstance)
@@ -111,11 +115,7 @@ def contiguous_strides(shape) -> tuple[int, ...]:
     for s in reversed(key):
         strides.append(acc)
         acc = acc * max(int(s), 1)
-    out = tuple(reversed(strides))
-    if len(_contiguous_cache) >= 4096:
-        _contiguous_cache.clear()
-    _contiguous_cache[key] = out
-    return out
+    return remember(_contiguous_cache, key, tuple(reversed(strides)))
 
 
 class Tensor:
@@ -130,9 +130,9 @@ class Tensor:
     _grad_accumulator = None           # weakref to the AccumulateGrad node of a leaf
     _inference = False                 # made under inference_mode
     # leaf tensor hooks, run before accumulation (a non-leaf's are on its grad_fn), and hooks run after:
-    # read-only and empty until a hook is registered, when the tensor gets its own dict
-    _hooks = MappingProxyType({})
-    _post_accumulate_hooks = MappingProxyType({})
+    # shared, read-only and empty until one is registered (graph.own_hooks)
+    _hooks = NO_HOOKS
+    _post_accumulate_hooks = NO_HOOKS
 
     def __init__(self, shape, dtype, dev, storage: Storage, stride=None, offset=0, data=None):
         self._shape = shape = shape if type(shape) is Size else Size(shape)     # immutable: shared, not copied
@@ -293,22 +293,18 @@ class Tensor:
 
     def register_hook(self, hook):
         """``hook(grad) -> grad | None`` runs on this tensor's gradient before it is used."""
-        from .graph import _add_hook
+        from .graph import _add_hook, own_hooks
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is None:
-            if "_hooks" not in self.__dict__:
-                self._hooks = {}
-            return _add_hook(self._hooks, hook)
-        return _add_hook(self.grad_fn.own_hooks("tensor_pre_hooks").setdefault(self._output_nr, {}), hook)
+            return _add_hook(own_hooks(self, "_hooks"), hook)
+        return _add_hook(own_hooks(self.grad_fn, "tensor_pre_hooks").setdefault(self._output_nr, {}), hook)
 
     def register_post_accumulate_grad_hook(self, hook):
-        from .graph import _add_hook
+        from .graph import _add_hook, own_hooks
         if self.grad_fn is not None:
             raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
-        if "_post_accumulate_hooks" not in self.__dict__:
-            self._post_accumulate_hooks = {}
-        return _add_hook(self._post_accumulate_hooks, hook)
+        return _add_hook(own_hooks(self, "_post_accumulate_hooks"), hook)
 
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in ``.grad`` (a copy, as torch makes)."""
@@ -316,7 +312,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
-            self.grad_fn.own_hooks("retains_grad")[self._output_nr] = weakref.ref(self)
+            from .graph import own_hooks
+            own_hooks(self.grad_fn, "retains_grad")[self._output_nr] = weakref.ref(self)
 
     @property
     def retains_grad(self) -> bool:

@@ -1,6 +1,7 @@
 """Shape inference helpers shared by ops."""
 from __future__ import annotations
 
+from ..memo import remember
 from ..symbolic import SymInt, sym_prod
 
 
@@ -63,11 +64,7 @@ def view_strides(old_shape, old_stride, new_shape):
         return _view_strides_cache[key]
     except KeyError:
         pass
-    out = _compute_stride(*key)
-    if len(_view_strides_cache) >= 4096:
-        _view_strides_cache.clear()
-    _view_strides_cache[key] = out
-    return out
+    return remember(_view_strides_cache, key, _compute_stride(*key))
 
 
 def _compute_stride(old_shape, old_stride, new):
