@@ -47,7 +47,7 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
     from .incremental import RootRecorder, RootResult, file_stamps, merge_root, root_keys, tests_stamp, \
         writes_module_state
     from .interpreter import Interpreter, analyze_root
-    from .parallel import lines_of, map_forked, worker_count
+    from .parallel import lines_of, map_forked, reap, worker_count
     from .project import imported_bases, index_source, project_index, propagate_class_kinds, root_classes
     from .rules import run_rules
 
@@ -62,6 +62,7 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
         return analysis
     interp = None
     default_runtime = runtime is None          # results on another runtime are not cached
+    exiting: list[int] = []                    # workers that sent their results: reaped at the end
     try:
         runtime = _engine_runtime(runtime)
         with runtime.backend():
@@ -96,7 +97,8 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
             workers = worker_count(jobs, len(todo), lines_of(todo)) if default_runtime else 1
             # roots are traced apart only if none can leave module state behind for the next: checked
             # while the workers start
-            traced = iter(map_forked(trace, todo, workers, proceed=lambda: not writes_module_state(index)))
+            traced = iter(map_forked(trace, todo, workers, proceed=lambda: not writes_module_state(index),
+                                     exiting=exiting))
             for i, cinfo in enumerate(roots):
                 if results[i] is None:
                     results[i] = next(traced)
@@ -112,6 +114,8 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
         run_rules(analysis, source, settings)
     except Exception as e:
         analysis.unresolved.append(Unresolved(path, 1, f"rules failed: {type(e).__name__}: {e}"))
+    finally:
+        reap(exiting)
     return analysis
 
 

@@ -140,13 +140,12 @@ def _parts(stmt) -> list:
 
 def _writes_outside(stmt) -> bool:
     """Whether a function a top-level statement defines may change module state when called
-    (interpreter._stores_outside); cached on the statement, which every root's key that reaches it asks."""
+    (project.stores_outside); cached on the statement, which every root's key that reaches it asks."""
     flag = getattr(stmt, "_gx_writes_outside", None)
     if flag is None:
-        from .interpreter import _stores_outside
-        from .project import defined_functions
+        from .project import defined_functions, stores_outside
 
-        flag = stmt._gx_writes_outside = any(_stores_outside(f) for part in _parts(stmt)
+        flag = stmt._gx_writes_outside = any(stores_outside(f) for part in _parts(stmt)
                                              for f in defined_functions(part))
     return flag
 

@@ -41,7 +41,8 @@ from .gc_pause import paused_gc
 from .exit_stack import ExitStackValue
 from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
 from .line_facts import add_step_facts
-from .project import ModuleIndex, class_info, import_bindings, is_source_resolvable, positional_params, required_params
+from .project import (MUTATING_METHODS, NESTED_SCOPES, ModuleIndex, class_info, import_bindings,
+                      is_source_resolvable, positional_params, required_params, stores_outside)
 from .results import Analysis, ClassSummary, GradCut, LineFact, Span, TensorFact, Unresolved
 from .torch_api import EngineGap, Runtime, upstream_params
 from .training_step import simulate_training_step
@@ -484,7 +485,7 @@ class Interpreter:
                     continue
                 stmt = tree.body[i]
                 body = _decorator_body(self.eval(stmt.value.func, scope))
-                if body is None or not _stores_outside(body):
+                if body is None or not stores_outside(body):
                     continue
                 ran.add(i)
                 self.exec_stmt(stmt, scope)
@@ -716,7 +717,7 @@ class Interpreter:
                 made = self.call(dv, [fn], {}, dec)
                 if isinstance(made, (UserFunction, BoundMethod, Partial, Builtin)):
                     fn = made
-            elif isinstance(dv, UserFunction) and _wraps_function(dv) and not _stores_outside(dv.node):
+            elif isinstance(dv, UserFunction) and _wraps_function(dv) and not stores_outside(dv.node):
                 fn = self._apply_wrapper(dv, fn, dec)
             elif isinstance(dv, (UserFunction, BoundMethod, Partial, UserInstance, UserClass)):
                 # Any other decorator written in Python source (a class instance, a factory of another
@@ -728,7 +729,7 @@ class Interpreter:
                 # trace is reported as anywhere else.  One that only rewrites the function (docstring
                 # builders, argument shims) changes nothing the analysis reads and is not run.
                 body = _decorator_body(dv)
-                if body is not None and _stores_outside(body):
+                if body is not None and stores_outside(body):
                     self.call(dv, [fn], {}, dec)
                 continue
             else:
@@ -2599,9 +2600,6 @@ def _defining_interp(it: Interpreter, obj) -> Interpreter | None:
     return ucls.interp if ucls is not None else None
 
 
-_NESTED_SCOPES = frozenset((ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
-
-
 def _decorator_shape(dec: UserFunction) -> str:
     """How decorator ``dec`` (one parameter ``f``, returning a function it defines) treats ``f``: "wraps"
     (the function it returns calls ``f``), "replaces" (it never does) or "" (another shape).  Decided
@@ -2637,7 +2635,7 @@ def _code_info(fnode) -> types.SimpleNamespace:
         stack = list(reversed(fnode.body)) if not isinstance(fnode, ast.Lambda) else []
         while stack:
             n = stack.pop()
-            if type(n) in _NESTED_SCOPES:
+            if type(n) in NESTED_SCOPES:
                 if not isinstance(n, ast.Lambda) and n.name not in seen:
                     seen.add(n.name)
                     names.append(n.name)
@@ -2674,7 +2672,7 @@ def _is_generator(fnode) -> bool:
                 kind = type(n)
                 if kind is ast.Yield or kind is ast.YieldFrom:
                     flag = True
-                elif kind not in _NESTED_SCOPES:
+                elif kind not in NESTED_SCOPES:
                     push_children(stack, n)
         fnode._gx_generator = flag
     return flag
@@ -2691,7 +2689,7 @@ def _loop_written_names(stmt) -> set[str]:
     while stack:
         n = stack.pop()
         kind = type(n)
-        if kind in _NESTED_SCOPES:
+        if kind in NESTED_SCOPES:
             continue
         if kind is ast.Name and not isinstance(n.ctx, ast.Load):
             names.add(n.id)
@@ -2701,7 +2699,7 @@ def _loop_written_names(stmt) -> set[str]:
                 root = root.value
             if isinstance(root, ast.Name):
                 names.add(root.id)
-        elif kind is ast.Call and isinstance(n.func, ast.Attribute) and n.func.attr in _MUTATORS:
+        elif kind is ast.Call and isinstance(n.func, ast.Attribute) and n.func.attr in MUTATING_METHODS:
             root = n.func.value
             while isinstance(root, (ast.Attribute, ast.Subscript)):
                 root = root.value
@@ -2747,10 +2745,6 @@ def _effect_candidate(stmt, index) -> bool:
             and all(k.arg is not None and plain(k.value) for k in call.keywords))
 
 
-_MUTATORS = frozenset(("append", "add", "update", "setdefault", "extend", "insert", "appendleft", "extendleft",
-                       "pop", "popitem", "remove", "discard", "clear", "__setitem__"))
-
-
 def _decorator_body(dv):
     """The function node a source decorator runs when applied (its own, its ``__call__``'s or, for a
     class, its ``__init__``'s), or None."""
@@ -2763,55 +2757,6 @@ def _decorator_body(dv):
     elif isinstance(dv, UserClass):
         dv = dv.lookup("__init__")[1]
     return dv.node if isinstance(dv, UserFunction) else None
-
-
-def _stores_outside(fnode) -> bool:
-    """Whether a function's own body changes state beyond its locals: a ``global`` / ``nonlocal``
-    statement, an item or attribute store into a name it does not bind (``_registry[name] = fn``), a
-    mutating method call on one (``_leaf_modules.add(m)``) or ``setattr`` on one.  Cached on the node."""
-    flag = getattr(fnode, "_gx_stores_outside", None)
-    if flag is not None:
-        return flag
-    a = fnode.args
-    local = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
-    nodes: list = []
-    stack = list(fnode.body) if not isinstance(fnode, ast.Lambda) else [fnode.body]
-    while stack:
-        n = stack.pop()
-        kind = type(n)
-        if kind in _NESTED_SCOPES:
-            if kind is not ast.Lambda:
-                local.add(n.name)
-            continue
-        if kind is ast.Name and not isinstance(n.ctx, ast.Load):
-            local.add(n.id)
-        nodes.append(n)
-        push_children(stack, n)
-
-    def outside(e) -> bool:
-        while isinstance(e, (ast.Attribute, ast.Subscript)):
-            e = e.value
-        return isinstance(e, ast.Name) and e.id not in local
-
-    flag = False
-    for n in nodes:
-        kind = type(n)
-        if kind is ast.Global or kind is ast.Nonlocal:
-            flag = True
-        elif kind is ast.Assign or kind is ast.AugAssign or kind is ast.AnnAssign or kind is ast.Delete:
-            for t in (n.targets if kind is ast.Assign or kind is ast.Delete else [n.target]):
-                if isinstance(t, (ast.Attribute, ast.Subscript)) and outside(t.value):
-                    flag = True
-        elif kind is ast.Call:
-            f = n.func
-            if isinstance(f, ast.Attribute) and f.attr in _MUTATORS and outside(f.value):
-                flag = True
-            elif isinstance(f, ast.Name) and f.id == "setattr" and n.args and outside(n.args[0]):
-                flag = True
-        if flag:
-            break
-    fnode._gx_stores_outside = flag
-    return flag
 
 
 def _bound_names(stmt) -> set[str]:

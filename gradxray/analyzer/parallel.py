@@ -67,14 +67,18 @@ def lines_of(classes) -> int:
 
 
 def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
-               proceed: Callable[[], bool] | None = None) -> list[R]:
+               proceed: Callable[[], bool] | None = None, exiting: list[int] | None = None) -> list[R]:
     """``[work(t) for t in tasks]`` computed by ``jobs`` processes: this one and ``jobs - 1`` forked
     copies, each taking the next task from a shared queue.  Results must pickle.  A task whose result
     did not come back from a worker (it raised, it died) is run here afterwards, so the list is
     complete either way; ``work`` itself should not raise (it is called again here if it does).
 
     ``proceed``: a check that the tasks may run apart, made here while the workers start (it costs
-    time the workers use); when it says no, they are stopped and every task runs here, in order."""
+    time the workers use); when it says no, they are stopped and every task runs here, in order.
+
+    ``exiting``: where to leave the process ids of workers that sent their results, for the caller to
+    ``reap`` once it has done its own work; a worker's exit gives back its copy of this process's memory,
+    which takes several milliseconds.  Without it they are reaped here."""
     n = len(tasks)
     if jobs <= 1 or n < 2:
         return [work(t) for t in tasks]
@@ -116,13 +120,27 @@ def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
         os.close(queue_r)
         for pid, fd in children:
             with os.fdopen(fd, "rb") as inp:
-                payload = inp.read()
-            os.waitpid(pid, 0)
+                payload = inp.read()                # up to the end of the pipe, closed before the exit
             try:
                 results.update(pickle.loads(payload))
             except Exception:
                 pass                                # traced again below
+        pids = [pid for pid, _ in children]
+        if exiting is None:
+            reap(pids)
+        else:
+            exiting.extend(pids)
     return [results[i] if i in results else work(tasks[i]) for i in range(n)]
+
+
+def reap(pids: list[int]) -> None:
+    """Wait for the exit of the workers ``pids`` (map_forked's ``exiting``) and forget them."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    pids.clear()
 
 
 def _take(queue_fd: int):

@@ -221,28 +221,116 @@ def propagate_class_kinds(index: ModuleIndex) -> None:
 
 def _referenced_names(node: ast.AST) -> set[str]:
     """The names ``node`` reads, anywhere inside it; cached on the node (with the functions it
-    defines, see defined_functions)."""
+    defines, see defined_functions).  The same walk decides, for every function inside (``node`` too),
+    whether it changes state beyond its locals (see stores_outside)."""
     cached = getattr(node, "_gx_refs", None)
     if cached is not None:
         return cached
     # this walks every class and function of the file on each analysis (see astwalk)
     out: set[str] = set()
     functions: list = []
-    stack = [node]
+    _scan(node, [node], None, out, functions)
+    # the node itself is not in its own list: a node holding itself is a reference cycle, which leaves
+    # the whole tree to the cyclic collector (see gc_pause)
+    node._gx_refs, node._gx_functions = out, functions
+    return out
+
+
+# what a scope's body may change outside its locals with (see stores_outside)
+MUTATING_METHODS = frozenset(("append", "add", "update", "setdefault", "extend", "insert", "appendleft",
+                              "extendleft", "pop", "popitem", "remove", "discard", "clear", "__setitem__"))
+NESTED_SCOPES = frozenset((ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
+_STORE_STATEMENTS = frozenset((ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete))
+_STORE_CANDIDATES = frozenset((ast.Global, ast.Nonlocal, ast.Call, *_STORE_STATEMENTS))
+
+
+class _FunctionScope:
+    """What a function's own body binds and the statements and calls that may store outside it."""
+
+    __slots__ = ("local", "candidates")
+
+    def __init__(self, fnode):
+        a = fnode.args
+        self.local = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
+        self.candidates: list = []
+
+
+def _scan(top, roots: list, scope: _FunctionScope | None, names: set, functions: list) -> None:
+    """Walk ``roots`` (inside ``top``): names read go to ``names``, function definitions other than
+    ``top`` to ``functions``; what binds a name or may store outside goes to ``scope``, the function
+    whose own body this is (None outside any).  A nested function or lambda is a scope of its own: its
+    body is walked with it, its header (decorators, defaults, annotations) with no scope, and its
+    stores_outside flag is set on it; a class body belongs to no function."""
+    stack = list(roots)
     while stack:
         n = stack.pop()
         kind = type(n)
         if kind is ast.Name:
             if type(n.ctx) is ast.Load:
-                out.add(n.id)
+                names.add(n.id)
+            elif scope is not None:
+                scope.local.add(n.id)
             continue
-        if (kind is ast.FunctionDef or kind is ast.AsyncFunctionDef) and n is not node:
-            functions.append(n)
+        if kind in NESTED_SCOPES:
+            if kind is ast.Lambda:
+                body = [n.body]
+            else:
+                body = n.body
+                if scope is not None:
+                    scope.local.add(n.name)
+                if kind is not ast.ClassDef and n is not top:
+                    functions.append(n)
+            inner: list = []
+            push_children(inner, n)
+            if kind is ast.ClassDef:
+                _scan(top, inner, None, names, functions)
+                continue
+            in_body = {id(b) for b in body}
+            _scan(top, [c for c in inner if id(c) not in in_body], None, names, functions)
+            own = _FunctionScope(n)
+            _scan(top, body, own, names, functions)
+            n._gx_stores_outside = _stores_outside_of(own)
+            continue
+        if scope is not None and kind in _STORE_CANDIDATES:
+            scope.candidates.append(n)
         push_children(stack, n)
-    # the node itself is not in its own list: a node holding itself is a reference cycle, which leaves
-    # the whole tree to the cyclic collector (see gc_pause)
-    node._gx_refs, node._gx_functions = out, functions
-    return out
+
+
+def _stores_outside_of(scope: _FunctionScope) -> bool:
+    local = scope.local
+
+    def outside(e) -> bool:
+        while isinstance(e, (ast.Attribute, ast.Subscript)):
+            e = e.value
+        return isinstance(e, ast.Name) and e.id not in local
+
+    for n in scope.candidates:
+        kind = type(n)
+        if kind is ast.Global or kind is ast.Nonlocal:
+            return True
+        if kind in _STORE_STATEMENTS:
+            for t in (n.targets if kind is ast.Assign or kind is ast.Delete else [n.target]):
+                if isinstance(t, (ast.Attribute, ast.Subscript)) and outside(t.value):
+                    return True
+        else:                                                   # a call
+            f = n.func
+            if isinstance(f, ast.Attribute) and f.attr in MUTATING_METHODS and outside(f.value):
+                return True
+            if isinstance(f, ast.Name) and f.id == "setattr" and n.args and outside(n.args[0]):
+                return True
+    return False
+
+
+def stores_outside(fnode) -> bool:
+    """Whether a function's (or lambda's) own body changes state beyond its locals: a ``global`` /
+    ``nonlocal`` statement, an item or attribute store into a name it does not bind (``_registry[name]
+    = fn``), a mutating method call on one (``_leaf_modules.add(m)``) or ``setattr`` on one.  Cached on
+    the node; set for every function a walk of _referenced_names meets."""
+    flag = getattr(fnode, "_gx_stores_outside", None)
+    if flag is None:
+        _scan(fnode, [fnode], None, set(), [])
+        flag = fnode._gx_stores_outside
+    return flag
 
 
 def defined_functions(node: ast.AST) -> list:

@@ -54,6 +54,21 @@ def test_results_come_back_in_task_order_from_several_processes():
     assert _no_children_left()
 
 
+def test_workers_can_be_left_exiting_for_the_caller_to_reap():
+    exiting: list[int] = []
+    out = parallel.map_forked(_square_slowly, list(range(6)), jobs=3, exiting=exiting)
+    assert [v for v, _ in out] == [n * n for n in range(6)]
+    assert len(exiting) == 2 and os.getpid() not in exiting
+    parallel.reap(exiting)
+    assert exiting == [] and _no_children_left()
+
+
+def test_an_analysis_leaves_no_worker_behind():
+    with open(LARGE, encoding="utf-8") as fh:
+        analyze_source(fh.read(), LARGE, jobs=2)
+    assert _no_children_left()
+
+
 def test_what_a_failing_worker_did_not_return_is_done_here():
     parent = os.getpid()
 
@@ -126,9 +141,9 @@ def spy(monkeypatch):
     calls: list[int] = []
     real = parallel.map_forked
 
-    def recording(work, tasks, jobs, proceed=None):
+    def recording(work, tasks, jobs, proceed=None, exiting=None):
         calls.append(jobs)
-        return real(work, tasks, jobs, proceed)
+        return real(work, tasks, jobs, proceed, exiting)
 
     monkeypatch.setattr(parallel, "map_forked", recording)
     return calls
