@@ -3351,22 +3351,20 @@ def _drop_constant_values(model, rt) -> None:
     holds shape-only tensors, as it would without them, so its forward, backward and device moves never
     meet data (parameters, buffers and tensor attributes, in lists and tuples too)."""
     rt.made_constants = False
-
-    def drop(v):
-        if rt.is_tensor(v):
-            if v.data_ is not None:
-                v.data_ = None
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                if rt.is_tensor(x) and x.data_ is not None:
-                    x.data_ = None
-
+    tensor = rt.Tensor
     for m in model.modules():
         for store in (m._parameters, m._buffers):
             for t in store.values():
-                drop(t)
-        for v in m.__dict__.values():
-            drop(v)
+                if t is not None and t.data_ is not None:
+                    t.data_ = None
+        for v in m.__dict__.values():          # a module's every attribute: checks inlined
+            kind = type(v)
+            if kind is list or kind is tuple:
+                for x in v:
+                    if isinstance(x, tensor) and x.data_ is not None:
+                        x.data_ = None
+            elif isinstance(v, tensor) and v.data_ is not None:
+                v.data_ = None
 
 
 def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):

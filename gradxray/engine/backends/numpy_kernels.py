@@ -29,7 +29,8 @@ import numpy as np
 
 from . import CONTIGUOUS
 from ..layout import iterator_strides
-from ..tensor import non_overlapping_and_dense
+from .. import dtypes as _dt
+from ..tensor import Tensor, device, non_overlapping_and_dense
 
 # -- dtypes -------------------------------------------------------------------
 
@@ -50,7 +51,6 @@ def np_dtype(d) -> np.dtype:
 
 def gx_dtype(npd):
     """Engine dtype of a numpy dtype."""
-    from .. import dtypes as _dt
     npd = np.dtype(npd)
     for name, candidate in _NP_DTYPES.items():
         if candidate == npd:
@@ -200,8 +200,6 @@ def missing(name: str) -> NotImplementedError:
 
 
 def _unwrap(x):
-    from .. import dtypes as _dt
-    from ..tensor import Tensor, device
     if isinstance(x, Tensor):
         return x.data_
     if isinstance(x, _dt.dtype):
