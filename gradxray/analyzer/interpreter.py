@@ -33,6 +33,7 @@ import weakref
 from typing import Any
 
 from gradxray.engine.memory import current_phase
+from gradxray.engine.nn import MEMBER_STORES
 from gradxray.engine.symbolic import SymInt, sym_text
 from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
@@ -989,8 +990,10 @@ class Interpreter:
         if id(callee) in _ITERATING_IDS and any(isinstance(a, UserInstance) for a in args):
             # `zip(cfg.per_layer, ...)`: an instance of an analysed iterable class, iterated as Python would
             args = [(self.iterate(a, node) or a) if isinstance(a, UserInstance) else a for a in args]
-        container_safe = id(callee) in _CONTAINER_SAFE_IDS or isinstance(
-            getattr(callee, "__self__", None), (list, dict, set))
+        # a list's, dict's or set's own method (asked of C methods only: `getattr` on an engine module
+        # would raise and catch an AttributeError on every module call)
+        container_safe = id(callee) in _CONTAINER_SAFE_IDS or (
+            type(callee) in _C_METHOD_TYPES and isinstance(callee.__self__, (list, dict, set)))
         if id(callee) in _CONSUMER_IDS and any(
                 isinstance(a, range) and len(a) > MAX_LOOP for a in args):
             return self.unknown(f"iterating over more than {MAX_LOOP} items is not supported", node)
@@ -1231,10 +1234,10 @@ class Interpreter:
             d = obj.__dict__
             if name in d and not name.startswith("_gx"):
                 return d[name], None
-            try:
-                return self.rt.Module.__getattr__(obj, name), None      # parameters, buffers, submodules
-            except AttributeError:
-                pass
+            for store in MEMBER_STORES:           # parameters, buffers, submodules (Module.__getattr__,
+                members = d.get(store)            # without raising for the methods looked up next)
+                if members is not None and name in members:
+                    return members[name], None
             ucls = type(obj)._gx_user_class
             owner, raw = ucls.lookup(name)
             if owner is not None:
@@ -2446,6 +2449,7 @@ _CONSUMER_IDS = frozenset(id(c) for c in _CONSUMERS)
 _ITERATING_IDS = frozenset(id(c) for c in (list, tuple, set, frozenset, sorted, sum, min, max, any, all, zip,
                                            enumerate, reversed, iter))
 _CONTAINER_SAFE_IDS = frozenset(id(c) for c in _CONTAINER_SAFE)
+_C_METHOD_TYPES = (types.BuiltinMethodType, types.MethodWrapperType)
 
 class _WithBodySink(list):
     """The yield sink of a ``@contextmanager`` generator run by a ``with``: its first ``yield`` runs the

@@ -249,6 +249,7 @@ class MemoryTracker:
         self.module_outputs[path] = tuple(map(int, first.shape)) if is_tensor else None
 
     def on_flops(self, n: int) -> None:
+        n = int(n)             # totals as numbers (a FlopCounter keeps symbolic counts as expressions)
         self.flops[_phase] = self.flops.get(_phase, 0) + n
         loc = _location
         if loc is not None and _phase in ("forward", "backward"):

@@ -25,6 +25,10 @@ def _check_member_name(module, kind, name, store):
         raise KeyError(f"attribute '{name}' already exists")
 
 
+# where a module keeps what ``module.name`` finds besides its own attributes, in lookup order
+MEMBER_STORES = ("_parameters", "_buffers", "_modules")
+
+
 def _size_text(t) -> str:
     return f"torch.Size({[int(s) for s in t.shape]})"
 
@@ -82,7 +86,7 @@ class Module:
 
     def __getattr__(self, name):
         d = self.__dict__
-        for store in ("_parameters", "_buffers", "_modules"):
+        for store in MEMBER_STORES:
             s = d.get(store)
             if s is not None and name in s:
                 return s[name]
