@@ -21,8 +21,21 @@ def _check_member_name(module, kind, name, store):
         raise KeyError(f'{kind} name can\'t contain "."')
     if name == "":
         raise KeyError(f'{kind} name can\'t be empty string ""')
-    if hasattr(module, name) and name not in store:
+    if name not in store and _has_attribute(module, name):
         raise KeyError(f"attribute '{name}' already exists")
+
+
+def _has_attribute(module, name) -> bool:
+    """``hasattr(module, name)``, without raising and catching an AttributeError for the new names
+    every registration checks: the class is asked first (only its attributes can differ from hasattr's)."""
+    d = module.__dict__
+    if name in d:
+        return True
+    for store in MEMBER_STORES:
+        members = d.get(store)
+        if members is not None and name in members:
+            return True
+    return hasattr(type(module), name) and hasattr(module, name)
 
 
 # where a module keeps what ``module.name`` finds besides its own attributes, in lookup order
