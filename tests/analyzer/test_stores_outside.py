@@ -46,25 +46,22 @@ def _rule(fnode) -> bool:
         nodes.append(n)
         stack.extend(ast.iter_child_nodes(n))
 
-    def outside(e) -> bool:
-        while isinstance(e, (ast.Attribute, ast.Subscript)):
-            e = e.value
-        return isinstance(e, ast.Name) and e.id not in local
+    def root_name(e):                       # `a.b[c].d` -> "a"; None when the chain starts elsewhere
+        return root_name(e.value) if isinstance(e, (ast.Attribute, ast.Subscript)) else getattr(e, "id", None)
 
+    written: list = []                      # expressions whose root object the function changes
     for n in nodes:
         if isinstance(n, (ast.Global, ast.Nonlocal)):
             return True
-        if isinstance(n, (ast.Assign, ast.Delete, ast.AugAssign, ast.AnnAssign)):
-            targets = n.targets if isinstance(n, (ast.Assign, ast.Delete)) else [n.target]
-            if any(isinstance(t, (ast.Attribute, ast.Subscript)) and outside(t.value) for t in targets):
-                return True
-        if isinstance(n, ast.Call):
-            f = n.func
-            if isinstance(f, ast.Attribute) and f.attr in MUTATING_METHODS and outside(f.value):
-                return True
-            if isinstance(f, ast.Name) and f.id == "setattr" and n.args and outside(n.args[0]):
-                return True
-    return False
+        if isinstance(n, (ast.Assign, ast.Delete)):
+            written += [t.value for t in n.targets if isinstance(t, (ast.Attribute, ast.Subscript))]
+        elif isinstance(n, (ast.AugAssign, ast.AnnAssign)) and isinstance(n.target, (ast.Attribute, ast.Subscript)):
+            written.append(n.target.value)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in MUTATING_METHODS:
+            written.append(n.func.value)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "setattr" and n.args:
+            written.append(n.args[0])
+    return any(root_name(e) is not None and root_name(e) not in local for e in written)
 
 
 def _functions(tree) -> list:
