@@ -990,10 +990,10 @@ class Interpreter:
         if id(callee) in _ITERATING_IDS and any(isinstance(a, UserInstance) for a in args):
             # `zip(cfg.per_layer, ...)`: an instance of an analysed iterable class, iterated as Python would
             args = [(self.iterate(a, node) or a) if isinstance(a, UserInstance) else a for a in args]
-        # a list's, dict's or set's own method (asked of C methods only: `getattr` on an engine module
-        # would raise and catch an AttributeError on every module call)
+        # a list's, dict's or set's own method (bound methods only are asked: `getattr` on an engine
+        # module would raise and catch an AttributeError on every module call)
         container_safe = id(callee) in _CONTAINER_SAFE_IDS or (
-            type(callee) in _C_METHOD_TYPES and isinstance(callee.__self__, (list, dict, set)))
+            type(callee) in _BOUND_METHOD_TYPES and isinstance(callee.__self__, (list, dict, set)))
         if id(callee) in _CONSUMER_IDS and any(
                 isinstance(a, range) and len(a) > MAX_LOOP for a in args):
             return self.unknown(f"iterating over more than {MAX_LOOP} items is not supported", node)
@@ -2449,7 +2449,7 @@ _CONSUMER_IDS = frozenset(id(c) for c in _CONSUMERS)
 _ITERATING_IDS = frozenset(id(c) for c in (list, tuple, set, frozenset, sorted, sum, min, max, any, all, zip,
                                            enumerate, reversed, iter))
 _CONTAINER_SAFE_IDS = frozenset(id(c) for c in _CONTAINER_SAFE)
-_C_METHOD_TYPES = (types.BuiltinMethodType, types.MethodWrapperType)
+_BOUND_METHOD_TYPES = (types.BuiltinMethodType, types.MethodWrapperType, types.MethodType)
 
 class _WithBodySink(list):
     """The yield sink of a ``@contextmanager`` generator run by a ``with``: its first ``yield`` runs the
