@@ -33,7 +33,7 @@ import weakref
 from typing import Any
 
 from gradxray.engine.memory import current_phase
-from gradxray.engine.nn import MEMBER_STORES
+from gradxray.engine.nn import NOT_REGISTERED, registered
 from gradxray.engine.symbolic import SymInt, sym_text
 from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 
@@ -1234,10 +1234,9 @@ class Interpreter:
             d = obj.__dict__
             if name in d and not name.startswith("_gx"):
                 return d[name], None
-            for store in MEMBER_STORES:           # parameters, buffers, submodules (Module.__getattr__,
-                members = d.get(store)            # without raising for the methods looked up next)
-                if members is not None and name in members:
-                    return members[name], None
+            member = registered(obj, name)        # parameters, buffers, submodules (Module.__getattr__,
+            if member is not NOT_REGISTERED:      # without raising for the methods looked up next)
+                return member, None
             ucls = type(obj)._gx_user_class
             owner, raw = ucls.lookup(name)
             if owner is not None:

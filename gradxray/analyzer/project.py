@@ -272,19 +272,16 @@ def _scan(top, roots: list, scope: _FunctionScope | None, names: set, functions:
                 scope.local.add(n.id)
             continue
         if kind in NESTED_SCOPES:
-            if kind is ast.Lambda:
-                body = [n.body]
-            else:
-                body = n.body
-                if scope is not None:
-                    scope.local.add(n.name)
-                if kind is not ast.ClassDef and n is not top:
-                    functions.append(n)
+            if kind is not ast.Lambda and scope is not None:
+                scope.local.add(n.name)
             inner: list = []
             push_children(inner, n)
             if kind is ast.ClassDef:
                 _scan(top, inner, None, names, functions)
                 continue
+            if kind is not ast.Lambda and n is not top:
+                functions.append(n)
+            body = [n.body] if kind is ast.Lambda else n.body
             in_body = {id(b) for b in body}
             _scan(top, [c for c in inner if id(c) not in in_body], None, names, functions)
             own = _FunctionScope(n)

@@ -27,19 +27,24 @@ def _check_member_name(module, kind, name, store):
 
 def _has_attribute(module, name) -> bool:
     """``hasattr(module, name)``, without raising and catching an AttributeError for the new names
-    every registration checks: the class is asked first (only its attributes can differ from hasattr's)."""
-    d = module.__dict__
-    if name in d:
+    every registration checks: the class is asked last (only its attributes can differ from hasattr's)."""
+    if name in module.__dict__ or registered(module, name) is not NOT_REGISTERED:
         return True
-    for store in MEMBER_STORES:
-        members = d.get(store)
-        if members is not None and name in members:
-            return True
     return hasattr(type(module), name) and hasattr(module, name)
 
 
-# where a module keeps what ``module.name`` finds besides its own attributes, in lookup order
-MEMBER_STORES = ("_parameters", "_buffers", "_modules")
+NOT_REGISTERED = object()       # registered's answer for a name that is no parameter, buffer or submodule
+
+
+def registered(module, name):
+    """The parameter, buffer or submodule ``module`` holds under ``name`` (None for an optional one that
+    is unset), or NOT_REGISTERED: what ``module.name`` finds besides its own attributes."""
+    d = module.__dict__
+    for store in ("_parameters", "_buffers", "_modules"):
+        members = d.get(store)
+        if members is not None and name in members:
+            return members[name]
+    return NOT_REGISTERED
 
 
 def _size_text(t) -> str:
@@ -98,11 +103,9 @@ class Module:
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
-        d = self.__dict__
-        for store in MEMBER_STORES:
-            s = d.get(store)
-            if s is not None and name in s:
-                return s[name]
+        member = registered(self, name)
+        if member is not NOT_REGISTERED:
+            return member
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
