@@ -14,6 +14,9 @@ The file is ``bench/fixtures/large_model.py`` (six model families, every root cl
   analysis after an edit inside one root class (its other root classes' traces reused); medians
   of ``--repeats`` warm runs in this process, with the time of a fixed pure-Python loop (this
   machine's speed changes over time, by up to about 1.8x);
+* the same analysis (default and one process) in a second process that runs every module from its
+  Python source (``GRADXRAY_PURE_PYTHON=1``, see ``gradxray/native.py``), timed in turn with this
+  process's runs: the ratio is what the compiled hot-path modules gain;
 * the one-process analysis split into phases -- parse, index, interpret/trace (one line per root
   class), rules -- by replaying ``analyze_source``'s steps with the same functions;
 * a cold run: a fresh interpreter that imports the analyzer and analyses the file once, and the
@@ -64,15 +67,62 @@ print(json.dumps({"import_ms": (t1 - t0) * 1e3, "first_analysis_ms": (t2 - t1) *
 """
 
 
-def interleaved_ms(fns: dict, repeats: int) -> dict[str, tuple[float, float, float]]:
+# a fresh interpreter that imports the analyzer from its Python sources (native.PURE_PYTHON_ENV) and times
+# one analysis for each line it reads ("default" or "one": jobs=1), as JSON on stdout
+PURE_SCRIPT = """
+import json, sys, time
+from gradxray.analyzer import analyze_source
+from gradxray.analyzer.config import settings_for_file
+from gradxray import native
+path = sys.argv[1]
+with open(path, encoding="utf-8") as fh:
+    source = fh.read()
+settings = settings_for_file(path)
+analyze_source(source, path, settings)
+assert not native.loaded_compiled(), native.loaded_compiled()
+for line in sys.stdin:
+    jobs = 1 if line.strip() == "one" else None
+    start = time.perf_counter()
+    analyze_source(source, path, settings, jobs=jobs)
+    print(json.dumps((time.perf_counter() - start) * 1e3), flush=True)
+"""
+
+
+class PurePythonAnalyses:
+    """The same analysis in another process that runs every module from its Python source: what a
+    build without the compiled modules would take, measured in turn with this process's runs."""
+
+    def __init__(self, path: str):
+        from gradxray import native
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   **{native.PURE_PYTHON_ENV: "1"})
+        self.proc = subprocess.Popen([sys.executable, "-c", PURE_SCRIPT, path], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+    def timed(self, mode: str):
+        """A function that runs one analysis there; it returns the time measured there (ms)."""
+        def run() -> float:
+            self.proc.stdin.write(mode + "\n")
+            self.proc.stdin.flush()
+            return json.loads(self.proc.stdout.readline())
+        return run
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def interleaved_ms(fns: dict, repeats: int, self_timed=frozenset()) -> dict[str, tuple[float, float, float]]:
     """``median_ms`` of several functions, run in turn, so that a change of the machine's speed during
-    the measurement (a shared machine's is not constant) weighs on all of them alike."""
+    the measurement (a shared machine's is not constant) weighs on all of them alike.  The functions named
+    in ``self_timed`` run elsewhere and return the milliseconds measured there."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            result = fn()
+            elapsed = (time.perf_counter() - start) * 1e3
+            times[name].append(result if name in self_timed else elapsed)
     return {name: (statistics.median(t), min(t), max(t)) for name, t in times.items()}
 
 
@@ -228,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for_file(path)
     n_lines = len(source.splitlines())
     print(f"file: {os.path.relpath(path, ROOT)}: {n_lines} lines, {len(source)} characters")
+    from gradxray import native
+    print(native.status())
 
     # one analysis first: it checks the file traces, and warms imports and caches
     reference = analyze_source(source, path, settings)
@@ -251,11 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     from gradxray.analyzer.project import index_source, root_classes
     roots = root_classes(index_source(source, path))
     workers = worker_count(None, len(roots), lines_of(roots))
+    pure = PurePythonAnalyses(path)
     timings = interleaved_ms({"parallel": lambda: analyze_source(source, path, settings),
-                              "one": lambda: analyze_source(source, path, settings, jobs=1)}, args.repeats)
+                              "one": lambda: analyze_source(source, path, settings, jobs=1),
+                              "pure parallel": pure.timed("default"), "pure one": pure.timed("one")}, args.repeats,
+                             self_timed={"pure parallel", "pure one"})
+    pure.close()
     analysis_timing = timings["parallel"]
     row(f"analyze_source ({workers} process{'es' if workers > 1 else ''}, the default)", analysis_timing)
     row("analyze_source, one process (jobs=1)", timings["one"])
+    for mode, label in (("parallel", "the default"), ("one", "one process")):
+        row(f"  all from Python sources, {label}", timings["pure " + mode],
+            f"  (compiled: {timings[mode][0] / timings['pure ' + mode][0]:.2f}x of this)")
     cli_args = check_args(path)
     row("CLI check_file (read, analyse, findings)", median_ms(lambda: cli.check_file(path, cli_args), args.repeats))
     lsp = lsp_analyze()

@@ -716,12 +716,25 @@ def _percent(text: str) -> float:
     return parse_percent(text)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and how many hot-path modules run compiled (that imports them, so only
+    when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from gradxray import native
+        print(f"{PROG} {__version__} ({native.status()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="What PyTorch autograd will do with your model: shapes, saved-for-backward "
                     "memory and gradient flow, without running it.")
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--version", action=_VersionAction, help="print the version and whether the analysis runs compiled")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("check", help="lint files or folders (recursively, *.py)")

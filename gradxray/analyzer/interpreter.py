@@ -3246,7 +3246,7 @@ def _bi_getsource(it: Interpreter, node, args, kwargs):
         fn = obj.func if isinstance(obj, BoundMethod) else obj
         src = fn.info.node if isinstance(fn, UserClass) else fn.node
         lines = fn.interp.index.lines
-        first = min([src.lineno, *(d.lineno for d in getattr(src, "decorator_list", ()))])
+        first = min([src.lineno] + [d.lineno for d in getattr(src, "decorator_list", ())])
         start, end = first - 1, src.end_lineno
     if lines is None:
         return it.unknown("`inspect.getsource` of this value is not supported", node)
