@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import sys
 
 from . import memory
+from .refcounts import can_accumulate_inplace
 
 _grad_enabled = True
 
@@ -93,17 +93,6 @@ class inference_mode:
         return wrapper
 
 
-def _can_accumulate_inplace(t, expected_refs: int) -> bool:
-    """torch's can_accumulate_inplace: a dense tensor whose object and storage nobody else holds
-    (a view never qualifies: its base keeps the storage referenced)."""
-    return sys.getrefcount(t) <= expected_refs and _storage_uses(t) <= 1 and t.is_non_overlapping_and_dense()
-
-
-def _storage_uses(t) -> int:
-    """How many tensor objects share ``t``'s storage (our analogue of storage.use_count())."""
-    return sys.getrefcount(t._storage) - 1
-
-
 def _accumulate(buffer: list, pos: int, var) -> None:
     """torch's InputBuffer::accumulate: add in place into the first gradient if nobody else holds it,
     otherwise out of place."""
@@ -112,8 +101,7 @@ def _accumulate(buffer: list, pos: int, var) -> None:
         buffer[pos] = var
         return
     buffer[pos] = None
-    # references counted: `old`, the parameter `t`, getrefcount's argument
-    if _can_accumulate_inplace(old, 3):
+    if can_accumulate_inplace(old):         # `old` is held by this local only (see refcounts)
         old.add_(var)
         buffer[pos] = old
     else:

@@ -8,6 +8,7 @@ import sys
 import weakref
 
 from . import autograd, memory
+from .refcounts import sole_reference
 from .tensor import NO_HOOKS, Tensor
 
 _sequence = itertools.count()
@@ -300,10 +301,9 @@ class AccumulateGrad(Node):
         grads.clear()                         # drop the buffer's reference: we may steal the tensor
         var = self.variable
         if var.grad is None:
-            # torch's is_tensor_stealable: nobody else holds this tensor object (its storage may be shared
-            # with a base, as for a transposed mm result); refs: this frame's local + getrefcount's argument
-            sole = sys.getrefcount(new_grad) <= 2
-            if not create_graph and sole and _obeys_layout_contract(new_grad, var):
+            # torch steals a gradient nobody else holds (its storage may be shared with a base, as for a
+            # transposed mm result); `new_grad` is held by this local only
+            if not create_graph and sole_reference(new_grad) and _obeys_layout_contract(new_grad, var):
                 g = new_grad._alias()
                 g._base = None
                 var.grad = g
