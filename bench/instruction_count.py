@@ -6,8 +6,12 @@ counted, one analysing the file ``FEW`` times and one ``MANY`` times after the s
 difference divided by ``MANY - FEW`` is the count of one analysis, with start-up and imports cancelled
 out.  The hash seed is fixed so that both processes take the same paths through dicts and sets.
 
+Where the hot-path modules are compiled (gradxray/native.py), the analysis is counted a second time
+with every module run from its source.
+
 Run: python bench/instruction_count.py [--file PATH] [--ref GIT_REV]
-(``--ref`` also counts the analysis as of another commit, checked out in a temporary worktree.)
+(``--ref`` also counts the analysis as of another commit, checked out in a temporary worktree: a
+fresh checkout has no compiled modules, so that count is from source.)
 """
 from __future__ import annotations
 
@@ -21,7 +25,10 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_FILE = os.path.join(ROOT, "bench", "fixtures", "large_model.py")
+sys.path.insert(0, ROOT)
+from gradxray import native  # noqa: E402
 FEW, MANY = 1, 5
+PURE_PYTHON_ENV = native.PURE_PYTHON_ENV
 
 CHILD = """
 import sys
@@ -37,8 +44,11 @@ for _ in range(2 + int(sys.argv[3])):          # two warm-up runs, then the coun
 """
 
 
-def instructions(code_root: str, path: str, runs: int) -> int:
+def instructions(code_root: str, path: str, runs: int, from_source: bool = False) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
+    env.pop(PURE_PYTHON_ENV, None)
+    if from_source:
+        env[PURE_PYTHON_ENV] = "1"
     out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                           sys.executable, "-c", CHILD, code_root, path, str(runs)],
                          capture_output=True, text=True, env=env, check=True)
@@ -48,8 +58,9 @@ def instructions(code_root: str, path: str, runs: int) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def per_analysis(code_root: str, path: str) -> float:
-    return (instructions(code_root, path, MANY) - instructions(code_root, path, FEW)) / (MANY - FEW)
+def per_analysis(code_root: str, path: str, from_source: bool = False) -> float:
+    return (instructions(code_root, path, MANY, from_source)
+            - instructions(code_root, path, FEW, from_source)) / (MANY - FEW)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,15 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed: nothing to count (Debian: apt install valgrind)")
         return 2
     path = os.path.abspath(args.file)
+    name = os.path.relpath(path, ROOT)
     here = per_analysis(ROOT, path)
-    print(f"{os.path.relpath(path, ROOT)}: {here / 1e6:.1f} million instructions per analysis (working tree)")
+    print(f"{name}: {here / 1e6:.1f} million instructions per analysis (working tree, {native.status()})")
+    finder = native.CompiledModuleFinder()
+    if any(finder.build_of(name) for name in native.COMPILED):
+        source = per_analysis(ROOT, path, from_source=True)
+        print(f"{name}: {source / 1e6:.1f} million instructions per analysis (working tree, every module from "
+              f"source); compiled / source = {here / source:.3f}")
     if args.ref:
         with tempfile.TemporaryDirectory() as tmp:
             tree = os.path.join(tmp, "ref")
             subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", tree, args.ref], check=True,
                            capture_output=True)
             try:
-                there = per_analysis(tree, path)
+                there = per_analysis(tree, path)       # a fresh checkout has no builds: from source
             finally:
                 subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], capture_output=True)
         print(f"{os.path.relpath(path, ROOT)}: {there / 1e6:.1f} million instructions per analysis ({args.ref}); "
