@@ -14,11 +14,12 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = os.path.join(HERE, "gradxray")
 
 
 def _native():
     # gradxray/native.py by path: importing the package would need its dependencies at build time
-    spec = importlib.util.spec_from_file_location("_gradxray_native", os.path.join(HERE, "gradxray", "native.py"))
+    spec = importlib.util.spec_from_file_location("_gradxray_native", os.path.join(PACKAGE, "native.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -28,7 +29,7 @@ native = _native()
 
 
 def _source(fullname):
-    with open(native.source_file(fullname, os.path.join(HERE, "gradxray")), "rb") as fh:
+    with open(native.source_file(fullname, PACKAGE), "rb") as fh:
         return fh.read()
 
 
@@ -49,11 +50,15 @@ class build_native(build_ext):
         fullname = self.get_ext_fullname(ext_name)
         return os.path.join(HERE if self.inplace else os.path.abspath(self.build_lib), self.get_ext_filename(fullname))
 
+    def _in_tree(self, fullname):
+        """Where an editable install keeps the build of ``fullname``."""
+        return os.path.join(HERE, self.get_ext_filename(fullname))
+
     def run(self):
         super().run()
         if self.inplace:
             for ext in self.extensions:
-                current = os.path.join(HERE, self.get_ext_filename(ext.name))
+                current = self._in_tree(ext.name)
                 for old in native.builds_of(ext.name, HERE):
                     if os.path.abspath(old) != current:
                         os.remove(old)
@@ -61,7 +66,7 @@ class build_native(build_ext):
     def build_extensions(self):
         # an editable install finds the builds already in the source tree: only new sources are compiled
         todo = [ext for ext in self.extensions
-                if not (self.editable_mode and os.path.isfile(os.path.join(HERE, self.get_ext_filename(ext.name))))]
+                if not (self.editable_mode and os.path.isfile(self._in_tree(ext.name)))]
         if todo:
             try:
                 from Cython.Build import cythonize
@@ -104,7 +109,7 @@ def _extensions():
     if sys.platform == "win32" or sys.implementation.name != "cpython":    # gcc/clang flags below
         return []
     flags = ["-O2", "-g0"]          # after the interpreter's own -O3 -g: a faster compile, a smaller file
-    return [Extension(name, [os.path.relpath(native.source_file(name, os.path.join(HERE, "gradxray")), HERE)],
+    return [Extension(name, [os.path.relpath(native.source_file(name, PACKAGE), HERE)],
                       extra_compile_args=flags) for name in native.COMPILED]
 
 

@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     name = os.path.relpath(path, ROOT)
     here = per_analysis(ROOT, path)
     print(f"{name}: {here / 1e6:.1f} million instructions per analysis (working tree, {native.status()})")
-    finder = native.CompiledModuleFinder()
-    if any(finder.build_of(name) for name in native.COMPILED):
+    if native.built():
         source = per_analysis(ROOT, path, from_source=True)
         print(f"{name}: {source / 1e6:.1f} million instructions per analysis (working tree, every module from "
               f"source); compiled / source = {here / source:.3f}")

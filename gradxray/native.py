@@ -4,7 +4,8 @@ The analyzer and the engine are plain Python.  At install time (``setup.py``: ``
 modules listed in ``COMPILED`` are also compiled with Cython -- the same source, no type declarations,
 Python semantics kept (``annotation_typing`` off: an ``int`` annotation must not turn into a C type
 that rejects a symbolic size) -- which saves the bytecode dispatch of the pure-Python interpreter loop
-(about a sixth of the instructions of an analysis; ``bench/analysis_speed.py`` prints both).
+(about a quarter of the instructions of an analysis: ``bench/instruction_count.py`` counts both,
+``bench/analysis_speed.py`` times both).
 
 A compiled module lives beside its package's sources under a name that carries a digest of the exact
 source it was built from (and of ``BUILD_TAG``): ``engine/function.<digest>.cpython-311-x86_64-linux-gnu.so``
@@ -166,6 +167,12 @@ def install() -> CompiledModuleFinder | None:
     finder = CompiledModuleFinder()
     sys.meta_path.insert(0, finder)
     return finder
+
+
+def built() -> list[str]:
+    """The ``COMPILED`` modules with a build of their current source in this installation."""
+    finder = CompiledModuleFinder()
+    return [name for name in COMPILED if finder.build_of(name)]
 
 
 def loaded_compiled() -> list[str]:

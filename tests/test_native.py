@@ -2,9 +2,7 @@
 their sources, off with GRADXRAY_PURE_PYTHON, and an analysis gives the same result either way."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.machinery
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +12,7 @@ import pytest
 from gradxray import native
 from gradxray.analyzer import analyze_source
 from gradxray.analyzer.config import settings_for_file
+from tests.support.analysis_dump import dump
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -100,8 +99,7 @@ def test_each_module_runs_compiled_exactly_when_a_build_of_its_source_exists():
 def _dump(path: str, jobs) -> str:
     with open(path, encoding="utf-8") as fh:
         source = fh.read()
-    analysis = analyze_source(source, path=path, settings=settings_for_file(path), jobs=jobs)
-    return json.dumps(dataclasses.asdict(analysis), sort_keys=True, default=str)
+    return dump(analyze_source(source, path=path, settings=settings_for_file(path), jobs=jobs))
 
 
 DUMP = """
@@ -114,10 +112,7 @@ assert not native.loaded_compiled(), native.loaded_compiled()
 print(dump)
 """
 
-BUILT = [name for name in native.COMPILED if native.CompiledModuleFinder().build_of(name)]
-
-
-@pytest.mark.skipif(not BUILT or not native.enabled(), reason="nothing compiled in this installation")
+@pytest.mark.skipif(not native.built() or not native.enabled(), reason="nothing compiled in this installation")
 @pytest.mark.parametrize("name", ["bench/fixtures/large_model.py", "examples/gpt.py", "examples/resnet.py"])
 def test_compiled_and_pure_python_analyses_are_identical(name):
     path = os.path.join(ROOT, name)

@@ -4,14 +4,13 @@ reused result must be exactly what a full analysis gives, and every change a tra
 the project's tests, the settings) must trace it again."""
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import textwrap
 
 from gradxray.analyzer import analyze_source
 from gradxray.analyzer.incremental import TraceCache
 from gradxray.analyzer.settings import Settings
+from tests.support.analysis_dump import dump
 
 from analyzer_helpers import write_tree
 
@@ -78,10 +77,6 @@ LAYERS = textwrap.dedent("""\
 """)
 
 
-def _dump(analysis) -> str:
-    return json.dumps(dataclasses.asdict(analysis), default=str, sort_keys=True)
-
-
 class Project:
     def __init__(self, root):
         self.root = root
@@ -97,7 +92,7 @@ class Project:
         cached = analyze_source(source, self.path, settings, cache=self.cache)
         traced = self.cache.misses - misses
         full = analyze_source(source, self.path, settings)
-        assert _dump(cached) == _dump(full)
+        assert dump(cached) == dump(full)
         return cached, traced
 
 

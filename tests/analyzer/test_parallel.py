@@ -2,8 +2,6 @@
 whatever process traced which root, and a worker that fails must cost nothing but time."""
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from gradxray.analyzer.config import settings_for_file
 from gradxray.analyzer.incremental import TraceCache, writes_module_state
 from gradxray.analyzer.project import index_source
 from gradxray.analyzer.settings import Settings
+from tests.support.analysis_dump import dump
 
 from test_incremental import MODEL, LAYERS
 from analyzer_helpers import write_tree
@@ -27,10 +26,6 @@ LARGE = os.path.join(REPO, "bench", "fixtures", "large_model.py")
 EXAMPLES = [os.path.join(REPO, "examples", name) for name in ("gpt.py", "resnet.py")]
 
 pytestmark = pytest.mark.skipif(not parallel.can_fork(), reason="needs fork and a single-threaded process")
-
-
-def _dump(analysis) -> str:
-    return json.dumps(dataclasses.asdict(analysis), default=str, sort_keys=True)
 
 
 def _square_slowly(n: int) -> tuple[int, int]:
@@ -158,7 +153,7 @@ def test_parallel_analysis_equals_the_one_process_analysis(path, spy):
     two = analyze_source(source, path, settings, jobs=2)
     roots = len(two.classes)
     assert spy == [1, 2 if roots > 1 else 1]
-    assert _dump(two) == _dump(one)
+    assert dump(two) == dump(one)
     if path == LARGE:
         assert [c.name for c in two.classes] == ["GPT", "ResNet", "VisionTransformer", "MlpMixer", "UNet",
                                                  "ConvNeXt"]
@@ -177,7 +172,7 @@ def test_roots_that_may_change_module_state_are_traced_one_after_another(tmp_pat
     assert _no_children_left()
     gamma = next(c for c in analysis.classes if c.name == "Gamma")
     assert gamma.params == 3 * 2 + 2                     # len(_SEEN) + 1 outputs: Tracked ran first
-    assert _dump(analysis) == _dump(analyze_source(MODEL, path, settings, jobs=1))
+    assert dump(analysis) == dump(analyze_source(MODEL, path, settings, jobs=1))
 
 
 def test_results_traced_by_workers_are_cached_and_reused(tmp_path, spy):
@@ -190,7 +185,7 @@ def test_results_traced_by_workers_are_cached_and_reused(tmp_path, spy):
     assert spy == [2] and cache.misses == 4 and len(cache) == 4
     again = analyze_source(source, path, settings, cache=cache, jobs=2)
     assert cache.hits == 4 and spy == [2, 1]              # nothing left to trace
-    assert _dump(first) == _dump(again) == _dump(analyze_source(source, path, settings, jobs=1))
+    assert dump(first) == dump(again) == dump(analyze_source(source, path, settings, jobs=1))
 
 
 def test_cli_jobs_flag(tmp_path):
