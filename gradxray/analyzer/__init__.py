@@ -47,7 +47,7 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
     from .incremental import RootRecorder, RootResult, file_stamps, merge_root, root_keys, tests_stamp, \
         writes_module_state
     from .interpreter import Interpreter, analyze_root
-    from .parallel import lines_of, map_forked, reap, worker_count
+    from .parallel import lines_of, map_forked, reap, root_durations, worker_count
     from .project import imported_bases, index_source, project_index, propagate_class_kinds, root_classes
     from .rules import run_rules
 
@@ -96,9 +96,13 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
             todo = [c for c, r in zip(roots, results) if r is None]
             workers = worker_count(jobs, len(todo), lines_of(todo)) if default_runtime else 1
             # roots are traced apart only if none can leave module state behind for the next: checked
-            # while the workers start
+            # while the workers start; the longest the last time are handed out first
+            durations_keys = [(path, c.name) for c in todo]
+            seconds: list = []
             traced = iter(map_forked(trace, todo, workers, proceed=lambda: not writes_module_state(index),
-                                     exiting=exiting))
+                                     exiting=exiting, order=root_durations.order(durations_keys),
+                                     seconds=seconds))
+            root_durations.record(durations_keys, seconds)
             for i, cinfo in enumerate(roots):
                 if results[i] is None:
                     results[i] = next(traced)

@@ -4,7 +4,9 @@ A root's trace reads the file's definitions and writes only its own result (the 
 the language server reuse one root's result while tracing another, see ``incremental``), so the
 roots of one file can be traced by copies of the interpreter made after the file is indexed: each
 copy takes the next untraced root from a shared queue, and the results come back in root order.
-Merged in that order they equal a one-process run's.
+Merged in that order they equal a one-process run's.  The queue serves the roots that took longest
+the last time first (``DurationHistory``): taken in file order, the longest root of a file can come
+last and leave the other processes idle while one traces it.
 
 Workers are copies of this process made by ``fork`` (the interpreter's state is shared copy-on-write,
 nothing is imported or rebuilt), so this runs only where that is safe and worth it: Linux (other
@@ -21,7 +23,8 @@ import signal
 import struct
 import sys
 import threading
-from typing import Callable, Sequence, TypeVar
+import time
+from typing import Callable, Hashable, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,7 +70,8 @@ def lines_of(classes) -> int:
 
 
 def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
-               proceed: Callable[[], bool] | None = None, exiting: list[int] | None = None) -> list[R]:
+               proceed: Callable[[], bool] | None = None, exiting: list[int] | None = None,
+               order: Sequence[int] | None = None, seconds: list | None = None) -> list[R]:
     """``[work(t) for t in tasks]`` computed by ``jobs`` processes: this one and ``jobs - 1`` forked
     copies, each taking the next task from a shared queue.  Results must pickle.  A task whose result
     did not come back from a worker (it raised, it died) is run here afterwards, so the list is
@@ -78,13 +82,29 @@ def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
 
     ``exiting``: where to leave the process ids of workers that sent their results, for the caller to
     ``reap`` once it has done its own work; a worker's exit gives back its copy of this process's memory,
-    which takes several milliseconds.  Without it they are reaped here."""
+    which takes several milliseconds.  Without it they are reaped here.
+
+    ``order``: the task indices in the order the queue hands them out (all of them; by default the
+    tasks' order).  Tasks that run here because the workers were stopped or failed run in the tasks'
+    order.  ``seconds``: a list of ``len(tasks)`` filled with how long each task took where it ran."""
     n = len(tasks)
+    if seconds is not None:
+        seconds[:] = [None] * n
+
+    def here(i: int) -> R:
+        result, took = _timed(work, tasks[i])
+        if seconds is not None:
+            seconds[i] = took
+        return result
+
     if jobs <= 1 or n < 2:
-        return [work(t) for t in tasks]
+        return [here(i) for i in range(n)]
+    order = list(range(n)) if order is None else list(order)
+    if sorted(order) != list(range(n)):
+        raise ValueError(f"order must hold each of the {n} task indices once")
     queue_r, queue_w = os.pipe()
     # all indices written before any worker starts, in one write: each read of 4 bytes takes one
-    os.write(queue_w, b"".join(_INDEX.pack(i) for i in range(n)))
+    os.write(queue_w, b"".join(_INDEX.pack(i) for i in order))
     os.close(queue_w)
     children: list[tuple[int, int]] = []           # (pid, read end of its result pipe)
     for _ in range(jobs - 1):
@@ -96,7 +116,7 @@ def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
                 os.close(fd)
             code = 1
             try:
-                done = [(i, work(tasks[i])) for i in _take(queue_r)]
+                done = [(i, *_timed(work, tasks[i])) for i in _take(queue_r)]
                 payload = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
                 with os.fdopen(result_w, "wb") as out:
                     out.write(payload)
@@ -111,26 +131,70 @@ def map_forked(work: Callable[[T], R], tasks: Sequence[T], jobs: int,
             os.close(fd)
             os.waitpid(pid, 0)
         os.close(queue_r)
-        return [work(t) for t in tasks]
+        return [here(i) for i in range(n)]
     results: dict[int, R] = {}
     try:
         for i in _take(queue_r):
-            results[i] = work(tasks[i])
+            results[i] = here(i)
     finally:
         os.close(queue_r)
         for pid, fd in children:
             with os.fdopen(fd, "rb") as inp:
                 payload = inp.read()                # up to the end of the pipe, closed before the exit
             try:
-                results.update(pickle.loads(payload))
+                done = pickle.loads(payload)
             except Exception:
-                pass                                # traced again below
+                continue                            # traced again below
+            for i, result, took in done:
+                results[i] = result
+                if seconds is not None:
+                    seconds[i] = took
         pids = [pid for pid, _ in children]
         if exiting is None:
             reap(pids)
         else:
             exiting.extend(pids)
-    return [results[i] if i in results else work(tasks[i]) for i in range(n)]
+    return [results[i] if i in results else here(i) for i in range(n)]
+
+
+def _timed(work: Callable[[T], R], task: T) -> tuple[R, float]:
+    """``work(task)`` and the seconds it took."""
+    start = time.perf_counter()
+    result = work(task)
+    return result, time.perf_counter() - start
+
+
+class DurationHistory:
+    """How long each task (by a key, e.g. a file's root class) took the last time it ran, to hand out
+    the longest first: with a queue shared by a few processes, a long task taken last leaves the others
+    idle until it ends.  Tasks never seen run before all others, in their given order: nothing is known
+    of them, and one could be the longest.  Holds at most ``limit`` keys, the least recently run
+    forgotten first."""
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._seconds: dict[Hashable, float] = {}
+
+    def order(self, keys: Sequence[Hashable]) -> list[int]:
+        """Indices of ``keys``: unknown ones in their order, then the known ones, longest first."""
+        known = self._seconds
+        return sorted(range(len(keys)), key=lambda i: (keys[i] in known, -known.get(keys[i], 0.0), i))
+
+    def record(self, keys: Sequence[Hashable], seconds: Sequence[float | None]) -> None:
+        for key, took in zip(keys, seconds):
+            if took is None:
+                continue
+            self._seconds.pop(key, None)            # re-inserted: the most recently run are kept
+            self._seconds[key] = took
+        while len(self._seconds) > self.limit:
+            del self._seconds[next(iter(self._seconds))]
+
+    def __len__(self) -> int:
+        return len(self._seconds)
+
+
+# the durations of the root classes this process traced, by (file path, class name)
+root_durations = DurationHistory()
 
 
 def reap(pids: list[int]) -> None:

@@ -103,6 +103,56 @@ def test_workers_are_stopped_when_the_tasks_may_not_run_apart():
     assert _no_children_left()
 
 
+def _start_and_index(n: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    time.sleep(0.1)
+    return started, n
+
+
+def test_the_queue_hands_out_tasks_in_the_order_asked_for():
+    order = [5, 3, 4, 0, 2, 1]
+    seconds: list = []
+    out = parallel.map_forked(_start_and_index, list(range(6)), jobs=2, order=order, seconds=seconds)
+    assert [n for _, n in out] == list(range(6))              # results still in task order
+    # two processes take two tasks at a time, 0.1 s each: each pair of starts is a pair of the order
+    by_start = [n for _, n in sorted(out)]
+    assert [set(by_start[i:i + 2]) for i in (0, 2, 4)] == [set(order[i:i + 2]) for i in (0, 2, 4)]
+    assert len(seconds) == 6 and all(0.09 < s < 5 for s in seconds)   # measured where each ran
+    assert _no_children_left()
+
+
+def test_an_order_must_name_every_task_once():
+    with pytest.raises(ValueError, match="each of the 3 task indices once"):
+        parallel.map_forked(_square_slowly, [1, 2, 3], jobs=2, order=[0, 0, 1])
+    assert _no_children_left()
+
+
+def test_durations_are_measured_in_one_process_too():
+    seconds: list = []
+    parallel.map_forked(_square_slowly, [1, 2], jobs=1, seconds=seconds)
+    assert len(seconds) == 2 and all(s >= 0.05 for s in seconds)
+
+
+def test_duration_history_hands_out_unknown_tasks_first_then_the_longest():
+    history = parallel.DurationHistory()
+    keys = ["a", "b", "c", "d", "e"]
+    assert history.order(keys) == [0, 1, 2, 3, 4]                 # nothing known: as given
+    history.record(["a", "b", "c"], [0.2, None, 0.5])             # b: not measured
+    assert len(history) == 2
+    assert history.order(keys) == [1, 3, 4, 2, 0]                 # b, d, e unknown; then c (0.5), a (0.2)
+    history.record(["a"], [0.9])                                  # the last duration counts
+    assert history.order(["a", "c"]) == [0, 1]
+
+
+def test_duration_history_forgets_the_least_recently_run():
+    history = parallel.DurationHistory(limit=2)
+    history.record(["a", "b"], [1.0, 2.0])
+    history.record(["a"], [1.5])                                  # a is now the most recent
+    history.record(["c"], [3.0])
+    assert len(history) == 2
+    assert history.order(["a", "b", "c"]) == [1, 2, 0]            # b forgotten: unknown, first
+
+
 def test_worker_count():
     assert parallel.worker_count(None, 1, 10_000) == 1          # one root: nothing to share
     assert parallel.worker_count(1, 6, 10_000) == 1
@@ -132,16 +182,39 @@ def test_no_worker_is_forked_while_another_thread_runs():
 
 @pytest.fixture
 def spy(monkeypatch):
-    """The worker counts analyze_source asked map_forked for."""
-    calls: list[int] = []
+    """The worker counts analyze_source asked map_forked for (the queue orders in ``spy.orders``)."""
+    calls = _Calls()
     real = parallel.map_forked
 
-    def recording(work, tasks, jobs, proceed=None, exiting=None):
+    def recording(work, tasks, jobs, **options):
         calls.append(jobs)
-        return real(work, tasks, jobs, proceed, exiting)
+        calls.orders.append(options.get("order"))
+        return real(work, tasks, jobs, **options)
 
     monkeypatch.setattr(parallel, "map_forked", recording)
     return calls
+
+
+class _Calls(list):
+    def __init__(self):
+        super().__init__()
+        self.orders: list = []
+
+
+def test_the_roots_that_took_longest_are_handed_out_first(monkeypatch, spy):
+    monkeypatch.setattr(parallel, "root_durations", parallel.DurationHistory())
+    with open(LARGE, encoding="utf-8") as fh:
+        source = fh.read()
+    settings = settings_for_file(LARGE)
+    first = analyze_source(source, LARGE, settings, jobs=2)
+    names = [c.name for c in first.classes]
+    assert spy.orders[0] == list(range(6))                  # nothing known yet: the file's order
+    keys = [(LARGE, name) for name in names]
+    assert len(parallel.root_durations) == 6                        # each root's duration measured
+    parallel.root_durations.record(keys, [0.01, 0.02, 0.03, 0.04, 0.05, 0.5])  # ConvNeXt the longest
+    second = analyze_source(source, LARGE, settings, jobs=2)
+    assert spy.orders[1] == [5, 4, 3, 2, 1, 0]
+    assert dump(second) == dump(first)                      # merged in the file's order all the same
 
 
 @pytest.mark.parametrize("path", [LARGE, *EXAMPLES], ids=os.path.basename)
