@@ -37,7 +37,8 @@ def analyze_source(source: str, path: str, settings: Settings | None = None, *, 
     run it on its discovered inputs in a training step, record per-line facts, then run the rules.
 
     ``cache`` (an ``incremental.TraceCache``, kept by a long-running caller such as the language
-    server) reuses the results of root classes whose code and inputs did not change.  ``jobs``: how
+    server) reuses the results of root classes whose code and inputs did not change, and the parsed
+    top-level statements an edit left unchanged (see ``statement_cache``).  ``jobs``: how
     many processes trace the root classes (see ``parallel``): None chooses, 1 keeps them in this one."""
     with paused_gc():
         return _analyze_source(source, path, settings or Settings(), runtime, cache, jobs)
@@ -53,7 +54,7 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
 
     analysis = Analysis(path=path)
     try:
-        index = index_source(source, path)
+        index = index_source(source, path, cache.statements if cache is not None else None)
     except SyntaxError as e:
         analysis.error = _syntax_error_text(path, e)
         return analysis

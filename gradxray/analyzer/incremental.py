@@ -30,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .results import Analysis, ClassSummary, Diagnostic, GradCut, LineFact, Unresolved
+from .statement_cache import StatementCache
 
 
 @dataclass
@@ -45,13 +46,15 @@ class RootResult:
 
 
 class TraceCache:
-    """Root results by key, least recently used first out."""
+    """Root results by key, least recently used first out; and the statements of the files last
+    analysed, which the next parse of a file reuses where an edit left them unchanged."""
 
     def __init__(self, max_entries: int = 256):
         self.max_entries = max_entries
         self._entries: OrderedDict[str, RootResult] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.statements = StatementCache()
 
     def get(self, key: str, project) -> RootResult | None:
         """The result stored under ``key`` if the files it read are unchanged (``project``: the
