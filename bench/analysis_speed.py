@@ -7,11 +7,14 @@ The file is ``bench/fixtures/large_model.py`` (six model families, every root cl
 * the file's size and the time of ``ast.parse`` and of ``libcst.parse_module`` on it (libcst is
   the comparison the issue's goal was set against: a libcst front end alone would cost this much);
 * ``analyze_source`` as it runs by default (root classes traced by forked workers where that is
-  possible, see ``analyzer.parallel``) and in one process (``jobs=1``), measured in turn; the
+  possible, see ``analyzer.parallel``; the longest the last time handed out first), the same with the
+  roots handed out in file order (a first analysis: no durations known) and in one process
+  (``jobs=1``), measured in turn; the
   analysis as the CLI does it (``cli.check_file``: read, settings, ``analyze_source``, findings)
   and as the language server does it (``lsp_server.server._analyze`` -> ``analyze_source``, on a
   worker thread as in the server, so in one process): the first analysis of the document, and the
-  analysis after an edit inside one root class (its other root classes' traces reused); medians
+  analysis after an edit inside one root class (its other root classes' traces and the file's
+  unchanged top-level statements reused, see ``analyzer.statement_cache``); medians
   of ``--repeats`` warm runs in this process, with the time of a fixed pure-Python loop (this
   machine's speed changes over time, by up to about 1.8x);
 * the same analysis (default and one process) in a second process that runs every module from its
@@ -124,6 +127,20 @@ def interleaved_ms(fns: dict, repeats: int, self_timed=frozenset()) -> dict[str,
             elapsed = (time.perf_counter() - start) * 1e3
             times[name].append(result if name in self_timed else elapsed)
     return {name: (statistics.median(t), min(t), max(t)) for name, t in times.items()}
+
+
+def analysis_in_file_order(source: str, path: str, settings: Settings) -> Analysis:
+    """``analyze_source`` as a process that has not traced these root classes before runs it: no
+    durations known, so the workers' queue hands the roots out in file order (see
+    ``parallel.DurationHistory``; a warm analysis hands out the longest first)."""
+    from gradxray.analyzer import parallel
+
+    kept = parallel.root_durations
+    parallel.root_durations = parallel.DurationHistory()
+    try:
+        return analyze_source(source, path, settings)
+    finally:
+        parallel.root_durations = kept
 
 
 def reference_loop_ms(repeats: int) -> float:
@@ -305,12 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     workers = worker_count(None, len(roots), lines_of(roots))
     pure = PurePythonAnalyses(path)
     timings = interleaved_ms({"parallel": lambda: analyze_source(source, path, settings),
+                              "file order": lambda: analysis_in_file_order(source, path, settings),
                               "one": lambda: analyze_source(source, path, settings, jobs=1),
                               "pure parallel": pure.timed("default"), "pure one": pure.timed("one")}, args.repeats,
                              self_timed={"pure parallel", "pure one"})
     pure.close()
     analysis_timing = timings["parallel"]
     row(f"analyze_source ({workers} process{'es' if workers > 1 else ''}, the default)", analysis_timing)
+    if workers > 1:
+        row("  roots handed out in file order", timings["file order"], "  (no durations known: a first analysis)")
     row("analyze_source, one process (jobs=1)", timings["one"])
     for mode, label in (("parallel", "the default"), ("one", "one process")):
         row(f"  all from Python sources, {label}", timings["pure " + mode],
@@ -341,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             on_thread(lsp, source, path, settings)
             edit_timing = median_ms(lambda: on_thread(lsp, next(edits), path, settings), args.repeats)
             row(f"language server, an edit in {reference.classes[-1].name}", edit_timing,
-                "  (the other root classes reused)")
+                "  (the other root classes and unchanged statements reused)")
 
     analysis_thread.shutdown()
 

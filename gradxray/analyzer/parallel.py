@@ -165,11 +165,12 @@ def _timed(work: Callable[[T], R], task: T) -> tuple[R, float]:
 
 
 class DurationHistory:
-    """How long each task (by a key, e.g. a file's root class) took the last time it ran, to hand out
-    the longest first: with a queue shared by a few processes, a long task taken last leaves the others
-    idle until it ends.  Tasks never seen run before all others, in their given order: nothing is known
-    of them, and one could be the longest.  Holds at most ``limit`` keys, the least recently run
-    forgotten first."""
+    """How long each task (by a key, e.g. a file's root class) took when it ran before, to hand out the
+    longest first: with a queue shared by a few processes, a long task taken last leaves the others
+    idle until it ends.  A task's time is its latest time averaged with what was known of it before,
+    half each (one run next to another process varies by a third and more).  Tasks never seen run
+    before all others, in their given order: nothing is known of them, and one could be the longest.
+    Holds at most ``limit`` keys, the least recently run forgotten first."""
 
     def __init__(self, limit: int = 4096):
         self.limit = limit
@@ -184,8 +185,8 @@ class DurationHistory:
         for key, took in zip(keys, seconds):
             if took is None:
                 continue
-            self._seconds.pop(key, None)            # re-inserted: the most recently run are kept
-            self._seconds[key] = took
+            before = self._seconds.pop(key, None)   # re-inserted: the most recently run are kept
+            self._seconds[key] = took if before is None else (before + took) / 2
         while len(self._seconds) > self.limit:
             del self._seconds[next(iter(self._seconds))]
 

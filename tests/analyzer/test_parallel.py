@@ -140,8 +140,10 @@ def test_duration_history_hands_out_unknown_tasks_first_then_the_longest():
     history.record(["a", "b", "c"], [0.2, None, 0.5])             # b: not measured
     assert len(history) == 2
     assert history.order(keys) == [1, 3, 4, 2, 0]                 # b, d, e unknown; then c (0.5), a (0.2)
-    history.record(["a"], [0.9])                                  # the last duration counts
+    history.record(["a"], [1.0])                                  # averaged with the 0.2 before: 0.6
     assert history.order(["a", "c"]) == [0, 1]
+    history.record(["a"], [0.2])                                  # 0.4: now below c's 0.5
+    assert history.order(["a", "c"]) == [1, 0]
 
 
 def test_duration_history_forgets_the_least_recently_run():
@@ -211,6 +213,7 @@ def test_the_roots_that_took_longest_are_handed_out_first(monkeypatch, spy):
     assert spy.orders[0] == list(range(6))                  # nothing known yet: the file's order
     keys = [(LARGE, name) for name in names]
     assert len(parallel.root_durations) == 6                        # each root's duration measured
+    monkeypatch.setattr(parallel, "root_durations", parallel.DurationHistory())
     parallel.root_durations.record(keys, [0.01, 0.02, 0.03, 0.04, 0.05, 0.5])  # ConvNeXt the longest
     second = analyze_source(source, LARGE, settings, jobs=2)
     assert spy.orders[1] == [5, 4, 3, 2, 1, 0]
