@@ -98,12 +98,12 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
             workers = worker_count(jobs, len(todo), lines_of(todo)) if default_runtime else 1
             # roots are traced apart only if none can leave module state behind for the next: checked
             # while the workers start; the longest the last time are handed out first
-            durations_keys = [(path, c.name) for c in todo]
+            duration_keys = [(path, c.name) for c in todo]
             seconds: list = []
             traced = iter(map_forked(trace, todo, workers, proceed=lambda: not writes_module_state(index),
-                                     exiting=exiting, order=root_durations.order(durations_keys),
+                                     exiting=exiting, order=root_durations.order(duration_keys),
                                      seconds=seconds))
-            root_durations.record(durations_keys, seconds)
+            root_durations.record(duration_keys, seconds)
             for i, cinfo in enumerate(roots):
                 if results[i] is None:
                     results[i] = next(traced)

@@ -12,7 +12,7 @@ every position is the one a parse of the whole text gives.
 A reused statement starts a line at its first column and was complete, and each run in between
 parses by itself, so both end where the tokenizer is outside any bracket, string or indented block:
 the whole text's statements are theirs, in order (tests compare the result with ``ast.parse``
-over the corpus of installed model sources).  When a run does not parse by itself (the edit left
+after edits of several kinds to the bench file, the examples and installed ``torch.nn`` sources).  When a run does not parse by itself (the edit left
 a bracket or a string open, or is a syntax error) the whole text is parsed, which also gives the
 error ``ast.parse`` gives.  Statements reuse only at the same lines: an edit that adds or removes a
 line re-parses everything after it.
