@@ -14,7 +14,8 @@ The file is ``bench/fixtures/large_model.py`` (six model families, every root cl
   and as the language server does it (``lsp_server.server._analyze`` -> ``analyze_source``, on a
   worker thread as in the server, so in one process): the first analysis of the document, and the
   analysis after an edit inside one root class (its other root classes' traces and the file's
-  unchanged top-level statements reused, see ``analyzer.statement_cache``); medians
+  unchanged top-level statements reused, see ``analyzer.statement_cache``; timed in turn with the
+  same analysis parsing the whole file again); medians
   of ``--repeats`` warm runs in this process, with the time of a fixed pure-Python loop (this
   machine's speed changes over time, by up to about 1.8x);
 * the same analysis (default and one process) in a second process that runs every module from its
@@ -357,11 +358,26 @@ def main(argv: list[str] | None = None) -> int:
         row("language server, first analysis", median_ms(first_analysis, args.repeats))
         edits = edited_sources(source, path, reference.classes[-1].name if reference.classes else None)
         if edits is not None:
-            lsp_server._trace_cache = TraceCache()
-            on_thread(lsp, source, path, settings)
-            edit_timing = median_ms(lambda: on_thread(lsp, next(edits), path, settings), args.repeats)
+            # the server's cache, and one that parses the whole file each time (no statement reuse), in turn
+            server_cache, whole_parse_cache = TraceCache(), TraceCache()
+            whole_parse_cache.statements = None
+
+            def edit_with(cache):
+                def edit():
+                    lsp_server._trace_cache = cache
+                    on_thread(lsp, next(edits), path, settings)
+                return edit
+
+            for cache in (server_cache, whole_parse_cache):
+                lsp_server._trace_cache = cache
+                on_thread(lsp, source, path, settings)
+            edit_timings = interleaved_ms({"server": edit_with(server_cache),
+                                           "whole parse": edit_with(whole_parse_cache)}, args.repeats)
+            edit_timing = edit_timings["server"]
             row(f"language server, an edit in {reference.classes[-1].name}", edit_timing,
                 "  (the other root classes and unchanged statements reused)")
+            row("  the same, the whole file parsed again", edit_timings["whole parse"],
+                f"  (statements reused: {edit_timing[0] / edit_timings['whole parse'][0]:.2f}x of this)")
 
     analysis_thread.shutdown()
 
