@@ -51,6 +51,7 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
     from .parallel import lines_of, map_forked, reap, root_durations, worker_count
     from .project import imported_bases, index_source, project_index, propagate_class_kinds, root_classes
     from .rules import run_rules
+    from .torch_api import may_make_constants
 
     analysis = Analysis(path=path)
     try:
@@ -100,6 +101,8 @@ def _analyze_source(source: str, path: str, settings: Settings, runtime, cache, 
             # while the workers start; the longest the last time are handed out first
             duration_keys = [(path, c.name) for c in todo]
             seconds: list = []
+            if workers > 1 and may_make_constants(source):
+                runtime.preload_data_backend()      # one import here, not one in each process side by side
             traced = iter(map_forked(trace, todo, workers, proceed=lambda: not writes_module_state(index),
                                      exiting=exiting, order=root_durations.order(duration_keys),
                                      seconds=seconds))

@@ -286,6 +286,7 @@ class Runtime:
         self.target_device = "cpu"                     # settings.device: what torch.cuda.is_available() says
         self._shims: dict | None = None
         self.data_backend = None                       # a context for small tensors of known values, or None
+        self.preload_data_backend = _noop              # imports what that backend needs, ahead of its use
         self.constant_creators: set[int] = set()       # ids of the creation functions that may use it
         self.made_constants = False                    # whether such tensors exist (dropped once a model is built)
         self.Tensor = tx.Tensor
@@ -515,6 +516,7 @@ def engine_runtime() -> Runtime:
 
     rt = Runtime(gx, backend=shape_backend, swap_location=gx.memory.swap_location)
     rt.data_backend = lambda: gx.backend("numpy")
+    rt.preload_data_backend = lambda: gx.backends.preload("numpy")
     rt.constant_creators = {id(getattr(gx, n)) for n in CONSTANT_CREATORS}
     return rt
 
@@ -525,6 +527,13 @@ def engine_runtime() -> Runtime:
 # while a model is built; `fast_all(torch.ones(batch, length))` in an HF forward)
 CONSTANT_CREATORS = ("arange", "tensor", "as_tensor", "linspace", "logspace", "ones", "zeros", "full")
 MAX_CONSTANT_NUMEL = 1 << 16
+_CONSTANT_CREATOR_CALL = re.compile(r"\b(?:%s)\s*\(" % "|".join(CONSTANT_CREATORS))
+
+
+def may_make_constants(source: str) -> bool:
+    """Whether ``source`` calls a function named like one of CONSTANT_CREATORS: its analysis may then
+    need the data backend (a guess from the text, for loading that backend early)."""
+    return _CONSTANT_CREATOR_CALL.search(source) is not None
 
 
 # --- helpers over tensors and graphs ------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -262,6 +263,61 @@ def test_results_traced_by_workers_are_cached_and_reused(tmp_path, spy):
     again = analyze_source(source, path, settings, cache=cache, jobs=2)
     assert cache.hits == 4 and spy == [2, 1]              # nothing left to trace
     assert dump(first) == dump(again) == dump(analyze_source(source, path, settings, jobs=1))
+
+
+PRELOAD_SCRIPT = """
+import sys
+import gradxray.analyzer.parallel as parallel
+from gradxray.analyzer import analyze_source
+real = parallel.map_forked
+
+def recording(work, tasks, jobs, **options):
+    print(jobs, "numpy" in sys.modules)         # whether numpy came before the workers
+    return real(work, tasks, jobs, **options)
+
+parallel.map_forked = recording
+path = sys.argv[1]
+with open(path, encoding="utf-8") as fh:
+    analyze_source(fh.read(), path, jobs=int(sys.argv[2]))
+"""
+
+TWO_ROOTS = textwrap.dedent("""\
+    import torch
+    import torch.nn as nn
+
+
+    class A(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.scale = nn.Parameter({init})
+
+        def forward(self, x):  # gradxray: x=[2, 4]
+            return self.fc(x) * self.scale
+
+
+    class B(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):  # gradxray: x=[2, 4]
+            return self.fc(x)
+""")
+
+
+@pytest.mark.parametrize("init, jobs, preloaded", [
+    ("torch.ones(4)", 2, True),          # constants likely: numpy imported once, before the workers fork
+    ("torch.empty(4)", 2, False),        # no constant-making call in the file: nothing loaded ahead
+    ("torch.ones(4)", 1, False),         # one process: imported when first needed, as before
+])
+def test_the_data_backend_is_loaded_before_workers_that_may_need_it(tmp_path, init, jobs, preloaded):
+    path = tmp_path / "two.py"
+    path.write_text(TWO_ROOTS.format(init=init))
+    done = subprocess.run([sys.executable, "-c", PRELOAD_SCRIPT, str(path), str(jobs)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(jobs), str(preloaded)]
 
 
 def test_cli_jobs_flag(tmp_path):

@@ -407,6 +407,27 @@ def test_numpy_backend_never_imports_torch():
     assert done.stdout.strip() == "ok"
 
 
+def test_preload_imports_a_backend_ahead_of_its_first_op():
+    script = textwrap.dedent("""
+        import sys
+        import gradxray.engine as gx
+        assert "numpy" not in sys.modules                 # the engine alone does not need it
+        gx.backends.preload("shape")
+        assert "numpy" not in sys.modules
+        gx.backends.preload("numpy")
+        assert "gradxray.engine.backends.numpy_kernels" in sys.modules and "numpy" in sys.modules
+        assert "torch" not in sys.modules
+        try:
+            gx.backends.preload("jax")
+        except ValueError as e:
+            print(e)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ENGINE_TESTS.parent.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "unknown backend 'jax'; expected one of 'shape', 'numpy', 'torch'"
+
+
 @pytest.mark.parametrize("name, options", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01)),
                                            ("AdamW", dict(lr=0.01, weight_decay=0.1))])
 def test_optimizer_steps_match_the_torch_backend(name, options):
