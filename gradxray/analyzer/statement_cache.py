@@ -49,38 +49,38 @@ class StatementCache:
         that are unchanged.  Raises ``SyntaxError`` (and ``ValueError``) as ``ast.parse`` does."""
         lines = _lines(source)
         previous = self._files.pop(path, None)
-        body = None
-        if lines is not None and previous:
-            body = self._reparse(lines, previous)
-        if body is None:
+        groups = self._reparse(lines, previous) if lines is not None and previous else None
+        if groups is None:
             body = ast.parse(source, filename=path).body
             self.parsed += len(body)
-        if lines is not None:
-            self._files[path] = _groups(body, lines)
-            while len(self._files) > self.max_files:
-                self._files.popitem(last=False)
-        return ast.Module(body=body, type_ignores=[])
+            if lines is None:
+                return ast.Module(body=body, type_ignores=[])
+            groups = _groups(body, lines)
+        self._files[path] = groups
+        while len(self._files) > self.max_files:
+            self._files.popitem(last=False)
+        return ast.Module(body=[stmt for group in groups for stmt in group.statements], type_ignores=[])
 
-    def _reparse(self, lines: list[str], previous: list[_Group]) -> list | None:
-        """The statements of ``lines``: unchanged groups reused, the runs of lines between them parsed;
-        None when a run does not parse by itself."""
-        body: list = []
+    def _reparse(self, lines: list[str], previous: list[_Group]) -> list[_Group] | None:
+        """The statement groups of ``lines``: unchanged groups reused, the runs of lines between them
+        parsed; None when a run does not parse by itself."""
+        groups: list[_Group] = []
         line = 1                                         # the first line not yet covered
         for group in previous:
             if group.last > len(lines) or "\n".join(lines[group.first - 1:group.last]) != group.text:
                 continue
-            if not self._parse_run(lines, line, group.first - 1, body):
+            if not self._parse_run(lines, line, group.first - 1, groups):
                 return None
-            body.extend(group.statements)
+            groups.append(group)
             self.reused += len(group.statements)
             line = group.last + 1
-        if not self._parse_run(lines, line, len(lines), body):
+        if not self._parse_run(lines, line, len(lines), groups):
             return None
-        return body
+        return groups
 
-    def _parse_run(self, lines: list[str], first: int, last: int, body: list) -> bool:
+    def _parse_run(self, lines: list[str], first: int, last: int, groups: list[_Group]) -> bool:
         """Parse lines ``first``..``last`` by themselves at their own line numbers, appending their
-        statements to ``body``; False when they do not parse so."""
+        statement groups to ``groups``; False when they do not parse so."""
         if first > last:
             return True
         text = "\n" * (first - 1) + "\n".join(lines[first - 1:last])
@@ -88,7 +88,7 @@ class StatementCache:
             statements = ast.parse(text).body
         except (SyntaxError, ValueError, RecursionError):
             return False
-        body.extend(statements)
+        groups.extend(_groups(statements, lines))
         self.parsed += len(statements)
         return True
 
