@@ -3,7 +3,9 @@ torchvision classification builder, the listed timm architectures and HF transfo
 small configs -- traced statically from the installed sources and compared with torch's forward
 hooks.  Printed per package: models fully traced / missed / wrong / refused with the issue's
 target, the top reasons for misses (the first place each model lost precision, grouped by file and
-message), and the static analysis time per model (median, max, and the slowest models).
+message), the static analysis time per model (median, max, and the slowest models), and for how
+many models the analyzer finds the first input with none declared (inferred from the layer that
+first consumes it) and whether it is the declared one.
 
 Needs torchvision, timm and transformers installed (torch 2.14.1 + torchvision 0.29.1 resolve
 here); packages that are absent are skipped.
@@ -25,7 +27,7 @@ import warnings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.corpus.harness import corpus, run_one  # noqa: E402
+from tests.corpus.harness import corpus, discover_first_input, run_one  # noqa: E402
 from tests.corpus.test_corpus import TARGETS  # noqa: E402
 
 
@@ -79,11 +81,20 @@ def main(argv=None) -> int:
         for o in outcomes:
             if o.status == "wrong":
                 print(f"  WRONG {o.model.name}: " + "; ".join(o.wrong[:3]))
-        summary.append((package, traced, len(outcomes), counts["wrong"]))
+        found = [discover_first_input(cm) for cm in models]
+        fcounts = collections.Counter(d.status for d in found)
+        print(f"  input found with none declared (from the layer that first consumes it): "
+              f"{fcounts['found']}/{len(found)}, {fcounts['wrong']} wrong")
+        for d in found:
+            if d.status != "found":
+                print(f"    {d.status} {d.model.name}: " + (f"found {d.found}, declared {d.declared}"
+                                                          if d.status == "wrong" else d.detail[:120]))
+        summary.append((package, traced, len(outcomes), counts["wrong"], fcounts["found"], fcounts["wrong"]))
     if summary:
-        print("\npackage        traced   share  target  wrong")
-        for package, traced, n, wrong in summary:
-            print(f"{package:13s} {traced:3d}/{n:<3d} {traced / n:6.0%}  {TARGETS[package]:6.0%}  {wrong:5d}")
+        print("\npackage        traced   share  target  wrong   input found  wrong")
+        for package, traced, n, wrong, found, found_wrong in summary:
+            print(f"{package:13s} {traced:3d}/{n:<3d} {traced / n:6.0%}  {TARGETS[package]:6.0%}  {wrong:5d}"
+                  f"   {found:3d}/{n:<3d}     {found_wrong:5d}")
     return 0
 
 

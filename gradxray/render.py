@@ -263,7 +263,9 @@ def memory_report_text(report: dict, optimizer: str | None = None, depth: int | 
     head = [f"{g('target', '?')}", "  " + " · ".join(config)]
     inputs = g("inputs") or {}
     for name, spec in inputs.items():
-        head.append(f"  {'input':<9} {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}")
+        assumed = "  (assumed from the layer that first consumes it: set it with --input or a pragma)" \
+            if spec.get("source") == "inferred" else ""
+        head.append(f"  {'input':<9} {name}: {shape_list(spec.get('shape'))} {spec.get('dtype', '?')}{assumed}")
     outputs = g("outputs") or []
     for i, o in enumerate(outputs):
         label = "output" if len(outputs) == 1 else f"output {i}"

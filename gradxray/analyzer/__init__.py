@@ -170,7 +170,7 @@ def _build_target(source: str, path: str, name: str, settings: Settings, runtime
                 raise ValueError(f"{path}:{name} is an engine module, not a model defined in the file")
             reasons = "; ".join(u.reason for u in analysis.unresolved[:3])
             raise ValueError(f"{path}:{name} did not give an nn.Module" + (f" ({reasons})" if reasons else ""))
-        specs, diags, fwd = forward_inputs(interp, model, ucls, settings)
+        specs, diags, fwd = forward_inputs(interp, model, ucls, settings, name)
         analysis.diagnostics.extend(diags)
         if fwd is None:
             raise ValueError(f"{path}:{name}: {ucls.name} has no forward")

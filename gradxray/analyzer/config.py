@@ -164,10 +164,13 @@ def check_selectors(values, where: str = "", key: str = "select") -> list[str]:
 
 
 def parse_input_spec(spec: str) -> str:
-    """``"[B, 3, 224, 224] float32"`` or ``"[B,3,224,224]:float32"`` → ``"[B, 3, 224, 224]:float32"``."""
+    """``"[B, 3, 224, 224] float32"`` or ``"[B,3,224,224]:float32"`` → ``"[B, 3, 224, 224]:float32"``;
+    ``"None"``: the argument passed as None (a pragma's ``targets=None``)."""
+    if spec.strip() == "None":
+        return "None"
     m = _INPUT.match(spec)
     if not m:
-        raise ValueError(f"bad input shape {spec!r} (expected like [B, 3, 224, 224]:float32)")
+        raise ValueError(f"bad input shape {spec!r} (expected like [B, 3, 224, 224]:float32, or None)")
     dims = [d.strip() for d in m.group(1)[1:-1].split(",") if d.strip()]
     for d in dims:
         if not re.match(r"^[A-Za-z0-9_*+\-/ ()]+$", d):

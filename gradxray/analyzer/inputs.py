@@ -477,20 +477,35 @@ def spec_text(spec: InputSpec) -> str:
 
 
 def missing_input_note(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, missing: list[str],
-                       assumed: list[InputSpec] | None = None):
-    """GX901 on the forward line; with a fix inserting the pragma when shapes were assumed."""
+                       assumed: list[InputSpec] | None = None, anchor: ast.AST | None = None):
+    """GX901 on the forward line; with a fix inserting the pragma when shapes were assumed.  ``anchor``:
+    the class or factory function of ``index`` (the analysed file) where the note and pragma go when
+    the forward is defined in another file (an installed package's model)."""
     by_name = {s.name: s for s in assumed or []}
     example = ", ".join(spec_text(by_name[n]) if n in by_name else f"{n}=[B, ...] float32" for n in missing)
     message = GX901_MESSAGE.format(cls=class_name, example=example)
+    where = anchor if anchor is not None else fn
+    if anchor is not None:
+        message += f" on this line (its forward is in another file), or pass --input {_cli_text(missing, by_name)}"
     fix = None
     if assumed:
-        last = signature_end_line(fn)
+        last = signature_end_line(where)
         text = index.lines[last - 1] if 1 <= last <= len(index.lines) else ""
         end = len(text.rstrip().encode("utf-8"))
         pragma = "  # gradxray: " + ", ".join(spec_text(s) for s in assumed)
         fix = Fix(applicability="unsafe", message="Insert an input-shape pragma",
                   edits=[Edit(Span(index.path, last, end, last, end), pragma)])
-    return _note(index, fn.lineno, message, fn.col_offset, fix)
+    return _note(index, where.lineno, message, where.col_offset, fix)
+
+
+def _cli_text(missing: list[str], by_name: dict) -> str:
+    """``--input`` values for ``missing``: ``input_ids=[B,T]:int64``."""
+    def one(n):
+        spec = by_name.get(n)
+        if spec is None or not spec.dims:
+            return f"{n}=[B,...]:float32"
+        return f"{n}=[{','.join(str(d) for d in spec.dims)}]:{spec.dtype}"
+    return " --input ".join(one(n) for n in missing)
 
 
 @dataclass
@@ -499,40 +514,73 @@ class Discovery:
     diagnostics: list
     missing: list[str]              # required parameters without a shape
     fatal: bool = False             # a bad pragma or an unbound dim: the forward cannot be run
+    # ``missing`` is the first parameter of a forward whose parameters all default to None (HF style:
+    # ``forward(self, input_ids=None, ...)``): the forward can run without it, if not usefully
+    optional: bool = False
 
 
-def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings) -> Discovery:
+def _may_be_tensor(arg: ast.arg, default) -> bool:
+    """Whether a parameter defaulting to None may be the tensor input: unannotated, or annotated with
+    a type that names a tensor (``Optional[torch.LongTensor]``, ``torch.Tensor | None``)."""
+    if not (isinstance(default, ast.Constant) and default.value is None):
+        return False
+    return arg.annotation is None or "Tensor" in ast.unparse(arg.annotation)
+
+
+def _first_param_and_default(fn: ast.FunctionDef):
+    """(the first parameter after ``self``, its default node or None), or (None, None)."""
+    a = fn.args
+    positional = positional_params(a)[1:]
+    if positional:
+        defaults = [None] * (len(positional_params(a)) - len(a.defaults)) + list(a.defaults)
+        return positional[0], defaults[1]
+    if a.kwonlyargs:
+        return a.kwonlyargs[0], a.kw_defaults[0]
+    return None, None
+
+
+def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings,
+                    fn_index: ModuleIndex | None = None, anchor: ast.AST | None = None) -> Discovery:
     """Input specs for ``class_name.forward`` from ``settings.inputs``, the pragma or an example call.
 
-    Required parameters left without a shape are listed in ``missing`` (the caller may infer
-    them from their first consumer; ``missing_input_note`` makes the GX901 note)."""
+    ``index`` is the analysed file (example calls, notes); ``fn_index`` the file that defines ``fn``
+    when that is another one (its pragma and annotations), and ``anchor`` then the class or factory
+    function of the analysed file that also takes the pragma.  Required parameters left without a
+    shape are listed in ``missing`` (the caller may infer them from their first consumer;
+    ``missing_input_note`` makes the GX901 note); so is the first parameter when none has a shape
+    and all default to None (``optional``)."""
+    fn_index = fn_index or index
     names, required, has_kwargs = forward_params(fn)
     diags = []
     specs: dict[str, InputSpec] = {}
-    pragma = find_pragma(index, fn)
+    pragma_index = fn_index
+    pragma = find_pragma(fn_index, fn)
+    if pragma is None and anchor is not None:
+        pragma_index, pragma = index, find_pragma(index, anchor)
     pragma_bad = False
     if pragma is not None:
         pragma_line, text = pragma
-        col = index.lines[pragma_line - 1].find("#")
+        col = pragma_index.lines[pragma_line - 1].find("#")
         try:
             for spec in parse_pragma(text, pragma_line):
                 specs[spec.name] = spec
         except InputSpecError as e:
-            diags.append(_note(index, pragma_line, f"invalid input-shape pragma: {e}",
-                               len(index.lines[pragma_line - 1][:col].encode("utf-8"))))
+            diags.append(_note(pragma_index, pragma_line, f"invalid input-shape pragma: {e}",
+                               len(pragma_index.lines[pragma_line - 1][:col].encode("utf-8"))))
             pragma_bad = True
+    note_index, note_node = (index, anchor) if anchor is not None else (fn_index, fn)
     for name, text in (settings.inputs or {}).items():
         if name not in names and not has_kwargs:
             continue
         try:
             parsed = parse_shape(text, name)
         except InputSpecError as e:
-            diags.append(_note(index, fn.lineno, f"invalid --input for `{name}`: {e}"))
+            diags.append(_note(note_index, note_node.lineno, f"invalid --input for `{name}`: {e}"))
             continue
         specs[name] = InputSpec(name, None, "none", None, "settings") if parsed is None else \
             InputSpec(name, parsed[0], parsed[1], None, "settings")
     if not pragma_bad:
-        annotated, notes = annotation_specs(index, fn)
+        annotated, notes = annotation_specs(fn_index, fn)
         diags.extend(notes)
         for name, spec in annotated.items():
             specs.setdefault(name, spec)
@@ -545,20 +593,25 @@ def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, se
     bindings = settings.dim_bindings()
     for name in list(specs):
         spec = specs[name]
+        spec_index = pragma_index if spec.line else note_index
         if name not in names and not has_kwargs:
-            diags.append(_note(index, spec.line or fn.lineno,
+            diags.append(_note(spec_index, spec.line or note_node.lineno,
                                f"input `{name}` is not a parameter of {class_name}.forward"))
             del specs[name]
             continue
         try:
             bind_dims(spec, bindings)
         except InputSpecError as e:
-            diags.append(_note(index, spec.line or fn.lineno, str(e)))
+            diags.append(_note(spec_index, spec.line or note_node.lineno, str(e)))
             return Discovery([], diags, [], fatal=True)
     ordered = [specs[n] for n in names if n in specs] + [s for n, s in specs.items() if n not in names]
     if pragma_bad:
         return Discovery(ordered, diags, [], fatal=True)
     missing = [n for n in names if n in required and n not in specs]
+    if not specs and not missing:
+        first, default = _first_param_and_default(fn)
+        if first is not None and _may_be_tensor(first, default):
+            return Discovery(ordered, diags, [first.arg], optional=True)
     return Discovery(ordered, diags, missing)
 
 
@@ -585,50 +638,149 @@ def _shape_for_consumer(mod) -> tuple[tuple, str] | None:
     return None
 
 
-def infer_from_consumers(fn: ast.FunctionDef, params: list[str], submodule, user_forward, depth: int = 0):
-    """Assumed specs for ``params`` from the layer that first consumes each.
+class ConsumerLookup:
+    """What inference from the first consumer asks of the analysis about the built model (the
+    interpreter implements it; tests may stand in)."""
 
-    ``submodule(["a", "b"])`` gives the module ``self.a.b`` holds (or None); ``user_forward(obj)``
-    gives (forward FunctionDef, attr resolver) for a module class of the file, else None."""
-    calls = sorted((n for n in ast.walk(fn) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    def submodule(self, owner, path: list[str]):
+        """The module ``owner.<path>`` holds, or None."""
+        raise NotImplementedError
+
+    def method(self, owner, name: str) -> ast.FunctionDef | None:
+        """The source of ``owner``'s plain method ``name`` (``forward`` included), or None."""
+        raise NotImplementedError
+
+
+# library layers whose output has their input's shape: an input passed through one still has its shape
+SHAPE_KEEPING_LAYERS = frozenset({
+    "Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "ReLU", "ReLU6", "GELU",
+    "SiLU", "Sigmoid", "Tanh", "Hardswish", "Hardsigmoid", "Hardtanh", "LeakyReLU", "ELU", "SELU", "CELU",
+    "Mish", "PReLU", "Softplus", "Softmax", "LogSoftmax", "Softsign",
+})
+MAX_CONSUMER_DEPTH = 12      # calls followed from forward to the layer that consumes an input
+
+
+def infer_from_consumers(fn: ast.FunctionDef, params: list[str], owner, lookup: ConsumerLookup):
+    """Assumed specs for ``params`` of ``owner``'s method ``fn``, each from the layer that first
+    consumes it: followed through calls of ``self``'s methods (``self._forward_impl(x)``,
+    ``self.forward_features(x)``) and of submodules' own forwards (``self.embeddings(input_ids=...)``),
+    by position or keyword, and into a ``Sequential``'s first layer.  None when one is not found."""
     out = []
     for p in params:
-        found = None
-        for call in calls:
-            if not call.args or not (isinstance(call.args[0], ast.Name) and call.args[0].id == p):
-                continue
-            path = dotted_name(call.func) or ""
-            if not path.startswith("self.") or path.count(".") > 4:
-                continue
-            mod = submodule(path.split(".")[1:])
-            found = _infer_for_module(mod, user_forward, depth)
-            if found is not None:
-                break
-        if found is None:
+        found = _consumer_shape(fn, p, owner, lookup, 0, set())
+        if found is None or found is _STOPPED:
             return None
         out.append(InputSpec(p, found[0], found[1], None, "inferred"))
     return out
 
 
-def _infer_for_module(mod, user_forward, depth):
-    if mod is None or depth > 8:
+def _calls_passing(fn: ast.FunctionDef, param: str):
+    """(call, position, keyword) for each call in ``fn`` (in source order) that passes the name
+    ``param`` as its ``position``-th argument or as ``keyword=`` (the other one None)."""
+    calls = sorted((n for n in ast.walk(fn) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    for call in calls:
+        for i, arg in enumerate(call.args):
+            if isinstance(arg, ast.Starred):
+                break                            # later positions are unknown
+            if isinstance(arg, ast.Name) and arg.id == param:
+                yield call, i, None
+                break
+        else:
+            for kw in call.keywords:
+                if kw.arg is not None and isinstance(kw.value, ast.Name) and kw.value.id == param:
+                    yield call, None, kw.arg
+                    break
+
+
+def _param_for(fn: ast.FunctionDef, position: int | None, keyword: str | None) -> str | None:
+    """The parameter of method ``fn`` (after ``self``) an argument at ``position`` or ``keyword`` binds."""
+    a = fn.args
+    positional = positional_params(a)[1:]
+    if position is not None:
+        return positional[position].arg if position < len(positional) else None
+    names = {p.arg for p in positional if p not in a.posonlyargs} | {p.arg for p in a.kwonlyargs}
+    return keyword if keyword in names else None
+
+
+def _rebinding_calls(fn, param: str) -> tuple[set[int], set[int]]:
+    """(ids of the calls whose result is assigned to ``param`` again -- ``x = f(x)``, ``x, size =
+    embed(x)`` --, the ids of those among them that run only under an ``if``)."""
+    out, conditional = set(), set()
+
+    def visit(body, under_if):
+        for node in body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            if isinstance(getattr(node, "value", None), ast.Call) and any(
+                    isinstance(n, ast.Name) and n.id == param for t in targets for n in ast.walk(t)):
+                out.add(id(node.value))
+                if under_if:
+                    conditional.add(id(node.value))
+            for field in ("body", "orelse", "finalbody"):
+                sub = getattr(node, field, None)
+                if isinstance(sub, list):
+                    visit(sub, under_if or isinstance(node, ast.If))
+            for handler in getattr(node, "handlers", ()):
+                visit(handler.body, True)
+
+    visit(fn.body, False)
+    return out, conditional
+
+
+_STOPPED = "stopped"     # the input was replaced by a value the search cannot see into: no later consumer counts
+
+
+def _consumer_shape(fn, param: str, owner, lookup: ConsumerLookup, depth: int, seen: set):
+    """The shape ``param`` of ``fn`` is first consumed as, None, or _STOPPED."""
+    key = (id(fn), param, id(owner))
+    if depth > MAX_CONSUMER_DEPTH or key in seen:
         return None
+    seen.add(key)
+    rebinding = None
+    for call, position, keyword in _calls_passing(fn, param):
+        path = dotted_name(call.func) or ""
+        parts = path.split(".")[1:] if path.startswith("self.") and path.count(".") <= 4 else []
+        method = lookup.method(owner, parts[0]) if len(parts) == 1 else None
+        module = lookup.submodule(owner, parts) if parts and method is None else None
+        if method is not None:                  # a method of the same module: its parameter
+            target = _param_for(method, position, keyword)
+            found = _consumer_shape(method, target, owner, lookup, depth + 1, seen) if target else None
+        elif module is not None:
+            found = _module_input_shape(module, position, keyword, lookup, depth + 1, seen)
+        else:
+            found = _STOPPED                     # a call it cannot follow (`blk(x)`, `F.pad(x, ...)`)
+        if found is _STOPPED:
+            if rebinding is None:
+                rebinding = _rebinding_calls(fn, param)
+            replaced, conditional = rebinding
+            # `x = blk(x)`: what follows sees another value, unless it may not run (under an `if`)
+            if id(call) in replaced and id(call) not in conditional:
+                return _STOPPED
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _module_input_shape(mod, position, keyword, lookup: ConsumerLookup, depth: int, seen: set):
+    """The shape ``mod`` expects for the argument at ``position`` / ``keyword`` of its call."""
+    if mod is None or depth > MAX_CONSUMER_DEPTH:
+        return None
+    first = position == 0 or keyword == "input"
     shape = _shape_for_consumer(mod)
     if shape is not None:
-        return shape
+        return shape if first else None
     names = [k.__name__ for k in type(mod).__mro__]
-    if ("Sequential" in names or "ModuleList" in names) and hasattr(mod, "__iter__"):
+    forward = lookup.method(mod, "forward")
+    if ("Sequential" in names or "ModuleList" in names) and hasattr(mod, "__iter__") and first:
         try:
-            first = next(iter(mod))
+            layer = next(iter(mod))
         except Exception:
-            return None
-        return _infer_for_module(first, user_forward, depth + 1)
-    uf = user_forward(mod)
-    if uf is not None:
-        fnode, resolver = uf
-        fparams, _, _ = forward_params(fnode)
-        if fparams:
-            specs = infer_from_consumers(fnode, fparams[:1], resolver, user_forward, depth + 1)
-            if specs:
-                return specs[0].dims, specs[0].dtype
-    return None
+            layer = None
+        found = _module_input_shape(layer, 0, None, lookup, depth + 1, seen)
+        if (found is not None and found is not _STOPPED) or forward is None:
+            return found
+    if forward is None:                         # a library layer: one that keeps the shape is seen through
+        return None if names[0] in SHAPE_KEEPING_LAYERS else _STOPPED
+    target = _param_for(forward, position, keyword)
+    return _consumer_shape(forward, target, mod, lookup, depth + 1, seen) if target else None

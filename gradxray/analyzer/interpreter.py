@@ -40,7 +40,9 @@ from gradxray.engine.utils.checkpoint import RECOMPUTE_PHASE
 from .astwalk import push_children
 from .gc_pause import paused_gc
 from .exit_stack import ExitStackValue
-from .inputs import discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note
+from .inputs import (
+    ConsumerLookup, discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note,
+)
 from .line_facts import add_step_facts
 from .project import (MUTATING_METHODS, NESTED_SCOPES, ModuleIndex, class_info, import_bindings,
                       is_source_resolvable, positional_params, required_params, stores_outside)
@@ -3370,49 +3372,66 @@ def _drop_constant_values(model, rt) -> None:
                 v.data_ = None
 
 
-def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings):
+def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings, target: str | None = None):
     """(specs or None, diagnostics, forward UserFunction or None) for a user module.
 
     Required inputs with no pragma, setting or example call are inferred from the layer that
-    first consumes them (GX901 says so, with a fix inserting the assumed pragma)."""
+    first consumes them (GX901 says so, with a fix inserting the assumed pragma); so is the first
+    input of a forward whose inputs all default to None (``forward(self, input_ids=None, ...)``),
+    which otherwise runs with none.  ``target``: the class or factory function of the analysed file
+    that gave ``model``, where the pragma may also sit (and the note goes) when the forward is
+    defined in another file."""
     _, fwd = ucls.lookup("forward")
     if not isinstance(fwd, UserFunction) or not isinstance(fwd.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None, [], None
-    found = discover_inputs(interp.index, ucls.name, fwd.node, settings)
+    fn_index = fwd.interp.index
+    anchor = None
+    if fn_index is not interp.index and target is not None:
+        anchor = interp.index.classes[target].node if target in interp.index.classes else \
+            interp.index.functions.get(target)
+    found = discover_inputs(interp.index, ucls.name, fwd.node, settings, fn_index, anchor)
     diags = list(found.diagnostics)
     if found.fatal:
         return None, diags, fwd
     if not found.missing:
         return found.specs, diags, fwd
-
-    def resolver_for(obj):
-        def submodule(path):
-            val = obj
-            for attr in path:
-                val, reason = interp.lookup_attr(val, attr)
-                if reason is not None:
-                    return None
-            return val if interp.rt.is_module(val) else None
-        return submodule
-
-    def user_forward(obj):
-        ucls = interp.user_class_of(obj)
-        if ucls is None:
-            return None
-        _, f = ucls.lookup("forward")
-        return (f.node, resolver_for(obj)) if isinstance(f, UserFunction) else None
-
     try:
-        assumed = infer_from_consumers(fwd.node, found.missing, resolver_for(model), user_forward)
+        assumed = infer_from_consumers(fwd.node, found.missing, model, _ConsumerLookup(interp))
     except Exception:
         assumed = None
-    diags.append(missing_input_note(interp.index, ucls.name, fwd.node, found.missing, assumed))
+    note_index = interp.index if anchor is not None else fn_index
+    diags.append(missing_input_note(note_index, ucls.name, fwd.node, found.missing, assumed, anchor))
     if not assumed:
-        return None, diags, fwd
+        return (found.specs if found.optional else None), diags, fwd
     names, _, _ = forward_params(fwd.node)
     merged = {s.name: s for s in found.specs}
     merged.update({s.name: s for s in assumed})
     return [merged[n] for n in names if n in merged], diags, fwd
+
+
+class _ConsumerLookup(ConsumerLookup):
+    """The built model, as inference from the first consumer sees it."""
+
+    def __init__(self, interp: Interpreter):
+        self.interp = interp
+
+    def submodule(self, owner, path: list[str]):
+        val = owner
+        for attr in path:
+            val, reason = self.interp.lookup_attr(val, attr)
+            if reason is not None:
+                return None
+        return val if self.interp.rt.is_module(val) else None
+
+    def method(self, owner, name: str):
+        ucls = self.interp.user_class_of(owner)
+        if ucls is None:
+            return None
+        _, f = ucls.lookup(name)
+        if isinstance(f, UserFunction) and f.kind == "function" and \
+                isinstance(f.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return f.node
+        return None
 
 
 class ForwardRun:
@@ -3489,7 +3508,7 @@ def _analyze_root(interp: Interpreter, cinfo, settings):
     count, nbytes = param_stats(model)
     summary = ClassSummary(name=cinfo.name, line=cinfo.lineno, params=count, param_bytes=nbytes,
                            peak_bytes=0, activations_saved_bytes=0)
-    specs, diags, fwd = forward_inputs(interp, model, ucls, settings)
+    specs, diags, fwd = forward_inputs(interp, model, ucls, settings, cinfo.name)
     interp.analysis.diagnostics.extend(diags)
     if specs is None or fwd is None:
         return summary

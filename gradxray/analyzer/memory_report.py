@@ -72,12 +72,15 @@ def memory_report(target: str, settings: Settings | None = None, timeline: bool 
             "flops": tracker.flops_by_module.get(mpath, 0) if mpath else tracker.flops.get("forward", 0),
         })
     analysis = forward.analysis
+    # where each input's shape came from: "pragma", "settings", "annotation", "example ...", "inferred"
+    sources = {spec.name: spec.source for spec in forward.input_specs or ()}
     return {
         "target": target,
         "device": settings.device,
         "dtype": settings.dtype,
         "batch": settings.batch,
-        "inputs": {k: {"shape": [int(s) for s in t.shape], "dtype": t.dtype.name} for k, t in inputs.items()},
+        "inputs": {k: {"shape": [int(s) for s in t.shape], "dtype": t.dtype.name, "source": sources.get(k)}
+                   for k, t in inputs.items() if t is not None},      # an input passed as None is no tensor
         "params": {"count": step.param_count, "bytes": step.param_bytes},
         "buffers_bytes": step.buffer_bytes,
         "grads_bytes": step.grads_bytes,

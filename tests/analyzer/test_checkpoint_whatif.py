@@ -62,8 +62,9 @@ def _report(*args, cwd=ROOT):
 
 
 def _gpt_report(gpt_dir, batch, checkpoint_flag):
+    # GPT.forward's pragma (in gpt.py) also names targets: here the model runs on idx alone, as in torch
     return _report(f"{gpt_dir / 'small_gpt.py'}:small_gpt", "--args", repr(GPT_CONFIG), "--batch", str(batch),
-                   "--dim", "T=64", "--checkpoint", checkpoint_flag)
+                   "--dim", "T=64", "--input", "targets=None", "--checkpoint", checkpoint_flag)
 
 
 def _resnet_report(batch, checkpoint_flag):

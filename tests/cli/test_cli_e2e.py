@@ -97,7 +97,7 @@ def test_memory_json_resnet(gradxray):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["batch"] == 2
-    assert data["inputs"]["x"] == {"shape": [2, 3, 32, 32], "dtype": "float32"}
+    assert data["inputs"]["x"] == {"shape": [2, 3, 32, 32], "dtype": "float32", "source": "pragma"}
     assert data["params"]["count"] == 11_173_962
     assert data["params"]["bytes"] == 4 * 11_173_962
     assert data["outputs"][0]["shape"] == [2, 10]

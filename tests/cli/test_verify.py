@@ -78,8 +78,8 @@ def test_gpt_json_rows_are_estimate_and_independent_measurement(gpt_run):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["target"] == "examples/gpt.py:GPT" and result["device"] == "cpu" and result["batch"] == 2
-    assert result["inputs"] == report["inputs"] == {"idx": {"shape": [2, 32], "dtype": "int64"},
-                                                    "targets": {"shape": [2, 32], "dtype": "int64"}}
+    assert result["inputs"] == report["inputs"] == {"idx": {"shape": [2, 32], "dtype": "int64", "source": "pragma"},
+                                                    "targets": {"shape": [2, 32], "dtype": "int64", "source": "pragma"}}
     assert result["tolerance_pct"] == {"peak": 5.0, "counts": 0.0}
     rows = {r["category"]: r for r in result["rows"]}
     assert list(rows) == list(ROW_FIELDS)                 # no optimizer row without --optimizer

@@ -251,3 +251,50 @@ def run_one(cm: CorpusModel) -> Outcome:
         # lost track); mismatches there are listed as consequences of the miss, not as wrong shapes
         return Outcome(cm, "miss", seconds, reasons + [f"then: {w}" for w in wrong], [], compared)
     return Outcome(cm, "wrong" if wrong else "traced", seconds, reasons, wrong, compared)
+
+
+# -- input discovery ----------------------------------------------------------------------------
+
+@dataclass
+class Discovered:
+    model: CorpusModel
+    status: str                        # found | wrong | missed
+    declared: tuple                    # (name, dims, dtype) of the first declared input
+    found: tuple | None                # (name, dims, dtype) discovered for that parameter, or None
+    detail: str = ""                   # why it was missed
+
+
+def _spec_parts(text: str) -> tuple[tuple, str]:
+    shape, _, dtype = text.partition(":")
+    dims = tuple(int(d) if d.strip().isdigit() else d.strip() for d in shape.strip("[] ").split(","))
+    return dims, dtype or "float32"
+
+
+def _same_input(found: tuple, declared: tuple) -> bool:
+    """The dims agree one by one: equal, or a name where the corpus pins a number (discovery leaves
+    symbolic what the configuration binds: ``[B, 3, H, W]`` for the declared ``[B, 3, 32, 32]``)."""
+    return len(found) == len(declared) and all(
+        f == d or (isinstance(f, str) and isinstance(d, int)) for f, d in zip(found, declared))
+
+
+def discover_first_input(cm: CorpusModel) -> Discovered:
+    """What the analyzer finds, with no input declared, for the target's first declared input (its
+    inference from the layer that first consumes it), compared with the declared one."""
+    from gradxray.analyzer import Settings, build_target
+
+    name, text = next(iter(cm.inputs.items()))
+    dims, dtype = _spec_parts(text)
+    declared = (name, dims, dtype)
+    # discovery names the dims it does not know: bind the usual ones so that the build goes on
+    bindings = {"H": IMAGE, "W": IMAGE, "T": TOKENS, **cm.dims}
+    try:
+        _model, _inputs, forward = build_target(cm.path, cm.builder, Settings(batch=BATCH, dims=bindings))
+    except Exception as e:                       # no input found: the analyzer says so and stops
+        return Discovered(cm, "missed", declared, None, f"{type(e).__name__}: {e}")
+    specs = {s.name: s for s in forward.input_specs or ()}
+    spec = specs.get(name)
+    if spec is None or spec.dims is None:
+        return Discovered(cm, "missed", declared, None, f"found {sorted(specs)}")
+    found = (name, tuple(spec.dims), spec.dtype)
+    ok = _same_input(found[1], dims) and spec.dtype == dtype
+    return Discovered(cm, "found" if ok else "wrong", declared, found)

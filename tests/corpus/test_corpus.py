@@ -12,11 +12,14 @@ import importlib.util
 
 import pytest
 
-from tests.corpus.harness import corpus, run_one
+from tests.corpus.harness import corpus, discover_first_input, run_one
 
 TARGETS = {"torchvision": 0.95, "timm": 0.85, "transformers": 0.85}
 # the share of each package's corpus traced completely today: a regression guard, raised as coverage grows
 FLOORS = {"torchvision": 1.0, "timm": 0.98, "transformers": 1.0}
+# the share of each package's corpus whose first input the analyzer finds with none declared (from the
+# layer that first consumes it): a regression guard like FLOORS
+DISCOVERY_FLOORS = {"torchvision": 1.0, "timm": 0.98, "transformers": 1.0}
 
 _outcomes: dict[str, dict[str, object]] = {}
 
@@ -61,3 +64,20 @@ def test_traced_share_does_not_regress(package):
     share = len(traced) / len(outcomes)
     misses = "\n".join(f"{o.model.name}: {(o.reasons or ['?'])[0]}" for o in outcomes if o.status != "traced")
     assert share >= FLOORS[package], f"{package}: {len(traced)}/{len(outcomes)} traced\n{misses}"
+
+
+@pytest.mark.parametrize("package", list(TARGETS))
+def test_inputs_are_found_without_declaring_them(package):
+    """With no input declared, the analyzer infers the first one from the layer that consumes it
+    (through helper methods, submodules' forwards and keyword arguments); what it infers must be
+    what the corpus declares (0 wrong), and it must find it for the models it found it for so far."""
+    models = _models(package)
+    if not models:
+        pytest.skip(f"{package} is not installed")
+    results = [discover_first_input(cm) for cm in models]
+    wrong = [f"{r.model.name}: found {r.found}, declared {r.declared}" for r in results if r.status == "wrong"]
+    assert not wrong, "\n".join(wrong)
+    found = [r for r in results if r.status == "found"]
+    misses = "\n".join(f"{r.model.name}: {r.detail[:200]}" for r in results if r.status == "missed")
+    assert len(found) / len(results) >= DISCOVERY_FLOORS[package], \
+        f"{package}: {len(found)}/{len(results)} found\n{misses}"

@@ -11,7 +11,16 @@ shapes. gradxray looks for them, in order, in: a `# gradxray:` pragma on the
 `Annotated` shape annotations; an example call in the same file
 (`model(torch.randn(2, 3, 32, 32))`); the first consumer of the input
 (`nn.Embedding` implies an integer `[B, T]`, `nn.Conv2d(3, ...)` implies
-`[B, 3, H, W]`). When none of these applies, the figures rest on a guess.
+`[B, 3, H, W]`), found through the model's helper methods and its submodules'
+forwards. When none of these applies, the figures rest on a guess.
+
+A `forward` whose inputs all default to `None` (Hugging Face style,
+`forward(self, input_ids=None, attention_mask=None, ...)`) would run with no
+input at all: gradxray infers its first input the same way and notes it here.
+When the `forward` is defined in another file (a model class of an installed
+package, reached through a subclass or a factory function), the note goes on
+the class or factory function of the analysed file, and the pragma may sit
+there.
 
 This is an analysis note (severity *information*): it never fails
 `gradxray check`.
@@ -30,6 +39,13 @@ bound by `--batch` / `--dim` or by `[tool.gradxray]`:
 class Classifier(nn.Module):
     def forward(self, x, mask):  # gradxray: x=[B, T, 768] float32, mask=[B, T] bool
         ...
+```
+
+A class whose `forward` comes from an installed package takes the pragma on
+its own line:
+```python
+class Classifier(transformers.BertForSequenceClassification):  # gradxray: input_ids=[B, T] int64
+    pass
 ```
 
 ## Fix safety
