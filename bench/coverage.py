@@ -4,8 +4,8 @@ small configs -- traced statically from the installed sources and compared with 
 hooks.  Printed per package: models fully traced / missed / wrong / refused with the issue's
 target, the top reasons for misses (the first place each model lost precision, grouped by file and
 message), the static analysis time per model (median, max, and the slowest models), and for how
-many models the analyzer finds the first input with none declared (inferred from the layer that
-first consumes it) and whether it is the declared one.
+many models the analyzer finds the inputs with none declared (inferred from the layers that
+consume them) and whether they are the declared ones.
 
 Needs torchvision, timm and transformers installed (torch 2.14.1 + torchvision 0.29.1 resolve
 here); packages that are absent are skipped.
@@ -27,7 +27,7 @@ import warnings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.corpus.harness import corpus, discover_first_input, run_one  # noqa: E402
+from tests.corpus.harness import corpus, discover_inputs, run_one  # noqa: E402
 from tests.corpus.test_corpus import TARGETS  # noqa: E402
 
 
@@ -81,9 +81,9 @@ def main(argv=None) -> int:
         for o in outcomes:
             if o.status == "wrong":
                 print(f"  WRONG {o.model.name}: " + "; ".join(o.wrong[:3]))
-        found = [discover_first_input(cm) for cm in models]
+        found = [discover_inputs(cm) for cm in models]
         fcounts = collections.Counter(d.status for d in found)
-        print(f"  input found with none declared (from the layer that first consumes it): "
+        print(f"  inputs found with none declared (from the layers that consume them): "
               f"{fcounts['found']}/{len(found)}, {fcounts['wrong']} wrong")
         for d in found:
             if d.status != "found":
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
                                                           if d.status == "wrong" else d.detail[:120]))
         summary.append((package, traced, len(outcomes), counts["wrong"], fcounts["found"], fcounts["wrong"]))
     if summary:
-        print("\npackage        traced   share  target  wrong   input found  wrong")
+        print("\npackage        traced   share  target  wrong   inputs found  wrong")
         for package, traced, n, wrong, found, found_wrong in summary:
             print(f"{package:13s} {traced:3d}/{n:<3d} {traced / n:6.0%}  {TARGETS[package]:6.0%}  {wrong:5d}"
                   f"   {found:3d}/{n:<3d}     {found_wrong:5d}")

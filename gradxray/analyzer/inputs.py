@@ -674,20 +674,33 @@ def infer_from_consumers(fn: ast.FunctionDef, params: list[str], owner, lookup: 
     return out
 
 
+# tensor methods whose result has the tensor's shape: `self.proj(x.to(dtype))` consumes x
+SHAPE_KEEPING_METHODS = frozenset({"to", "float", "half", "bfloat16", "double", "long", "int", "type",
+                                   "contiguous", "clone", "detach"})
+
+
+def _is_param(node, param: str) -> bool:
+    """``param`` itself, or ``param.to(...)`` and other calls that keep its shape."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr in SHAPE_KEEPING_METHODS:
+        node = node.func.value
+    return isinstance(node, ast.Name) and node.id == param
+
+
 def _calls_passing(fn: ast.FunctionDef, param: str):
-    """(call, position, keyword) for each call in ``fn`` (in source order) that passes the name
-    ``param`` as its ``position``-th argument or as ``keyword=`` (the other one None)."""
+    """(call, position, keyword) for each call in ``fn`` (in source order) that passes ``param`` (or
+    ``param.to(...)``) as its ``position``-th argument or as ``keyword=`` (the other one None)."""
     calls = sorted((n for n in ast.walk(fn) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
     for call in calls:
         for i, arg in enumerate(call.args):
             if isinstance(arg, ast.Starred):
                 break                            # later positions are unknown
-            if isinstance(arg, ast.Name) and arg.id == param:
+            if _is_param(arg, param):
                 yield call, i, None
                 break
         else:
             for kw in call.keywords:
-                if kw.arg is not None and isinstance(kw.value, ast.Name) and kw.value.id == param:
+                if kw.arg is not None and _is_param(kw.value, param):
                     yield call, None, kw.arg
                     break
 
@@ -730,23 +743,45 @@ def _rebinding_calls(fn, param: str) -> tuple[set[int], set[int]]:
 _STOPPED = "stopped"     # the input was replaced by a value the search cannot see into: no later consumer counts
 
 
-def _consumer_shape(fn, param: str, owner, lookup: ConsumerLookup, depth: int, seen: set):
-    """The shape ``param`` of ``fn`` is first consumed as, None, or _STOPPED."""
+@dataclass
+class _Frame:
+    """A function on the way from forward to the layer that consumes an input."""
+    fn: ast.FunctionDef
+    param: str                      # the input's name there
+    call: ast.Call | None = None    # the call in ``fn`` that passes it on to the next frame
+
+
+def _consumer_shape(fn, param: str, owner, lookup: ConsumerLookup, depth: int, seen: set,
+                    trail: list | None = None):
+    """The shape ``param`` of ``fn`` is first consumed as, None, or _STOPPED.  ``trail`` receives the
+    frames from ``fn`` to the consumer when one is found."""
     key = (id(fn), param, id(owner))
     if depth > MAX_CONSUMER_DEPTH or key in seen:
         return None
     seen.add(key)
+    frame = _Frame(fn, param)
+    if trail is not None:
+        trail.append(frame)
+    found = _consumer_in(frame, owner, lookup, depth, seen, trail)
+    if trail is not None and (found is None or found is _STOPPED):
+        trail.pop()
+    return found
+
+
+def _consumer_in(frame: _Frame, owner, lookup: ConsumerLookup, depth: int, seen: set, trail):
+    fn, param = frame.fn, frame.param
     rebinding = None
     for call, position, keyword in _calls_passing(fn, param):
+        frame.call = call
         path = dotted_name(call.func) or ""
         parts = path.split(".")[1:] if path.startswith("self.") and path.count(".") <= 4 else []
         method = lookup.method(owner, parts[0]) if len(parts) == 1 else None
         module = lookup.submodule(owner, parts) if parts and method is None else None
         if method is not None:                  # a method of the same module: its parameter
             target = _param_for(method, position, keyword)
-            found = _consumer_shape(method, target, owner, lookup, depth + 1, seen) if target else None
+            found = _consumer_shape(method, target, owner, lookup, depth + 1, seen, trail) if target else None
         elif module is not None:
-            found = _module_input_shape(module, position, keyword, lookup, depth + 1, seen)
+            found = _module_input_shape(module, position, keyword, lookup, depth + 1, seen, trail)
         else:
             found = _STOPPED                     # a call it cannot follow (`blk(x)`, `F.pad(x, ...)`)
         if found is _STOPPED:
@@ -759,10 +794,12 @@ def _consumer_shape(fn, param: str, owner, lookup: ConsumerLookup, depth: int, s
             continue
         if found is not None:
             return found
+    frame.call = None
     return None
 
 
-def _module_input_shape(mod, position, keyword, lookup: ConsumerLookup, depth: int, seen: set):
+def _module_input_shape(mod, position, keyword, lookup: ConsumerLookup, depth: int, seen: set,
+                        trail: list | None = None):
     """The shape ``mod`` expects for the argument at ``position`` / ``keyword`` of its call."""
     if mod is None or depth > MAX_CONSUMER_DEPTH:
         return None
@@ -777,10 +814,171 @@ def _module_input_shape(mod, position, keyword, lookup: ConsumerLookup, depth: i
             layer = next(iter(mod))
         except Exception:
             layer = None
-        found = _module_input_shape(layer, 0, None, lookup, depth + 1, seen)
+        found = _module_input_shape(layer, 0, None, lookup, depth + 1, seen, trail)
         if (found is not None and found is not _STOPPED) or forward is None:
             return found
     if forward is None:                         # a library layer: one that keeps the shape is seen through
         return None if names[0] in SHAPE_KEEPING_LAYERS else _STOPPED
     target = _param_for(forward, position, keyword)
-    return _consumer_shape(forward, target, mod, lookup, depth + 1, seen) if target else None
+    return _consumer_shape(forward, target, mod, lookup, depth + 1, seen, trail) if target else None
+
+
+# --- optional inputs a forward needs ---------------------------------------------------------------
+#
+# An HF encoder-decoder or multimodal model's forward takes every input as optional, yet raises
+# without some of them (T5's decoder: "You have to specify either decoder_input_ids or
+# decoder_inputs_embeds"; CLIP's vision tower: "You have to specify pixel_values").  Such an input is
+# found by following it to its consumer, as above, and reading the `if` chains on the way with what
+# is known of each argument: given (an input the analysis passes), None, or unknown.
+
+def needed_optional_inputs(fn: ast.FunctionDef, given: list[str], owner, lookup: ConsumerLookup) -> list[InputSpec]:
+    """Specs for the parameters of ``owner``'s ``fn`` that default to None and that, passed as None
+    beside the ``given`` ones, reach a ``raise`` on the way to the layer that consumes them, or that
+    layer itself (no ``if`` on the way tests them, none assigns them)."""
+    out = []
+    known = set(given)
+    for arg, default in _params_with_defaults(fn):
+        if arg.arg in known or not _may_be_tensor(arg, default):
+            continue
+        trail: list[_Frame] = []
+        found = _consumer_shape(fn, arg.arg, owner, lookup, 0, set(), trail)
+        if found is None or found is _STOPPED:
+            continue
+        bindings = {a.arg: ("given" if a.arg in known else "none" if _is_none(d) else None)
+                    for a, d in _params_with_defaults(fn)}
+        bindings[arg.arg] = "none"
+        if fn.args.kwarg is not None:            # the analysis passes forward its inputs and nothing else
+            bindings["**" + fn.args.kwarg.arg] = "empty"
+        if _needed_on_the_way(trail, bindings):
+            out.append(InputSpec(arg.arg, found[0], found[1], None, "inferred"))
+            known.add(arg.arg)
+    return out
+
+
+def _params_with_defaults(fn: ast.FunctionDef):
+    """(parameter, default node or None) after ``self``, positional then keyword-only."""
+    a = fn.args
+    positional = positional_params(a)
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    return list(zip(positional[1:], defaults[1:])) + list(zip(a.kwonlyargs, a.kw_defaults))
+
+
+def _is_none(node) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def _needed_on_the_way(trail: list[_Frame], bindings: dict) -> bool:
+    """Whether the input, None, makes a frame raise or reaches its consuming layer as None."""
+    for i, frame in enumerate(trail):
+        if _guard_raises(frame.fn, bindings):
+            return True
+        if frame.call is None:
+            return False
+        if _assigned_before(frame.fn, frame.param, frame.call) or _under_a_test_of(frame.fn, frame.call, frame.param):
+            return False                         # `if ids is None: ids = shift(...)`: it copes without
+        if i + 1 == len(trail):
+            return True                          # the layer that consumes it would get None
+        bindings = _callee_bindings(trail[i + 1], frame.call, bindings)
+    return False
+
+
+def _under_a_test_of(fn: ast.FunctionDef, call: ast.Call, name: str) -> bool:
+    """Whether ``call`` runs only under an ``if`` (or ``... if ... else ...``) whose test reads ``name``."""
+    def visit(node, tested: bool) -> bool | None:
+        if node is call:
+            return tested
+        reads = isinstance(node, (ast.If, ast.IfExp, ast.While)) and any(
+            isinstance(n, ast.Name) and n.id == name for n in ast.walk(node.test))
+        for child in ast.iter_child_nodes(node):
+            inside = tested or (reads and child is not node.test)
+            found = visit(child, inside)
+            if found is not None:
+                return found
+        return None
+    return bool(visit(fn, False))
+
+
+def _assigned_before(fn: ast.FunctionDef, name: str, call: ast.Call) -> bool:
+    """Whether ``fn`` assigns ``name`` on a line before ``call``."""
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and node.lineno < call.lineno:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+                return True
+    return False
+
+
+def _callee_bindings(callee: _Frame, call: ast.Call, caller: dict) -> dict:
+    """What is known of each parameter of ``callee.fn`` (a method: ``self`` first) at ``call``."""
+    params = _params_with_defaults(callee.fn)
+    out = {a.arg: ("none" if _is_none(d) else None) for a, d in params}
+    positional = positional_params(callee.fn.args)[1:]
+    for i, arg in enumerate(call.args):
+        if isinstance(arg, ast.Starred) or i >= len(positional):
+            break
+        out[positional[i].arg] = _argument_state(arg, caller)
+    extra = False
+    for kw in call.keywords:
+        if kw.arg is None:                       # `**kwargs`: known only when the caller's is known empty
+            if not (isinstance(kw.value, ast.Name) and caller.get("**" + kw.value.id) == "empty"):
+                return {name: None for name in out} | {callee.param: "none"}
+        elif kw.arg in out:
+            out[kw.arg] = _argument_state(kw.value, caller)
+        else:
+            extra = True
+    if callee.fn.args.kwarg is not None and not extra:
+        out["**" + callee.fn.args.kwarg.arg] = "empty"
+    out[callee.param] = "none"
+    return out
+
+
+def _argument_state(node, caller: dict):
+    if _is_none(node):
+        return "none"
+    return caller.get(node.id) if isinstance(node, ast.Name) else None
+
+
+def _guard_raises(fn: ast.FunctionDef, bindings: dict) -> bool:
+    """Whether one of the ``if``/``elif``/``else`` chains at the top of ``fn``'s body takes a branch that
+    raises, as far as ``bindings`` decide its tests."""
+    for stmt in fn.body:
+        node = stmt
+        while isinstance(node, ast.If):
+            taken = _truth(node.test, bindings)
+            if taken is None:
+                break
+            if taken:
+                if any(isinstance(s, ast.Raise) for s in node.body):
+                    return True
+                break
+            if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
+                node = node.orelse[0]
+                continue
+            if any(isinstance(s, ast.Raise) for s in node.orelse):
+                return True
+            break
+    return False
+
+
+def _truth(test, bindings: dict) -> bool | None:
+    """The value of an ``if`` test over ``X is None`` / ``X is not None`` of known arguments (``not``,
+    ``and``, ``or``, ``^``), or None when it depends on anything else."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.left, ast.Name) \
+            and _is_none(test.comparators[0]) and isinstance(test.ops[0], (ast.Is, ast.IsNot)):
+        state = bindings.get(test.left.id)
+        if state is None:
+            return None
+        return (state == "none") == isinstance(test.ops[0], ast.Is)
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = _truth(test.operand, bindings)
+        return None if inner is None else not inner
+    if isinstance(test, ast.BoolOp):
+        values = [_truth(v, bindings) for v in test.values]
+        deciding = False if isinstance(test.op, ast.And) else True
+        if deciding in values:
+            return deciding
+        return None if None in values else not deciding
+    if isinstance(test, ast.BinOp) and isinstance(test.op, ast.BitXor):
+        left, right = _truth(test.left, bindings), _truth(test.right, bindings)
+        return None if left is None or right is None else left != right
+    return None

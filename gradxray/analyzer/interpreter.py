@@ -42,6 +42,7 @@ from .gc_pause import paused_gc
 from .exit_stack import ExitStackValue
 from .inputs import (
     ConsumerLookup, discover_inputs, forward_params, infer_from_consumers, make_input_tensors, missing_input_note,
+    needed_optional_inputs,
 )
 from .line_facts import add_step_facts
 from .project import (MUTATING_METHODS, NESTED_SCOPES, ModuleIndex, class_info, import_bindings,
@@ -3395,12 +3396,16 @@ def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings, target
         return None, diags, fwd
     if not found.missing:
         return found.specs, diags, fwd
+    lookup = _ConsumerLookup(interp)
     try:
-        assumed = infer_from_consumers(fwd.node, found.missing, model, _ConsumerLookup(interp))
+        assumed = infer_from_consumers(fwd.node, found.missing, model, lookup)
+        if assumed and found.optional:          # the other inputs it raises without (a decoder's ids)
+            assumed += needed_optional_inputs(fwd.node, [s.name for s in assumed], model, lookup)
     except Exception:
         assumed = None
     note_index = interp.index if anchor is not None else fn_index
-    diags.append(missing_input_note(note_index, ucls.name, fwd.node, found.missing, assumed, anchor))
+    missing = found.missing + [s.name for s in assumed or () if s.name not in found.missing]
+    diags.append(missing_input_note(note_index, ucls.name, fwd.node, missing, assumed, anchor))
     if not assumed:
         return (found.specs if found.optional else None), diags, fwd
     names, _, _ = forward_params(fwd.node)

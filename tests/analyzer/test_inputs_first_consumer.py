@@ -216,6 +216,100 @@ def test_a_replacement_under_an_if_does_not_stop_the_search():
     assert facts(a, line_of(src, "y = self.patch_embed")) == [("y", ("B", "8", "H/4", "W/4"), "float32")]
 
 
+# --- optional inputs an HF-style forward cannot run without ----------------------------------------------
+
+SEQ2SEQ = """\
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+
+        def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
+            if input_ids is not None and inputs_embeds is not None:
+                raise ValueError("You cannot specify both input_ids and inputs_embeds")
+            elif input_ids is not None:
+                inputs_embeds = self.embed(input_ids)
+            elif inputs_embeds is None:
+                raise ValueError("You have to specify either input_ids or inputs_embeds")
+            return inputs_embeds
+
+
+    class Seq2Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = Stack()
+            self.decoder = Stack()
+
+        def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                    decoder_inputs_embeds=None, **kwargs):
+{prepare}
+            memory = self.encoder(input_ids=input_ids, **kwargs)
+            out = self.decoder(input_ids=decoder_input_ids, inputs_embeds=decoder_inputs_embeds, **kwargs)
+            return out + memory.mean(1, keepdim=True)
+"""
+
+
+def test_an_input_the_decoder_raises_without_is_inferred_too():
+    src, a = _analyze(SEQ2SEQ.format(prepare=""), dims={"T": 5})
+    note = _gx901(a)
+    assert "input_ids=[B, T] int64, decoder_input_ids=[B, T] int64" in note.message
+    assert _pragma_of(note) == "  # gradxray: input_ids=[B, T] int64, decoder_input_ids=[B, T] int64"
+    assert facts(a, line_of(src, "out = self.decoder")) == [("out", ("B", "T", "8"), "float32")]
+    assert a.unresolved == []
+
+
+def test_an_input_the_forward_makes_itself_when_none_is_not_inferred():
+    prepare = ("            if decoder_input_ids is None and decoder_inputs_embeds is None:\n"
+               "                decoder_input_ids = input_ids.clone()")
+    src, a = _analyze(SEQ2SEQ.format(prepare=prepare), dims={"T": 5})
+    assert _pragma_of(_gx901(a)) == "  # gradxray: input_ids=[B, T] int64"
+    assert facts(a, line_of(src, "out = self.decoder")) == [("out", ("B", "T", "8"), "float32")]
+
+
+@pytest.mark.parametrize("vision_call, inferred", [
+    # the vision tower reaches its patch layer with whatever it gets: it needs pixel_values
+    ("self.vision(pixel_values=pixel_values)", ", pixel_values=[B, 3, H, W] float32"),
+    # the model runs the vision tower only when pixel_values is given
+    ("self.vision(pixel_values=pixel_values) if pixel_values is not None else 0", ""),
+])
+def test_an_input_a_tower_consumes_unconditionally_is_inferred(vision_call, inferred):
+    _, a = _analyze(f"""\
+        class Vision(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.patch = nn.Conv2d(3, 8, 4, stride=4)
+
+            def forward(self, pixel_values=None):
+                return self.patch(pixel_values.to(torch.float32)).flatten(2).mean(-1)
+
+
+        class Text(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(50, 8)
+
+            def forward(self, input_ids=None, token_type_ids=None):
+                h = self.embed(input_ids)
+                if token_type_ids is not None:
+                    h = h + self.embed(token_type_ids)
+                return h.mean(1)
+
+
+        class Clip(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.text = Text()
+                self.vision = Vision()
+
+            def forward(self, input_ids=None, pixel_values: torch.FloatTensor | None = None, token_type_ids=None):
+                text = self.text(input_ids, token_type_ids=token_type_ids)
+                image = {vision_call}
+                return text + image
+    """, dims={"T": 5, "H": 8, "W": 8})
+    assert _pragma_of(_gx901(a)) == "  # gradxray: input_ids=[B, T] int64" + inferred
+    assert a.unresolved == []
+
+
 # --- a forward defined in another file --------------------------------------------------------------
 
 LIB = """\

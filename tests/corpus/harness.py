@@ -259,9 +259,9 @@ def run_one(cm: CorpusModel) -> Outcome:
 class Discovered:
     model: CorpusModel
     status: str                        # found | wrong | missed
-    declared: tuple                    # (name, dims, dtype) of the first declared input
-    found: tuple | None                # (name, dims, dtype) discovered for that parameter, or None
-    detail: str = ""                   # why it was missed
+    declared: dict                     # name -> (dims, dtype) of the corpus's declared inputs
+    found: dict                        # name -> (dims, dtype) the analyzer found with none declared
+    detail: str = ""                   # why it missed
 
 
 def _spec_parts(text: str) -> tuple[tuple, str]:
@@ -277,24 +277,25 @@ def _same_input(found: tuple, declared: tuple) -> bool:
         f == d or (isinstance(f, str) and isinstance(d, int)) for f, d in zip(found, declared))
 
 
-def discover_first_input(cm: CorpusModel) -> Discovered:
-    """What the analyzer finds, with no input declared, for the target's first declared input (its
-    inference from the layer that first consumes it), compared with the declared one."""
+def discover_inputs(cm: CorpusModel) -> Discovered:
+    """The inputs the analyzer finds for the target with none declared (inferred from the layers that
+    consume them; for a forward whose inputs all default to None, the first one and those it cannot
+    run without), compared with the declared ones: *found* when they are the same inputs with the same
+    shapes, *wrong* when one differs or is not declared, *missed* when one is not found."""
     from gradxray.analyzer import Settings, build_target
 
-    name, text = next(iter(cm.inputs.items()))
-    dims, dtype = _spec_parts(text)
-    declared = (name, dims, dtype)
+    declared = {name: _spec_parts(text) for name, text in cm.inputs.items()}
     # discovery names the dims it does not know: bind the usual ones so that the build goes on
     bindings = {"H": IMAGE, "W": IMAGE, "T": TOKENS, **cm.dims}
     try:
         _model, _inputs, forward = build_target(cm.path, cm.builder, Settings(batch=BATCH, dims=bindings))
     except Exception as e:                       # no input found: the analyzer says so and stops
-        return Discovered(cm, "missed", declared, None, f"{type(e).__name__}: {e}")
-    specs = {s.name: s for s in forward.input_specs or ()}
-    spec = specs.get(name)
-    if spec is None or spec.dims is None:
-        return Discovered(cm, "missed", declared, None, f"found {sorted(specs)}")
-    found = (name, tuple(spec.dims), spec.dtype)
-    ok = _same_input(found[1], dims) and spec.dtype == dtype
-    return Discovered(cm, "found" if ok else "wrong", declared, found)
+        return Discovered(cm, "missed", declared, {}, f"{type(e).__name__}: {e}")
+    found = {s.name: (tuple(s.dims), s.dtype) for s in forward.input_specs or () if s.dims is not None}
+    for name, (dims, dtype) in found.items():
+        if name not in declared or not _same_input(dims, declared[name][0]) or dtype != declared[name][1]:
+            return Discovered(cm, "wrong", declared, found)
+    missing = sorted(set(declared) - set(found))
+    if missing:
+        return Discovered(cm, "missed", declared, found, f"not found: {', '.join(missing)}")
+    return Discovered(cm, "found", declared, found)

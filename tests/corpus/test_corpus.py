@@ -12,13 +12,13 @@ import importlib.util
 
 import pytest
 
-from tests.corpus.harness import corpus, discover_first_input, run_one
+from tests.corpus.harness import corpus, discover_inputs, run_one
 
 TARGETS = {"torchvision": 0.95, "timm": 0.85, "transformers": 0.85}
 # the share of each package's corpus traced completely today: a regression guard, raised as coverage grows
 FLOORS = {"torchvision": 1.0, "timm": 0.98, "transformers": 1.0}
-# the share of each package's corpus whose first input the analyzer finds with none declared (from the
-# layer that first consumes it): a regression guard like FLOORS
+# the share of each package's corpus whose inputs the analyzer finds with none declared (from the layers
+# that consume them): a regression guard like FLOORS
 DISCOVERY_FLOORS = {"torchvision": 1.0, "timm": 0.98, "transformers": 1.0}
 
 _outcomes: dict[str, dict[str, object]] = {}
@@ -68,13 +68,15 @@ def test_traced_share_does_not_regress(package):
 
 @pytest.mark.parametrize("package", list(TARGETS))
 def test_inputs_are_found_without_declaring_them(package):
-    """With no input declared, the analyzer infers the first one from the layer that consumes it
-    (through helper methods, submodules' forwards and keyword arguments); what it infers must be
-    what the corpus declares (0 wrong), and it must find it for the models it found it for so far."""
+    """With no input declared, the analyzer infers the inputs from the layers that consume them
+    (through helper methods, submodules' forwards and keyword arguments; for HF forwards, whose
+    inputs all default to None, the first one and those the model cannot run without, like T5's
+    decoder_input_ids): they must be the declared ones (0 wrong), found for the models they were
+    found for so far."""
     models = _models(package)
     if not models:
         pytest.skip(f"{package} is not installed")
-    results = [discover_first_input(cm) for cm in models]
+    results = [discover_inputs(cm) for cm in models]
     wrong = [f"{r.model.name}: found {r.found}, declared {r.declared}" for r in results if r.status == "wrong"]
     assert not wrong, "\n".join(wrong)
     found = [r for r in results if r.status == "found"]

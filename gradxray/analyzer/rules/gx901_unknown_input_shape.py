@@ -16,7 +16,9 @@ forwards. When none of these applies, the figures rest on a guess.
 
 A `forward` whose inputs all default to `None` (Hugging Face style,
 `forward(self, input_ids=None, attention_mask=None, ...)`) would run with no
-input at all: gradxray infers its first input the same way and notes it here.
+input at all: gradxray infers its first input the same way, with the other
+inputs it cannot run without (an encoder-decoder's `decoder_input_ids`), and
+notes them here.
 When the `forward` is defined in another file (a model class of an installed
 package, reached through a subclass or a factory function), the note goes on
 the class or factory function of the analysed file, and the pragma may sit
