@@ -3399,10 +3399,13 @@ def forward_inputs(interp: Interpreter, model, ucls: UserClass, settings, target
     lookup = _ConsumerLookup(interp)
     try:
         assumed = infer_from_consumers(fwd.node, found.missing, model, lookup)
-        if assumed and found.optional:          # the other inputs it raises without (a decoder's ids)
-            assumed += needed_optional_inputs(fwd.node, [s.name for s in assumed], model, lookup)
-    except Exception:
+    except Exception:                           # a guess that fails is no guess (GX901 says so)
         assumed = None
+    if assumed and found.optional:              # the other inputs it raises without (a decoder's ids)
+        try:
+            assumed += needed_optional_inputs(fwd.node, [s.name for s in assumed], model, lookup)
+        except Exception:
+            pass
     note_index = interp.index if anchor is not None else fn_index
     missing = found.missing + [s.name for s in assumed or () if s.name not in found.missing]
     diags.append(missing_input_note(note_index, ucls.name, fwd.node, missing, assumed, anchor))

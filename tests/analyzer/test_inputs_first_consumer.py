@@ -407,3 +407,28 @@ def test_none_is_an_input_value_on_the_command_line_too():
     assert parse_input_spec("[B,T]:int64") == "[B, T]:int64"
     with pytest.raises(ValueError, match="or None"):
         parse_input_spec("none-ish")
+
+
+@pytest.mark.parametrize("signature, body", [
+    ("self, *args, **kwargs", "return self.fc(*args)"),
+    ("self, x=None, *, y=None", "return self.fc(y if x is None else x)"),
+    ("self, x=None", "return self.fc(" + " + ".join(["x"] * 400) + ")"),         # a deep expression
+    ("self, x=None", "return self.helper(x)"),                                  # a staticmethod, not followed
+    ("self, x=None", "return self.fc(x) if self.training else self.missing(x)"),
+])
+def test_odd_forwards_get_a_note_or_a_guess_never_a_crash(signature, body):
+    _, a = _analyze(f"""\
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+
+            @staticmethod
+            def helper(x):
+                return x
+
+            def forward({signature}):
+                {body}
+    """)
+    assert a.error is None
+    assert len([d for d in a.diagnostics if d.code == "GX901"]) <= 1
