@@ -782,8 +782,11 @@ def _consumer_in(frame: _Frame, owner, lookup: ConsumerLookup, depth: int, seen:
             found = _consumer_shape(method, target, owner, lookup, depth + 1, seen, trail) if target else None
         elif module is not None:
             found = _module_input_shape(module, position, keyword, lookup, depth + 1, seen, trail)
+        elif (element := _loop_element(fn, call, owner, lookup)) is not None:
+            # `for blk in self.blocks: x = blk(x)`: the first block consumes it first
+            found = _module_input_shape(element, position, keyword, lookup, depth + 1, seen, trail)
         else:
-            found = _STOPPED                     # a call it cannot follow (`blk(x)`, `F.pad(x, ...)`)
+            found = _STOPPED                     # a call it cannot follow (`embed(x)`, `F.pad(x, ...)`)
         if found is _STOPPED:
             if rebinding is None:
                 rebinding = _rebinding_calls(fn, param)
@@ -795,6 +798,50 @@ def _consumer_in(frame: _Frame, owner, lookup: ConsumerLookup, depth: int, seen:
         if found is not None:
             return found
     frame.call = None
+    return None
+
+
+def _loop_element(fn, call: ast.Call, owner, lookup: ConsumerLookup):
+    """The module a call of a loop variable makes first: ``blk`` of ``for blk in self.blocks``,
+    ``for i, blk in enumerate(self.blocks)``, ``for embed, blk in zip(self.embeds, self.blocks)``,
+    ``for blk in self.stages.values()`` (a ModuleDict), the loop being around ``call``; else None."""
+    if not isinstance(call.func, ast.Name):
+        return None
+    for node in ast.walk(fn):
+        if isinstance(node, ast.For) and node.lineno < call.lineno <= (node.end_lineno or node.lineno):
+            source = _iterated_by(node.target, node.iter, call.func.id)
+            if source is not None:
+                parts, values = source
+                holder = lookup.submodule(owner, parts)
+                try:
+                    element = next(iter(holder.values() if values else holder)) if holder is not None else None
+                except Exception:
+                    element = None
+                is_module = any(k.__name__ == "Module" for k in type(element).__mro__)
+                return element if is_module else None
+    return None
+
+
+def _iterated_by(target, iterable, name: str):
+    """(path after ``self.`` of the container, whether its ``values()`` are iterated) when the loop
+    target ``target`` over ``iterable`` binds ``name`` to its elements, else None."""
+    if isinstance(target, ast.Name):
+        if target.id != name:
+            return None
+        values = isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Attribute) \
+            and iterable.func.attr == "values" and not iterable.args
+        path = dotted_name(iterable.func.value if values else iterable) or ""
+        return (path.split(".")[1:], values) if path.startswith("self.") and path.count(".") <= 4 else None
+    if not (isinstance(target, ast.Tuple) and isinstance(iterable, ast.Call)):
+        return None
+    called = dotted_name(iterable.func)
+    if called == "enumerate" and len(target.elts) == 2 and iterable.args:
+        return _iterated_by(target.elts[1], iterable.args[0], name)
+    if called == "zip" and len(target.elts) == len(iterable.args):
+        for t, it in zip(target.elts, iterable.args):
+            found = _iterated_by(t, it, name)
+            if found is not None:
+                return found
     return None
 
 

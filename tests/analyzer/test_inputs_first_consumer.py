@@ -148,17 +148,17 @@ def test_positions_and_keywords_map_to_the_submodule_forward_parameters():
 
 
 def test_an_input_replaced_by_an_unfollowed_call_stops_the_search():
-    # `x = blk(x)` (a loop variable) replaces x: the head after it does not consume the input
+    # `x = blk(x)` of a block it cannot tell: the head after it does not consume the input
     _, a = _analyze("""\
         class Net(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.blocks = nn.ModuleList([nn.Linear(32, 16)])
+                self.block0 = nn.Linear(32, 16)
                 self.head = nn.Linear(16, 2)
 
             def forward_features(self, x):
-                for blk in self.blocks:
-                    x = blk(x)
+                blk = getattr(self, "block" + str(0))
+                x = blk(x)
                 return x
 
             def forward(self, x):
@@ -167,6 +167,40 @@ def test_an_input_replaced_by_an_unfollowed_call_stops_the_search():
     """)
     note = _gx901(a)
     assert note.fix is None and "x=[B, ...] float32" in note.message
+
+
+@pytest.mark.parametrize("loop", [
+    "for blk in self.blocks:\n                    x = blk(x)",
+    "for i, blk in enumerate(self.blocks):\n                    x = blk(x)",
+    "for drop, blk in zip(self.drops, self.blocks):\n                    x = drop(x)\n                    x = blk(x)",
+    "for blk in self.named.values():\n                    x = blk(x)",
+])
+def test_the_first_element_of_a_loop_over_submodules_is_followed(loop):
+    src, a = _analyze(f"""\
+        class Block(nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.fc = nn.Linear(width, 16)
+
+            def forward(self, x):
+                return self.fc(x)
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = nn.ModuleList([Block(32), Block(16)])
+                self.named = nn.ModuleDict({{"a": Block(32), "b": Block(16)}})
+                self.drops = nn.ModuleList([nn.Dropout(0.1), nn.Dropout(0.1)])
+                self.head = nn.Linear(16, 2)
+
+            def forward(self, x):
+                {loop}
+                y = self.head(x)
+                return y
+    """)
+    assert _pragma_of(_gx901(a)) == "  # gradxray: x=[B, 32] float32"
+    assert facts(a, line_of(src, "y = self.head")) == [("y", ("B", "2"), "float32")]
 
 
 @pytest.mark.parametrize("layer, inferred", [
