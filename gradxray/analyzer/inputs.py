@@ -529,14 +529,8 @@ def _may_be_tensor(arg: ast.arg, default) -> bool:
 
 def _first_param_and_default(fn: ast.FunctionDef):
     """(the first parameter after ``self``, its default node or None), or (None, None)."""
-    a = fn.args
-    positional = positional_params(a)[1:]
-    if positional:
-        defaults = [None] * (len(positional_params(a)) - len(a.defaults)) + list(a.defaults)
-        return positional[0], defaults[1]
-    if a.kwonlyargs:
-        return a.kwonlyargs[0], a.kw_defaults[0]
-    return None, None
+    params = _params_with_defaults(fn)
+    return params[0] if params else (None, None)
 
 
 def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings,
@@ -715,6 +709,13 @@ def _param_for(fn: ast.FunctionDef, position: int | None, keyword: str | None) -
     return keyword if keyword in names else None
 
 
+def _assigns(stmt, name: str) -> bool:
+    """Whether ``stmt`` is an assignment whose targets bind ``name`` (``x = ...``, ``x, size = ...``)."""
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+        [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else []
+    return any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t))
+
+
 def _rebinding_calls(fn, param: str) -> tuple[set[int], set[int]]:
     """(ids of the calls whose result is assigned to ``param`` again -- ``x = f(x)``, ``x, size =
     embed(x)`` --, the ids of those among them that run only under an ``if``)."""
@@ -722,10 +723,7 @@ def _rebinding_calls(fn, param: str) -> tuple[set[int], set[int]]:
 
     def visit(body, under_if):
         for node in body:
-            targets = node.targets if isinstance(node, ast.Assign) else \
-                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
-            if isinstance(getattr(node, "value", None), ast.Call) and any(
-                    isinstance(n, ast.Name) and n.id == param for t in targets for n in ast.walk(t)):
+            if isinstance(getattr(node, "value", None), ast.Call) and _assigns(node, param):
                 out.add(id(node.value))
                 if under_if:
                     conditional.add(id(node.value))
@@ -947,12 +945,8 @@ def _under_a_test_of(fn: ast.FunctionDef, call: ast.Call, name: str) -> bool:
 
 def _assigned_before(fn: ast.FunctionDef, name: str, call: ast.Call) -> bool:
     """Whether ``fn`` assigns ``name`` on a line before ``call``."""
-    for node in ast.walk(fn):
-        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and node.lineno < call.lineno:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
-                return True
-    return False
+    return any(isinstance(node, ast.stmt) and node.lineno < call.lineno and _assigns(node, name)
+               for node in ast.walk(fn))
 
 
 def _callee_bindings(callee: _Frame, call: ast.Call, caller: dict) -> dict:
