@@ -120,3 +120,55 @@ async def _eventually(read, expected, timeout: float = 120.0):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still {value!r} after {timeout} s")
         await asyncio.sleep(0.1)
+
+
+BASE = """\
+import torch.nn as nn
+
+
+class Base(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+
+    def forward(self, input_ids=None, attention_mask=None):
+        return self.emb(input_ids)
+"""
+
+MINE = """\
+from pkg.base import Base
+
+
+class Mine(Base):
+    pass
+"""
+
+
+async def test_an_inherited_forward_gets_its_note_and_pragma_on_the_subclass_line(client: LanguageClient, tmp_path):
+    """The forward is in another file (as a model class of an installed package would be): the GX901 note
+    of the analysed file's class sits on its line, and its quick fix puts the assumed pragma there."""
+    (tmp_path / "pyproject.toml").write_text("")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "base.py").write_text(BASE)
+    mine_path = pkg / "mine.py"
+    mine_path.write_text(MINE)
+    mine = open_doc(client, mine_path, MINE)
+    [note] = (await diagnostics_for(client, mine)).diagnostics
+    class_line = MINE.splitlines().index("class Mine(Base):")
+    assert note.code == "GX901" and note.severity == types.DiagnosticSeverity.Information
+    assert note.range.start.line == class_line
+    assert "input_ids=[B, T] int64" in note.message and "--input" in note.message
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=mine), range=note.range,
+        context=types.CodeActionContext(diagnostics=[note])))
+    fixes = [a for a in actions if a.title.startswith("Insert an input-shape pragma")]
+    assert len(fixes) == 1, [a.title for a in actions]
+    [fix] = fixes
+    [edit] = fix.edit.changes[mine]
+    assert edit.new_text == "  # gradxray: input_ids=[B, T] int64"
+    assert edit.range.start == types.Position(line=class_line, character=len("class Mine(Base):"))
+    # with the pragma in place, nothing is left to say
+    _change(client, mine, 2, MINE.replace("class Mine(Base):", "class Mine(Base):" + edit.new_text))
+    assert await _eventually(lambda: _current_diagnostics(client, mine), lambda ds: len(ds) == 0) == []
