@@ -522,15 +522,7 @@ class Discovery:
 def _may_be_tensor(arg: ast.arg, default) -> bool:
     """Whether a parameter defaulting to None may be the tensor input: unannotated, or annotated with
     a type that names a tensor (``Optional[torch.LongTensor]``, ``torch.Tensor | None``)."""
-    if not (isinstance(default, ast.Constant) and default.value is None):
-        return False
-    return arg.annotation is None or "Tensor" in ast.unparse(arg.annotation)
-
-
-def _first_param_and_default(fn: ast.FunctionDef):
-    """(the first parameter after ``self``, its default node or None), or (None, None)."""
-    params = _params_with_defaults(fn)
-    return params[0] if params else (None, None)
+    return _is_none(default) and (arg.annotation is None or "Tensor" in ast.unparse(arg.annotation))
 
 
 def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, settings,
@@ -603,9 +595,9 @@ def discover_inputs(index: ModuleIndex, class_name: str, fn: ast.FunctionDef, se
         return Discovery(ordered, diags, [], fatal=True)
     missing = [n for n in names if n in required and n not in specs]
     if not specs and not missing:
-        first, default = _first_param_and_default(fn)
-        if first is not None and _may_be_tensor(first, default):
-            return Discovery(ordered, diags, [first.arg], optional=True)
+        params = _params_with_defaults(fn)
+        if params and _may_be_tensor(*params[0]):
+            return Discovery(ordered, diags, [params[0][0].arg], optional=True)
     return Discovery(ordered, diags, missing)
 
 
@@ -679,6 +671,21 @@ def _is_param(node, param: str) -> bool:
             and node.func.attr in SHAPE_KEEPING_METHODS:
         node = node.func.value
     return isinstance(node, ast.Name) and node.id == param
+
+
+def _self_path(node) -> list[str] | None:
+    """``["a", "b"]`` for ``self.a.b`` (at most 4 attributes deep), else None."""
+    path = dotted_name(node) or ""
+    return path.split(".")[1:] if path.startswith("self.") and path.count(".") <= 4 else None
+
+
+def _first_element(container, values: bool = False):
+    """The first module a ModuleList / Sequential (or a ModuleDict's ``values()``) holds, else None."""
+    try:
+        element = next(iter(container.values() if values else container))
+    except Exception:
+        return None
+    return element if any(k.__name__ == "Module" for k in type(element).__mro__) else None
 
 
 def _calls_passing(fn: ast.FunctionDef, param: str):
@@ -771,8 +778,7 @@ def _consumer_in(frame: _Frame, owner, lookup: ConsumerLookup, depth: int, seen:
     rebinding = None
     for call, position, keyword in _calls_passing(fn, param):
         frame.call = call
-        path = dotted_name(call.func) or ""
-        parts = path.split(".")[1:] if path.startswith("self.") and path.count(".") <= 4 else []
+        parts = _self_path(call.func) or []
         method = lookup.method(owner, parts[0]) if len(parts) == 1 else None
         module = lookup.submodule(owner, parts) if parts and method is None else None
         if method is not None:                  # a method of the same module: its parameter
@@ -811,12 +817,7 @@ def _loop_element(fn, call: ast.Call, owner, lookup: ConsumerLookup):
             if source is not None:
                 parts, values = source
                 holder = lookup.submodule(owner, parts)
-                try:
-                    element = next(iter(holder.values() if values else holder)) if holder is not None else None
-                except Exception:
-                    element = None
-                is_module = any(k.__name__ == "Module" for k in type(element).__mro__)
-                return element if is_module else None
+                return _first_element(holder, values) if holder is not None else None
     return None
 
 
@@ -828,8 +829,8 @@ def _iterated_by(target, iterable, name: str):
             return None
         values = isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Attribute) \
             and iterable.func.attr == "values" and not iterable.args
-        path = dotted_name(iterable.func.value if values else iterable) or ""
-        return (path.split(".")[1:], values) if path.startswith("self.") and path.count(".") <= 4 else None
+        parts = _self_path(iterable.func.value if values else iterable)
+        return (parts, values) if parts is not None else None
     if not (isinstance(target, ast.Tuple) and isinstance(iterable, ast.Call)):
         return None
     called = dotted_name(iterable.func)
@@ -855,11 +856,7 @@ def _module_input_shape(mod, position, keyword, lookup: ConsumerLookup, depth: i
     names = [k.__name__ for k in type(mod).__mro__]
     forward = lookup.method(mod, "forward")
     if ("Sequential" in names or "ModuleList" in names) and hasattr(mod, "__iter__") and first:
-        try:
-            layer = next(iter(mod))
-        except Exception:
-            layer = None
-        found = _module_input_shape(layer, 0, None, lookup, depth + 1, seen, trail)
+        found = _module_input_shape(_first_element(mod), 0, None, lookup, depth + 1, seen, trail)
         if (found is not None and found is not _STOPPED) or forward is None:
             return found
     if forward is None:                         # a library layer: one that keeps the shape is seen through

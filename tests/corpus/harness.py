@@ -162,11 +162,11 @@ def _all_tensors(value) -> list:
 def _torch_input(spec: str, dims: dict[str, int], device):
     import torch
 
-    shape_text, _, dtype = spec.partition(":")
-    shape = [int(dims.get(d.strip(), d.strip())) for d in shape_text.strip("[] ").split(",")]
+    parts, dtype = _spec_parts(spec)
+    shape = [int(dims.get(d, d)) for d in parts]
     if dtype.startswith("int"):
         return torch.randint(0, 10, shape, dtype=getattr(torch, dtype), device=device)
-    return torch.randn(shape, dtype=getattr(torch, dtype or "float32"), device=device)
+    return torch.randn(shape, dtype=getattr(torch, dtype), device=device)
 
 
 def torch_shapes(cm: CorpusModel, dims: dict[str, int]):
